@@ -1,0 +1,21 @@
+//! Atomic file writes: temp file in the same directory, fsync, rename.
+//! A reader sees the old file or the new one, never half of one.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_data()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
+    write(path, &bytes)
+}

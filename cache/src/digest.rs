@@ -1,0 +1,91 @@
+//! Typed blake3 digests. `FileDigest` names content; `ActionKey` names a task's fingerprint.
+//! Keeping them apart stops a file hash from ever being looked up as an action.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+macro_rules! digest_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub [u8; 32]);
+
+        impl $name {
+            pub fn from_hash(h: blake3::Hash) -> Self {
+                Self(*h.as_bytes())
+            }
+            pub fn to_hex(&self) -> String {
+                blake3::Hash::from_bytes(self.0).to_hex().to_string()
+            }
+            /// The first 12 hex characters, for humans.
+            pub fn short(&self) -> String {
+                self.to_hex()[..12].to_string()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.short())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = blake3::HexError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                blake3::Hash::from_hex(s).map(Self::from_hash)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_hex())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+digest_type!(
+    /// blake3 of a file's (or blob's) content.
+    FileDigest
+);
+digest_type!(
+    /// blake3 of a task's fingerprint: the name of its result.
+    ActionKey
+);
+
+impl FileDigest {
+    pub fn of(bytes: &[u8]) -> Self {
+        Self::from_hash(blake3::hash(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_serde() {
+        let d = FileDigest::of(b"hello");
+        let s = serde_json::to_string(&d).unwrap();
+        assert_eq!(s.len(), 66);
+        let back: FileDigest = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, d);
+        assert_eq!(d.short().len(), 12);
+        assert!("zz".parse::<FileDigest>().is_err());
+    }
+}

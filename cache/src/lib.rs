@@ -1,0 +1,22 @@
+//! lifeos-cache: everything lifeos keeps on disk.
+//!
+//! - [`digest`]: typed blake3 digests (a file digest is not an action key).
+//! - [`snapshot`]: one file-system view per run; the stat cache decides what to re-hash.
+//! - [`blobs`]: content-addressed store for outputs, logs and fingerprints.
+//! - [`records`]: action records (key → result) and the per-task index a no-op run loads.
+//! - [`dir`]: the cache directory layout, its lock, stats, prune and clean.
+
+pub mod atomic;
+pub mod blobs;
+pub mod digest;
+pub mod dir;
+pub mod inputs;
+pub mod records;
+pub mod snapshot;
+
+pub use blobs::BlobStore;
+pub use digest::{ActionKey, FileDigest};
+pub use dir::CacheDir;
+pub use inputs::{InputSet, InputSetError};
+pub use records::{ActionRecord, OutputFile, RecordStore};
+pub use snapshot::{FileMeta, Snapshot};

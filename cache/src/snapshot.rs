@@ -1,0 +1,394 @@
+//! One file-system view per run. Directory walks are memoised; file digests come from the
+//! persisted stat cache when (size, mtime, ctime, inode, mode) are unchanged, so a no-op run
+//! reads no file contents. Only new or changed files are hashed, in parallel on rayon.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::FileDigest;
+use crate::inputs::InputSet;
+
+/// A file seen by a walk. Symlinks are not followed: their digest is that of the link target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Relative to the snapshot root, '/'-separated.
+    pub rel: String,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+    pub mode: u32,
+    pub symlink: bool,
+}
+
+impl FileMeta {
+    fn from_metadata(rel: String, m: &fs::Metadata) -> Self {
+        Self {
+            rel,
+            size: m.len(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            ino: m.ino(),
+            mode: m.mode(),
+            symlink: m.file_type().is_symlink(),
+        }
+    }
+
+    pub fn executable(&self) -> bool {
+        self.mode & 0o111 != 0
+    }
+
+    fn stamp(&self) -> Stamp {
+        (self.size, self.mtime_ns, self.ctime_ns, self.ino, self.mode)
+    }
+}
+
+type Stamp = (u64, i64, i64, u64, u32);
+
+#[derive(Serialize, Deserialize, Default)]
+struct StatCacheFile {
+    version: u32,
+    entries: HashMap<String, (u64, i64, i64, u64, u32, FileDigest)>,
+}
+
+const STAT_CACHE_VERSION: u32 = 1;
+
+/// Files changed this recently are hashed but not remembered: their mtime may not yet show a
+/// second write within the same clock tick (git's "racily clean" problem).
+const RACY_WINDOW_NS: i64 = 2_000_000_000;
+
+pub struct Snapshot {
+    root: PathBuf,
+    skip_dirs: Vec<PathBuf>,
+    cache_file: Option<PathBuf>,
+    stat: Mutex<HashMap<String, (Stamp, FileDigest)>>,
+    dirty: Mutex<bool>,
+    walks: Mutex<HashMap<String, Arc<Vec<FileMeta>>>>,
+    started_ns: i64,
+    hashed: std::sync::atomic::AtomicUsize,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn under(root: &str, rel: &str) -> bool {
+    root.is_empty()
+        || rel == root
+        || (rel.len() > root.len() && rel.starts_with(root) && rel.as_bytes()[root.len()] == b'/')
+}
+
+impl Snapshot {
+    /// `cache_file` persists the stat cache between runs; a missing or corrupt one is empty.
+    pub fn open(root: &Path, cache_file: Option<PathBuf>) -> Self {
+        let mut stat = HashMap::new();
+        if let Some(bytes) = cache_file.as_ref().and_then(|p| fs::read(p).ok()) {
+            if let Ok(f) = serde_json::from_slice::<StatCacheFile>(&bytes) {
+                if f.version == STAT_CACHE_VERSION {
+                    stat = f
+                        .entries
+                        .into_iter()
+                        .map(|(k, (a, b, c, d, e, dg))| (k, ((a, b, c, d, e), dg)))
+                        .collect();
+                }
+            }
+        }
+        Self {
+            root: root.to_path_buf(),
+            skip_dirs: vec![root.join(".git")],
+            cache_file,
+            stat: Mutex::new(stat),
+            dirty: Mutex::new(false),
+            walks: Mutex::new(HashMap::new()),
+            started_ns: now_ns(),
+            hashed: Default::default(),
+        }
+    }
+
+    /// Never walk into this directory (the cache directory itself, for one).
+    pub fn skip_dir(&mut self, dir: PathBuf) {
+        self.skip_dirs.push(dir);
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// How many files had their contents read and hashed in this run.
+    pub fn files_hashed(&self) -> usize {
+        self.hashed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// All files under `rel_root` ("" = the whole root), sorted by path. A root naming a file
+    /// yields that file; a missing root yields nothing.
+    pub fn walk(&self, rel_root: &str) -> io::Result<Arc<Vec<FileMeta>>> {
+        let rel_root = rel_root.trim_end_matches('/');
+        {
+            let walks = self.walks.lock().unwrap();
+            if let Some(w) = walks.get(rel_root) {
+                return Ok(w.clone());
+            }
+            // An ancestor already walked has every file we need.
+            if let Some((_, w)) = walks.iter().find(|(r, _)| under(r, rel_root)) {
+                let files: Vec<FileMeta> = w
+                    .iter()
+                    .filter(|f| under(rel_root, &f.rel))
+                    .cloned()
+                    .collect();
+                return Ok(Arc::new(files));
+            }
+        }
+        let files = Arc::new(self.walk_uncached(rel_root)?);
+        self.walks
+            .lock()
+            .unwrap()
+            .insert(rel_root.to_string(), files.clone());
+        Ok(files)
+    }
+
+    fn walk_uncached(&self, rel_root: &str) -> io::Result<Vec<FileMeta>> {
+        let abs = if rel_root.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel_root)
+        };
+        let meta = match fs::symlink_metadata(&abs) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(e),
+        };
+        if !meta.is_dir() {
+            return Ok(vec![FileMeta::from_metadata(rel_root.to_string(), &meta)]);
+        }
+        let out = Mutex::new(Vec::new());
+        let first_err: Mutex<Option<io::Error>> = Mutex::new(None);
+        let skip = self.skip_dirs.clone();
+        let root = self.root.clone();
+        ignore::WalkBuilder::new(&abs)
+            .standard_filters(false)
+            .follow_links(false)
+            .filter_entry(move |e| !skip.iter().any(|s| e.path() == s))
+            .build_parallel()
+            .run(|| {
+                let out = &out;
+                let first_err = &first_err;
+                let root = &root;
+                Box::new(move |entry| {
+                    match entry {
+                        Ok(e) => {
+                            let is_dir = e.file_type().is_some_and(|t| t.is_dir());
+                            if !is_dir {
+                                match e.path().symlink_metadata() {
+                                    Ok(m) => {
+                                        let rel = e
+                                            .path()
+                                            .strip_prefix(root)
+                                            .unwrap_or(e.path())
+                                            .to_string_lossy()
+                                            .into_owned();
+                                        out.lock().unwrap().push(FileMeta::from_metadata(rel, &m));
+                                    }
+                                    // Deleted between readdir and stat: it is simply not there.
+                                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                                    Err(err) => {
+                                        first_err.lock().unwrap().get_or_insert(err);
+                                    }
+                                }
+                            }
+                        }
+                        Err(err) => {
+                            let err = err
+                                .into_io_error()
+                                .unwrap_or_else(|| io::Error::other("walk failed"));
+                            if err.kind() != io::ErrorKind::NotFound {
+                                first_err.lock().unwrap().get_or_insert(err);
+                            }
+                        }
+                    }
+                    ignore::WalkState::Continue
+                })
+            });
+        if let Some(e) = first_err.into_inner().unwrap() {
+            return Err(e);
+        }
+        let mut files = out.into_inner().unwrap();
+        files.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
+        Ok(files)
+    }
+
+    /// The files an input set selects, sorted by path.
+    pub fn select(&self, inputs: &InputSet) -> io::Result<Vec<FileMeta>> {
+        let mut out = Vec::new();
+        for root in inputs.roots() {
+            for f in self.walk(root)?.iter() {
+                if inputs.matches(&f.rel) {
+                    out.push(f.clone());
+                }
+            }
+        }
+        out.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
+        out.dedup_by(|a, b| a.rel == b.rel);
+        Ok(out)
+    }
+
+    /// Digests of `files`, from the stat cache where the stamp matches, else hashed in parallel.
+    pub fn digests(&self, files: &[FileMeta]) -> io::Result<Vec<FileDigest>> {
+        let mut out: Vec<Option<FileDigest>> = Vec::with_capacity(files.len());
+        let mut misses = Vec::new();
+        {
+            let stat = self.stat.lock().unwrap();
+            for (i, f) in files.iter().enumerate() {
+                match stat.get(&f.rel) {
+                    Some((stamp, d)) if *stamp == f.stamp() => out.push(Some(*d)),
+                    _ => {
+                        out.push(None);
+                        misses.push(i);
+                    }
+                }
+            }
+        }
+        if misses.is_empty() {
+            return Ok(out.into_iter().map(Option::unwrap).collect());
+        }
+        let hashed: Vec<io::Result<FileDigest>> = misses
+            .par_iter()
+            .map(|&i| hash_file(&self.root.join(&files[i].rel), files[i].symlink))
+            .collect();
+        self.hashed
+            .fetch_add(misses.len(), std::sync::atomic::Ordering::Relaxed);
+        let mut stat = self.stat.lock().unwrap();
+        for (&i, d) in misses.iter().zip(hashed) {
+            let d = d.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot read {}: {e}", files[i].rel))
+            })?;
+            let f = &files[i];
+            if f.mtime_ns < self.started_ns - RACY_WINDOW_NS {
+                stat.insert(f.rel.clone(), (f.stamp(), d));
+            } else {
+                stat.remove(&f.rel);
+            }
+            out[i] = Some(d);
+        }
+        *self.dirty.lock().unwrap() = true;
+        Ok(out.into_iter().map(Option::unwrap).collect())
+    }
+
+    /// Forget walks that may see files a task just wrote under `rel` (its outputs).
+    pub fn invalidate(&self, rel: &str) {
+        let rel = rel.trim_end_matches('/');
+        self.walks
+            .lock()
+            .unwrap()
+            .retain(|root, _| !under(root, rel) && !under(rel, root));
+    }
+
+    /// Persist the stat cache (atomically) if this run learned anything new.
+    pub fn save(&self) -> io::Result<()> {
+        let Some(path) = &self.cache_file else {
+            return Ok(());
+        };
+        if !*self.dirty.lock().unwrap() {
+            return Ok(());
+        }
+        let stat = self.stat.lock().unwrap();
+        let file = StatCacheFile {
+            version: STAT_CACHE_VERSION,
+            entries: stat
+                .iter()
+                .map(|(k, ((a, b, c, d, e), dg))| (k.clone(), (*a, *b, *c, *d, *e, *dg)))
+                .collect(),
+        };
+        crate::atomic::write_json(path, &file)
+    }
+}
+
+pub fn hash_file(path: &Path, symlink: bool) -> io::Result<FileDigest> {
+    if symlink {
+        let target = fs::read_link(path)?;
+        return Ok(FileDigest::of(target.as_os_str().as_encoded_bytes()));
+    }
+    let mut h = blake3::Hasher::new();
+    let f = fs::File::open(path)?;
+    if f.metadata()?.len() > 1 << 20 {
+        h.update_mmap_rayon(path)?;
+    } else {
+        h.update_reader(f)?;
+    }
+    Ok(FileDigest::from_hash(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backdate(p: &Path) {
+        let old = SystemTime::now() - std::time::Duration::from_secs(60);
+        fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+
+    #[test]
+    fn stat_cache_avoids_rehashing_and_sees_changes() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("r");
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        fs::write(root.join("a/b/x.txt"), "x").unwrap();
+        fs::write(root.join("a/y.txt"), "y").unwrap();
+        backdate(&root.join("a/b/x.txt"));
+        backdate(&root.join("a/y.txt"));
+        let cache = t.path().join("stat.json");
+        let inputs = InputSet::new(&["a/**"]).unwrap();
+
+        let s = Snapshot::open(&root, Some(cache.clone()));
+        let files = s.select(&inputs).unwrap();
+        assert_eq!(
+            files.iter().map(|f| f.rel.as_str()).collect::<Vec<_>>(),
+            ["a/b/x.txt", "a/y.txt"]
+        );
+        let d1 = s.digests(&files).unwrap();
+        assert_eq!(s.files_hashed(), 2);
+        s.save().unwrap();
+
+        let s = Snapshot::open(&root, Some(cache.clone()));
+        let files = s.select(&inputs).unwrap();
+        assert_eq!(s.digests(&files).unwrap(), d1);
+        assert_eq!(s.files_hashed(), 0, "unchanged files are not read");
+
+        fs::write(root.join("a/y.txt"), "changed").unwrap();
+        let s = Snapshot::open(&root, Some(cache));
+        let files = s.select(&inputs).unwrap();
+        let d2 = s.digests(&files).unwrap();
+        assert_eq!(s.files_hashed(), 1);
+        assert_eq!(d2[0], d1[0]);
+        assert_ne!(d2[1], d1[1]);
+    }
+
+    #[test]
+    fn walk_of_a_subdir_reuses_an_ancestor_walk() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("a/b")).unwrap();
+        fs::write(t.path().join("a/b/x"), "x").unwrap();
+        fs::write(t.path().join("a/bb"), "y").unwrap();
+        let s = Snapshot::open(t.path(), None);
+        assert_eq!(s.walk("").unwrap().len(), 2);
+        let sub = s.walk("a/b").unwrap();
+        assert_eq!(sub.len(), 1);
+        assert_eq!(sub[0].rel, "a/b/x");
+        assert!(s.walk("missing").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,247 @@
+//! A fingerprint is everything that determines a task's result, as a sorted serde struct.
+//! It is stored as JSON with each record, so `lifeos explain` can diff two runs field by field.
+//! The `Key` is blake3 of its canonical JSON.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use lifeos_cache::ActionKey as Key;
+
+/// Bump when the meaning of a fingerprint changes, so old records stop matching.
+pub const FINGERPRINT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Fingerprint {
+    pub version: u32,
+    pub kind: String,
+    /// The task's canonical config: maps sorted, paths relative to the project root.
+    pub config: Value,
+    /// Input files: relative path → content digest (with `+x` when executable).
+    pub inputs: BTreeMap<String, String>,
+    /// Declared environment variables and their values (`None`: unset).
+    pub env: BTreeMap<String, Option<String>>,
+    /// Secrets as keyed hashes; the value itself is never stored.
+    pub secrets: BTreeMap<String, String>,
+    /// Dependency task → its key.
+    pub deps: BTreeMap<String, Key>,
+    /// Kind-specific facts: base image IDs, the identity of a database, ...
+    pub extras: BTreeMap<String, String>,
+}
+
+impl Fingerprint {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("fingerprint serializes")
+    }
+
+    pub fn key(&self) -> Key {
+        let mut h = blake3::Hasher::new_derive_key("lifeos 2026 task fingerprint v1");
+        h.update(&self.to_json());
+        Key::from_hash(h.finalize())
+    }
+
+    /// What changed from `old` to `self`, most telling first.
+    pub fn diff(&self, old: &Fingerprint) -> Vec<Change> {
+        let mut out = Vec::new();
+        if self.version != old.version {
+            out.push(Change::Version);
+        }
+        if self.kind != old.kind {
+            out.push(Change::Kind {
+                old: old.kind.clone(),
+                new: self.kind.clone(),
+            });
+        }
+        for (name, new) in &self.deps {
+            if old.deps.get(name) != Some(new) {
+                out.push(Change::Dep { name: name.clone() });
+            }
+        }
+        for name in old.deps.keys().filter(|n| !self.deps.contains_key(*n)) {
+            out.push(Change::Dep { name: name.clone() });
+        }
+        diff_maps(&old.inputs, &self.inputs, |path, o, n| match (o, n) {
+            (None, Some(_)) => Change::FileAdded { path },
+            (Some(_), None) => Change::FileRemoved { path },
+            _ => Change::FileChanged { path },
+        })
+        .into_iter()
+        .for_each(|c| out.push(c));
+        let mut cfg = Vec::new();
+        diff_json("", &old.config, &self.config, &mut cfg);
+        out.extend(cfg);
+        out.extend(diff_maps(&old.env, &self.env, |name, _, _| Change::Env {
+            name,
+        }));
+        out.extend(diff_maps(&old.secrets, &self.secrets, |name, _, _| {
+            Change::Secret { name }
+        }));
+        out.extend(diff_maps(&old.extras, &self.extras, |name, o, n| {
+            Change::Extra {
+                name,
+                old: o.cloned(),
+                new: n.cloned(),
+            }
+        }));
+        out
+    }
+}
+
+fn diff_maps<V: PartialEq>(
+    old: &BTreeMap<String, V>,
+    new: &BTreeMap<String, V>,
+    mut f: impl FnMut(String, Option<&V>, Option<&V>) -> Change,
+) -> Vec<Change> {
+    let mut out = Vec::new();
+    for (k, n) in new {
+        match old.get(k) {
+            Some(o) if o == n => {}
+            o => out.push(f(k.clone(), o, Some(n))),
+        }
+    }
+    for (k, o) in old {
+        if !new.contains_key(k) {
+            out.push(f(k.clone(), Some(o), None));
+        }
+    }
+    out
+}
+
+fn diff_json(path: &str, old: &Value, new: &Value, out: &mut Vec<Change>) {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            let mut keys: Vec<&String> = o.keys().chain(n.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                diff_json(
+                    &p,
+                    o.get(k).unwrap_or(&Value::Null),
+                    n.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        (o, n) if o != n => out.push(Change::Config {
+            field: path.to_string(),
+            old: o.clone(),
+            new: n.clone(),
+        }),
+        _ => {}
+    }
+}
+
+/// One difference between the fingerprint of this run and the last successful one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    Version,
+    Kind {
+        old: String,
+        new: String,
+    },
+    FileChanged {
+        path: String,
+    },
+    FileAdded {
+        path: String,
+    },
+    FileRemoved {
+        path: String,
+    },
+    Config {
+        field: String,
+        old: Value,
+        new: Value,
+    },
+    Env {
+        name: String,
+    },
+    Secret {
+        name: String,
+    },
+    Dep {
+        name: String,
+    },
+    Extra {
+        name: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Version => write!(f, "lifeos fingerprint format changed"),
+            Change::Kind { old, new } => write!(f, "kind changed from {old} to {new}"),
+            Change::FileChanged { path } => write!(f, "file {path} changed"),
+            Change::FileAdded { path } => write!(f, "file {path} added"),
+            Change::FileRemoved { path } => write!(f, "file {path} removed"),
+            Change::Config { field, old, new } => {
+                write!(f, "config field `{field}` changed: {old} → {new}")
+            }
+            // Env values may be sensitive enough; say which, not what.
+            Change::Env { name } => write!(f, "env {name} changed"),
+            Change::Secret { name } => write!(f, "secret {name} changed"),
+            Change::Dep { name } => write!(f, "dependency {name} changed"),
+            Change::Extra { name, old, new } => match (old, new) {
+                (Some(o), Some(n)) => write!(f, "{name} changed: {o} → {n}"),
+                (None, Some(n)) => write!(f, "{name} added: {n}"),
+                (Some(o), None) => write!(f, "{name} removed (was {o})"),
+                (None, None) => write!(f, "{name} changed"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fp() -> Fingerprint {
+        Fingerprint {
+            version: FINGERPRINT_VERSION,
+            kind: "exec".into(),
+            config: json!({"run": "make", "outputs": ["out"]}),
+            inputs: BTreeMap::from([("a.txt".into(), "d1".into())]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn key_is_stable_and_sensitive() {
+        let a = fp();
+        assert_eq!(a.key(), fp().key());
+        let mut b = fp();
+        b.inputs.insert("b.txt".into(), "d2".into());
+        assert_ne!(a.key(), b.key());
+    }
+
+    #[test]
+    fn diff_names_files_config_and_deps() {
+        let old = fp();
+        let mut new = fp();
+        new.inputs.clear();
+        new.inputs.insert("a2.txt".into(), "d1".into());
+        new.config = json!({"run": "make all", "outputs": ["out"]});
+        new.deps.insert("base".into(), Key([1; 32]));
+        let d: Vec<String> = new.diff(&old).iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            d,
+            [
+                "dependency base changed",
+                "file a2.txt added",
+                "file a.txt removed",
+                "config field `run` changed: \"make\" → \"make all\"",
+            ]
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! The task DAG. Edges go dependency → dependent.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
+
+use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::visit::{Dfs, Reversed};
+use petgraph::Direction;
+
+use crate::task::Node;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum GraphError {
+    #[error("task `{task}` depends on unknown task `{dep}`")]
+    UnknownDep {
+        task: String,
+        dep: String,
+        index: usize,
+    },
+    /// `path` starts and ends with the same task: a → b → c → a.
+    #[error("dependency cycle: {}", path.join(" → "))]
+    Cycle { path: Vec<String> },
+    #[error("unknown task `{0}`")]
+    UnknownTask(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphFormat {
+    Text,
+    Dot,
+    Mermaid,
+    Json,
+}
+
+pub struct Graph {
+    g: StableDiGraph<Node, ()>,
+    index: HashMap<String, NodeIndex>,
+    /// Node indices in declaration order (stable output).
+    order: Vec<NodeIndex>,
+}
+
+impl Graph {
+    pub fn new(nodes: Vec<Node>) -> Result<Self, GraphError> {
+        let mut g = StableDiGraph::new();
+        let mut index = HashMap::new();
+        let mut order = Vec::new();
+        for n in nodes {
+            let id = n.spec.id.clone();
+            let i = g.add_node(n);
+            index.insert(id, i);
+            order.push(i);
+        }
+        for &i in &order {
+            let deps = g[i].spec.deps.clone();
+            for (k, dep) in deps.iter().enumerate() {
+                let Some(&d) = index.get(dep) else {
+                    return Err(GraphError::UnknownDep {
+                        task: g[i].spec.id.clone(),
+                        dep: dep.clone(),
+                        index: k,
+                    });
+                };
+                g.update_edge(d, i, ());
+            }
+        }
+        let graph = Self { g, index, order };
+        if toposort(&graph.g, None).is_err() {
+            return Err(GraphError::Cycle {
+                path: graph.find_cycle(),
+            });
+        }
+        Ok(graph)
+    }
+
+    /// One cycle, in dependency order (a depends on b …), first task repeated at the end.
+    fn find_cycle(&self) -> Vec<String> {
+        let scc = tarjan_scc(&self.g)
+            .into_iter()
+            .find(|c| c.len() > 1 || self.g.contains_edge(c[0], c[0]))
+            .expect("toposort found a cycle");
+        let members: HashSet<NodeIndex> = scc.iter().copied().collect();
+        // Start at the first-declared member; walk dependency edges inside the component.
+        let start = *self.order.iter().find(|i| members.contains(i)).unwrap();
+        let mut path = vec![start];
+        let mut seen = HashSet::from([start]);
+        let mut cur = start;
+        loop {
+            let deps: Vec<NodeIndex> = self.g[cur]
+                .spec
+                .deps
+                .iter()
+                .map(|d| self.index[d])
+                .filter(|d| members.contains(d))
+                .collect();
+            if deps.contains(&start) {
+                path.push(start);
+                break;
+            }
+            match deps.into_iter().find(|d| !seen.contains(d)) {
+                Some(next) => {
+                    seen.insert(next);
+                    path.push(next);
+                    cur = next;
+                }
+                None => {
+                    // Dead end inside the component: the members still name the cycle.
+                    path.push(start);
+                    break;
+                }
+            }
+        }
+        path.into_iter()
+            .map(|i| self.g[i].spec.id.clone())
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.order.iter().map(|&i| self.g[i].spec.id.as_str())
+    }
+
+    pub fn node(&self, i: NodeIndex) -> &Node {
+        &self.g[i]
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Node> {
+        self.index.get(id).map(|&i| &self.g[i])
+    }
+
+    pub fn index_of(&self, id: &str) -> Option<NodeIndex> {
+        self.index.get(id).copied()
+    }
+
+    pub fn dependents(&self, i: NodeIndex) -> impl Iterator<Item = NodeIndex> + '_ {
+        self.g.neighbors_directed(i, Direction::Outgoing)
+    }
+
+    pub fn dependencies(&self, i: NodeIndex) -> impl Iterator<Item = NodeIndex> + '_ {
+        self.g.neighbors_directed(i, Direction::Incoming)
+    }
+
+    /// The named tasks and everything they depend on, in topological order.
+    /// No names: the whole graph.
+    pub fn select(&self, names: &[String]) -> Result<Vec<NodeIndex>, GraphError> {
+        let mut keep = HashSet::new();
+        if names.is_empty() {
+            keep.extend(self.order.iter().copied());
+        } else {
+            let rev = Reversed(&self.g);
+            for n in names {
+                let &start = self
+                    .index
+                    .get(n)
+                    .ok_or_else(|| GraphError::UnknownTask(n.clone()))?;
+                let mut dfs = Dfs::new(rev, start);
+                while let Some(x) = dfs.next(rev) {
+                    keep.insert(x);
+                }
+            }
+        }
+        Ok(self.stable_topo(&keep))
+    }
+
+    /// Kahn's algorithm, always taking the earliest-declared ready task: the order (and so
+    /// what starts first under `-j`) follows the config file, not hash order.
+    fn stable_topo(&self, keep: &HashSet<NodeIndex>) -> Vec<NodeIndex> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let mut indeg: HashMap<NodeIndex, usize> = keep
+            .iter()
+            .map(|&i| (i, self.dependencies(i).filter(|d| keep.contains(d)).count()))
+            .collect();
+        let mut heap: BinaryHeap<Reverse<usize>> = indeg
+            .iter()
+            .filter(|(_, &n)| n == 0)
+            .map(|(i, _)| Reverse(i.index()))
+            .collect();
+        let mut out = Vec::with_capacity(keep.len());
+        while let Some(Reverse(i)) = heap.pop() {
+            let i = NodeIndex::new(i);
+            out.push(i);
+            for d in self.dependents(i) {
+                if let Some(n) = indeg.get_mut(&d) {
+                    *n -= 1;
+                    if *n == 0 {
+                        heap.push(Reverse(d.index()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn render(&self, nodes: &[NodeIndex], format: GraphFormat) -> String {
+        let set: HashSet<NodeIndex> = nodes.iter().copied().collect();
+        let id = |i: NodeIndex| self.g[i].spec.id.as_str();
+        let deps_of = |i: NodeIndex| {
+            let mut d: Vec<&str> = self.g[i]
+                .spec
+                .deps
+                .iter()
+                .map(String::as_str)
+                .filter(|d| set.contains(&self.index[*d]))
+                .collect();
+            d.dedup();
+            d
+        };
+        let mut out = String::new();
+        match format {
+            GraphFormat::Text => {
+                for &i in nodes {
+                    let deps = deps_of(i);
+                    let _ = write!(out, "{} ({})", id(i), self.g[i].task.describe());
+                    if !deps.is_empty() {
+                        let _ = write!(out, " ← {}", deps.join(", "));
+                    }
+                    out.push('\n');
+                }
+            }
+            GraphFormat::Dot => {
+                out.push_str("digraph lifeos {\n  rankdir=LR;\n");
+                for &i in nodes {
+                    let _ = writeln!(
+                        out,
+                        "  \"{}\" [label=\"{}\\n{}\"];",
+                        id(i),
+                        id(i),
+                        self.g[i].task.kind()
+                    );
+                }
+                for &i in nodes {
+                    for d in deps_of(i) {
+                        let _ = writeln!(out, "  \"{d}\" -> \"{}\";", id(i));
+                    }
+                }
+                out.push_str("}\n");
+            }
+            GraphFormat::Mermaid => {
+                out.push_str("graph LR\n");
+                let mid = |s: &str| s.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+                for &i in nodes {
+                    let _ = writeln!(
+                        out,
+                        "  {}[\"{} ({})\"]",
+                        mid(id(i)),
+                        id(i),
+                        self.g[i].task.kind()
+                    );
+                }
+                for &i in nodes {
+                    for d in deps_of(i) {
+                        let _ = writeln!(out, "  {} --> {}", mid(d), mid(id(i)));
+                    }
+                }
+            }
+            GraphFormat::Json => {
+                let tasks: Vec<serde_json::Value> = nodes
+                    .iter()
+                    .map(|&i| {
+                        serde_json::json!({
+                            "id": id(i),
+                            "kind": self.g[i].task.kind(),
+                            "deps": deps_of(i),
+                        })
+                    })
+                    .collect();
+                out = serde_json::to_string_pretty(&serde_json::json!({ "tasks": tasks }))
+                    .expect("json");
+                out.push('\n');
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,615 @@
+//! Runs a selection of the graph. One loop owns the state (remaining dependencies, outcomes);
+//! each ready node runs as its own tokio task: key → cache check → execute → record.
+//! Fail-fast by default: after a failure no new task starts, running ones finish.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::FutureExt;
+use lifeos_cache::{ActionRecord, BlobStore, CacheDir, RecordStore, Snapshot};
+use petgraph::stable_graph::NodeIndex;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{Event, Outcome, Reason, Summary};
+use crate::fingerprint::{Fingerprint, Key, FINGERPRINT_VERSION};
+use crate::graph::Graph;
+use crate::redact::Redactor;
+use crate::task::{CachePolicy, ExecCx, KeyCx, LogSink, Node, Probe, ProbeCx, TaskError};
+
+#[derive(Debug, Clone, Default)]
+pub enum Force {
+    #[default]
+    None,
+    All,
+    Tasks(HashSet<String>),
+}
+
+impl Force {
+    fn includes(&self, id: &str) -> bool {
+        match self {
+            Force::None => false,
+            Force::All => true,
+            Force::Tasks(t) => t.contains(id),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub jobs: usize,
+    pub keep_going: bool,
+    pub force: Force,
+    /// `plan`: compute keys and decisions, execute nothing, change nothing.
+    pub dry_run: bool,
+    pub run_id: String,
+}
+
+/// What a run needs from outside: where things are and where events go.
+pub struct RunContext {
+    pub root: PathBuf,
+    pub cache: CacheDir,
+    pub snapshot: Arc<Snapshot>,
+    pub events: UnboundedSender<Event>,
+    pub cancel: CancellationToken,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub outcomes: Vec<(String, Outcome)>,
+    pub summary: Summary,
+    pub interrupted: bool,
+    /// `plan` only: each task's fingerprint, for `explain`.
+    pub fingerprints: HashMap<String, Fingerprint>,
+}
+
+impl RunReport {
+    /// 0 ok, 1 a task failed, 3 an environment problem, 130 interrupted.
+    pub fn exit_code(&self) -> i32 {
+        if self.interrupted {
+            return 130;
+        }
+        let failed = self.outcomes.iter().filter_map(|(_, o)| match o {
+            Outcome::Failed { environment, .. } => Some(*environment),
+            _ => None,
+        });
+        let mut code = 0;
+        for env in failed {
+            code = if env { 3 } else { code.max(1) };
+            if code == 3 {
+                break;
+            }
+        }
+        code
+    }
+}
+
+struct Shared {
+    root: PathBuf,
+    snapshot: Arc<Snapshot>,
+    records: RecordStore,
+    blobs: BlobStore,
+    secret_key: [u8; 32],
+    redactor: Arc<Redactor>,
+    events: UnboundedSender<Event>,
+    cancel: CancellationToken,
+    opts: RunOptions,
+    fingerprints: std::sync::Mutex<HashMap<String, Fingerprint>>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s > 0 && s.is_multiple_of(86400) {
+        format!("{}d", s / 86400)
+    } else if s > 0 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s > 0 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Run `selection` (topologically ordered node indices of `graph`).
+pub async fn run(
+    graph: Arc<Graph>,
+    selection: Vec<NodeIndex>,
+    opts: RunOptions,
+    cx: RunContext,
+) -> std::io::Result<RunReport> {
+    let started = Instant::now();
+    let records = cx.cache.records();
+    let secret_key = if selection
+        .iter()
+        .any(|&i| !graph.node(i).spec.secrets.is_empty())
+    {
+        cx.cache.secret_key()?
+    } else {
+        [0; 32]
+    };
+    let redactor = Arc::new(Redactor::new(selection.iter().flat_map(|&i| {
+        graph
+            .node(i)
+            .spec
+            .secrets
+            .iter()
+            .filter_map(|s| std::env::var(s).ok())
+            .collect::<Vec<_>>()
+    })));
+    for w in records.take_warnings() {
+        let _ = cx.events.send(Event::Warning { message: w });
+    }
+    let jobs = opts.jobs.max(1);
+    let keep_going = opts.keep_going;
+    let shared = Arc::new(Shared {
+        root: cx.root.clone(),
+        snapshot: cx.snapshot.clone(),
+        records,
+        blobs: cx.cache.blobs(),
+        secret_key,
+        redactor,
+        events: cx.events.clone(),
+        cancel: cx.cancel.clone(),
+        opts,
+        fingerprints: Default::default(),
+    });
+    let _ = cx.events.send(Event::RunStarted {
+        run_id: shared.opts.run_id.clone(),
+        tasks: selection
+            .iter()
+            .map(|&i| graph.node(i).spec.id.clone())
+            .collect(),
+    });
+
+    let pos: HashMap<NodeIndex, usize> =
+        selection.iter().enumerate().map(|(p, &i)| (i, p)).collect();
+    let mut remaining: Vec<usize> = selection
+        .iter()
+        .map(|&i| {
+            graph
+                .dependencies(i)
+                .filter(|d| pos.contains_key(d))
+                .count()
+        })
+        .collect();
+    let mut ready: VecDeque<usize> = (0..selection.len())
+        .filter(|&p| remaining[p] == 0)
+        .collect();
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; selection.len()];
+    let mut keys: Vec<Option<Key>> = vec![None; selection.len()];
+    let mut stopped_by: Option<String> = None;
+    let mut running: JoinSet<(usize, Outcome)> = JoinSet::new();
+
+    loop {
+        while running.len() < jobs && stopped_by.is_none() && !shared.cancel.is_cancelled() {
+            let Some(p) = ready.pop_front() else { break };
+            let i = selection[p];
+            let node = graph.node(i).clone();
+            let deps: BTreeMap<String, Key> = graph
+                .dependencies(i)
+                .filter_map(|d| {
+                    pos.get(&d)
+                        .map(|&dp| (graph.node(d).spec.id.clone(), keys[dp]))
+                })
+                .map(|(id, k)| (id, k.expect("dependency finished with a key")))
+                .collect();
+            let shared = shared.clone();
+            running.spawn(async move {
+                let id = node.spec.id.clone();
+                let t0 = Instant::now();
+                let outcome = std::panic::AssertUnwindSafe(process(&node, deps, &shared))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| Outcome::Failed {
+                        key: None,
+                        error: "task panicked (a lifeos bug)".into(),
+                        environment: false,
+                        log_tail: vec![],
+                    });
+                let _ = shared.events.send(Event::TaskFinished {
+                    task: id,
+                    outcome: outcome.clone(),
+                    duration: t0.elapsed(),
+                });
+                (p, outcome)
+            });
+        }
+        let Some(done) = running.join_next().await else {
+            break;
+        };
+        let (p, outcome) = done.expect("task futures catch their panics");
+        for w in shared.records.take_warnings() {
+            let _ = shared.events.send(Event::Warning { message: w });
+        }
+        if outcome.is_success() {
+            keys[p] = outcome.key();
+            for d in graph.dependents(selection[p]) {
+                if let Some(&dp) = pos.get(&d) {
+                    remaining[dp] -= 1;
+                    if remaining[dp] == 0 {
+                        ready.push_back(dp);
+                    }
+                }
+            }
+        } else if matches!(outcome, Outcome::Failed { .. }) && !keep_going && stopped_by.is_none() {
+            stopped_by = Some(graph.node(selection[p]).spec.id.clone());
+        }
+        outcomes[p] = Some(outcome);
+    }
+
+    // Whatever did not run: say why, in topological order so causes come first.
+    let interrupted = shared.cancel.is_cancelled();
+    for p in 0..selection.len() {
+        if outcomes[p].is_some() {
+            continue;
+        }
+        let i = selection[p];
+        let blocked = graph.dependencies(i).find_map(|d| {
+            let dp = *pos.get(&d)?;
+            match outcomes[dp].as_ref() {
+                Some(Outcome::Failed { .. }) => {
+                    Some(format!("dependency {} failed", graph.node(d).spec.id))
+                }
+                Some(Outcome::Skipped { .. }) => {
+                    Some(format!("dependency {} was skipped", graph.node(d).spec.id))
+                }
+                Some(Outcome::Interrupted) => Some(format!(
+                    "dependency {} was interrupted",
+                    graph.node(d).spec.id
+                )),
+                _ => None,
+            }
+        });
+        let outcome = match (blocked, &stopped_by) {
+            (Some(because), _) => Outcome::Skipped { because },
+            (None, _) if interrupted => Outcome::Skipped {
+                because: "run interrupted".into(),
+            },
+            (None, Some(f)) => Outcome::Skipped {
+                because: format!("run stopped after {f} failed (--keep-going runs the rest)"),
+            },
+            (None, None) => Outcome::Skipped {
+                because: "not reached".into(),
+            },
+        };
+        let _ = shared.events.send(Event::TaskFinished {
+            task: graph.node(i).spec.id.clone(),
+            outcome: outcome.clone(),
+            duration: Duration::ZERO,
+        });
+        outcomes[p] = Some(outcome);
+    }
+
+    if !shared.opts.dry_run {
+        shared.records.flush(&cx.cache)?;
+        shared.snapshot.save()?;
+    }
+    let mut summary = Summary {
+        wall_ms: started.elapsed().as_millis() as u64,
+        files_hashed: shared.snapshot.files_hashed(),
+        ..Default::default()
+    };
+    for o in outcomes.iter().flatten() {
+        match o {
+            Outcome::Ran { .. } => summary.ran += 1,
+            Outcome::Cached { saved_ms, .. } => {
+                summary.cached += 1;
+                summary.saved_ms += saved_ms;
+            }
+            Outcome::Failed { .. } => summary.failed += 1,
+            Outcome::Skipped { .. } => summary.skipped += 1,
+            Outcome::Interrupted => summary.interrupted += 1,
+            Outcome::WouldRun { .. } => summary.would_run += 1,
+        }
+    }
+    let _ = cx.events.send(Event::RunFinished {
+        summary: summary.clone(),
+    });
+    let fingerprints = std::mem::take(&mut *shared.fingerprints.lock().unwrap());
+    Ok(RunReport {
+        outcomes: selection
+            .iter()
+            .zip(outcomes)
+            .map(|(&i, o)| {
+                (
+                    graph.node(i).spec.id.clone(),
+                    o.expect("every node has an outcome"),
+                )
+            })
+            .collect(),
+        summary,
+        interrupted,
+        fingerprints,
+    })
+}
+
+fn failed(key: Option<Key>, e: TaskError, redactor: &Redactor, log_tail: Vec<String>) -> Outcome {
+    match e {
+        TaskError::Interrupted => Outcome::Interrupted,
+        TaskError::Failed(m) => Outcome::Failed {
+            key,
+            error: redactor.redact(&m),
+            environment: false,
+            log_tail,
+        },
+        TaskError::Environment(m) => Outcome::Failed {
+            key,
+            error: redactor.redact(&m),
+            environment: true,
+            log_tail,
+        },
+    }
+}
+
+/// Build the fingerprint of a node whose dependencies are done.
+pub async fn fingerprint(
+    node: &Node,
+    deps: BTreeMap<String, Key>,
+    root: PathBuf,
+    snapshot: Arc<Snapshot>,
+    secret_key: &[u8; 32],
+) -> Result<Fingerprint, TaskError> {
+    let inputs = node.task.inputs(&KeyCx { root, snapshot }).await?;
+    let env = node
+        .spec
+        .env
+        .iter()
+        .map(|e| {
+            let v = e.value.clone().or_else(|| std::env::var(&e.name).ok());
+            (e.name.clone(), v)
+        })
+        .collect();
+    let secrets = node
+        .spec
+        .secrets
+        .iter()
+        .map(|s| {
+            let h = match std::env::var(s) {
+                Ok(v) => blake3::keyed_hash(secret_key, v.as_bytes())
+                    .to_hex()
+                    .to_string(),
+                Err(_) => "unset".to_string(),
+            };
+            (s.clone(), h)
+        })
+        .collect();
+    Ok(Fingerprint {
+        version: FINGERPRINT_VERSION,
+        kind: node.task.kind().to_string(),
+        config: node.task.config(),
+        inputs: inputs.files,
+        env,
+        secrets,
+        deps,
+        extras: inputs.extras,
+    })
+}
+
+/// Why the key has no usable record: diff against the last successful fingerprint.
+fn reason_from_history(sh: &Shared, id: &str, fp: &Fingerprint) -> Reason {
+    let Some(last) = sh.records.latest(id) else {
+        return Reason::FirstRun;
+    };
+    let old = sh
+        .blobs
+        .get(&last.fingerprint)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Fingerprint>(&b).ok());
+    match old {
+        Some(old) => {
+            let changes = fp.diff(&old);
+            if changes.is_empty() {
+                Reason::KeyChanged
+            } else {
+                Reason::Changed { changes }
+            }
+        }
+        None => Reason::KeyChanged,
+    }
+}
+
+async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outcome {
+    let spec = &node.spec;
+    let fp = match fingerprint(
+        node,
+        deps,
+        sh.root.clone(),
+        sh.snapshot.clone(),
+        &sh.secret_key,
+    )
+    .await
+    {
+        Ok(fp) => fp,
+        Err(e) => return failed(None, e, &sh.redactor, vec![]),
+    };
+    let key = fp.key();
+    if sh.opts.dry_run {
+        sh.fingerprints
+            .lock()
+            .unwrap()
+            .insert(spec.id.clone(), fp.clone());
+    }
+
+    // The cache check: a layer in front of the executor.
+    let record = match spec.cache {
+        CachePolicy::Never => None,
+        _ if sh.opts.force.includes(&spec.id) => None,
+        _ => sh.records.lookup(&spec.id, &key),
+    };
+    let reason = if sh.opts.force.includes(&spec.id) {
+        Reason::Forced
+    } else if spec.cache == CachePolicy::Never {
+        Reason::CacheDisabled
+    } else {
+        let expired = match (&spec.cache, &record) {
+            (CachePolicy::Every(w), Some(r)) => {
+                now_secs().saturating_sub(r.finished_at) >= w.as_secs()
+            }
+            _ => false,
+        };
+        if expired {
+            let CachePolicy::Every(w) = &spec.cache else {
+                unreachable!()
+            };
+            Reason::WindowExpired {
+                every: format_duration(*w),
+            }
+        } else {
+            let probe = node
+                .task
+                .probe(&ProbeCx {
+                    root: &sh.root,
+                    snapshot: &sh.snapshot,
+                    key,
+                    record: record.as_ref(),
+                    blobs: &sh.blobs,
+                    dry_run: sh.opts.dry_run,
+                })
+                .await;
+            match probe {
+                Ok(Probe::Fresh(location)) => {
+                    let saved_ms = record.as_ref().map(|r| r.duration_ms).unwrap_or(0);
+                    if record.is_none() && !sh.opts.dry_run {
+                        // Proof found in the world without a local record: adopt it.
+                        if let Err(e) =
+                            write_record(sh, node, &fp, key, 0, None, Default::default())
+                        {
+                            return failed(Some(key), e, &sh.redactor, vec![]);
+                        }
+                    }
+                    if !sh.opts.dry_run {
+                        for w in node.task.writes() {
+                            sh.snapshot.invalidate(&w);
+                        }
+                    }
+                    return Outcome::Cached {
+                        key,
+                        location,
+                        saved_ms,
+                    };
+                }
+                Ok(Probe::Missing(detail)) => match &record {
+                    Some(_) => Reason::ResultMissing { detail },
+                    None => reason_from_history(sh, &spec.id, &fp),
+                },
+                Err(e) => return failed(Some(key), e, &sh.redactor, vec![]),
+            }
+        }
+    };
+    if sh.opts.dry_run {
+        return Outcome::WouldRun { key, reason };
+    }
+
+    let _ = sh.events.send(Event::TaskStarted {
+        task: spec.id.clone(),
+        key,
+        reason: reason.clone(),
+    });
+    let log = LogSink::new(&spec.id, sh.events.clone(), sh.redactor.clone());
+    let mut env: Vec<(String, String)> = fp
+        .env
+        .iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+        .collect();
+    env.extend(
+        spec.secrets
+            .iter()
+            .filter_map(|s| std::env::var(s).ok().map(|v| (s.clone(), v))),
+    );
+    let attempts = spec.retries + 1;
+    let t0 = Instant::now();
+    let mut attempt = 1;
+    let executed = loop {
+        let token = sh.cancel.child_token();
+        let cx = ExecCx {
+            root: &sh.root,
+            snapshot: &sh.snapshot,
+            key,
+            env: env.clone(),
+            blobs: &sh.blobs,
+            log: log.clone(),
+            cancel: token.clone(),
+            run_id: &sh.opts.run_id,
+        };
+        let fut = node.task.execute(&cx);
+        tokio::pin!(fut);
+        let result = match spec.timeout {
+            Some(t) => tokio::select! {
+                r = &mut fut => r,
+                _ = tokio::time::sleep(t) => {
+                    // Let the task clean up (kill its processes) before reporting.
+                    token.cancel();
+                    let _ = fut.await;
+                    Err(TaskError::Failed(format!("timed out after {}", format_duration(t))))
+                }
+            },
+            None => fut.await,
+        };
+        if sh.cancel.is_cancelled() {
+            return Outcome::Interrupted;
+        }
+        for w in node.task.writes() {
+            sh.snapshot.invalidate(&w);
+        }
+        match result {
+            Ok(ex) => break ex,
+            Err(TaskError::Failed(m)) if attempt < attempts => {
+                let _ = sh.events.send(Event::TaskRetry {
+                    task: spec.id.clone(),
+                    attempt: attempt + 1,
+                    of: attempts,
+                    error: sh.redactor.redact(&m),
+                });
+                attempt += 1;
+            }
+            Err(e) => return failed(Some(key), e, &sh.redactor, log.tail(20)),
+        }
+    };
+    let duration_ms = t0.elapsed().as_millis() as u64;
+    let log_blob = match sh.blobs.put(&log.contents()) {
+        Ok(d) => Some(d),
+        Err(e) => return failed(Some(key), e.into(), &sh.redactor, vec![]),
+    };
+    if spec.cache != CachePolicy::Never {
+        if let Err(e) = write_record(sh, node, &fp, key, duration_ms, log_blob, executed) {
+            return failed(Some(key), e, &sh.redactor, vec![]);
+        }
+    }
+    Outcome::Ran { key, reason }
+}
+
+fn write_record(
+    sh: &Shared,
+    node: &Node,
+    fp: &Fingerprint,
+    key: Key,
+    duration_ms: u64,
+    log: Option<lifeos_cache::FileDigest>,
+    executed: crate::task::Executed,
+) -> Result<(), TaskError> {
+    let fingerprint = sh.blobs.put(&fp.to_json())?;
+    sh.records
+        .put(ActionRecord {
+            version: lifeos_cache::records::RECORD_VERSION,
+            task: node.spec.id.clone(),
+            kind: node.task.kind().to_string(),
+            key,
+            finished_at: now_secs(),
+            duration_ms,
+            fingerprint,
+            log,
+            outputs: executed.outputs,
+            data: executed.data,
+        })
+        .map_err(|e| TaskError::Failed(format!("cannot write the cache record: {e}")))
+}

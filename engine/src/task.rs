@@ -1,0 +1,297 @@
+//! The `Task` trait: one implementation per kind. The engine owns keys, records and retries;
+//! a kind only says what its key covers, whether its result still exists, and how to make it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lifeos_cache::{ActionRecord, BlobStore, FileDigest, InputSet, OutputFile, Snapshot};
+use serde::Serialize;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{Event, Stream};
+use crate::fingerprint::Key;
+use crate::redact::Redactor;
+
+/// A declared environment variable: `NAME` takes the host's value, `NAME=value` sets one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+impl EnvVar {
+    pub fn parse(s: &str) -> Self {
+        match s.split_once('=') {
+            Some((n, v)) => Self {
+                name: n.to_string(),
+                value: Some(v.to_string()),
+            },
+            None => Self {
+                name: s.to_string(),
+                value: None,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CachePolicy {
+    Always,
+    Never,
+    /// A result is reused for this long, then made again (backups, nightly jobs).
+    Every(Duration),
+}
+
+/// What every task has, whatever its kind.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    pub id: String,
+    pub deps: Vec<String>,
+    pub env: Vec<EnvVar>,
+    pub secrets: Vec<String>,
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+    pub cache: CachePolicy,
+}
+
+impl TaskSpec {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            deps: vec![],
+            env: vec![],
+            secrets: vec![],
+            timeout: None,
+            retries: 0,
+            cache: CachePolicy::Always,
+        }
+    }
+}
+
+/// A node of the graph: common spec plus the kind's behaviour.
+#[derive(Clone)]
+pub struct Node {
+    pub spec: TaskSpec,
+    pub task: Arc<dyn Task>,
+}
+
+/// A failure while keying, probing or executing a task.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The task itself failed (non-zero exit, failed build step).
+    #[error("{0}")]
+    Failed(String),
+    /// The world is not as lifeos needs it (Docker unreachable, registry refused auth).
+    #[error("{0}")]
+    Environment(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl From<std::io::Error> for TaskError {
+    fn from(e: std::io::Error) -> Self {
+        TaskError::Failed(e.to_string())
+    }
+}
+
+/// What a kind adds to the fingerprint.
+#[derive(Debug, Default, Clone)]
+pub struct TaskInputs {
+    pub files: BTreeMap<String, String>,
+    pub extras: BTreeMap<String, String>,
+}
+
+/// Given to [`Task::inputs`].
+pub struct KeyCx {
+    pub root: PathBuf,
+    pub snapshot: Arc<Snapshot>,
+}
+
+impl KeyCx {
+    /// Hash the files an input set selects (stat cache first), off the async threads.
+    pub async fn hash_inputs(&self, set: &InputSet) -> Result<BTreeMap<String, String>, TaskError> {
+        let snap = self.snapshot.clone();
+        let set = set.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<BTreeMap<String, String>> {
+            let files = snap.select(&set)?;
+            let digests = snap.digests(&files)?;
+            Ok(files
+                .into_iter()
+                .zip(digests)
+                .map(|(f, d)| {
+                    let v = if f.executable() && !f.symlink {
+                        format!("{d}+x")
+                    } else {
+                        d.to_hex()
+                    };
+                    (f.rel, v)
+                })
+                .collect())
+        })
+        .await
+        .map_err(|e| TaskError::Failed(format!("hashing inputs panicked: {e}")))?
+        .map_err(TaskError::from)
+    }
+}
+
+/// Given to [`Task::probe`].
+pub struct ProbeCx<'a> {
+    pub root: &'a Path,
+    pub snapshot: &'a Arc<Snapshot>,
+    pub key: Key,
+    /// The local record for this key, if any. Some kinds need it (exec outputs); others find
+    /// their proof in the world alone (a labelled image).
+    pub record: Option<&'a ActionRecord>,
+    pub blobs: &'a BlobStore,
+    /// `plan`: look, never change anything.
+    pub dry_run: bool,
+}
+
+/// Is the result for this key still there?
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    /// Yes; where it was found (or "outputs restored").
+    Fresh(String),
+    /// No, and why (for example "image missing").
+    Missing(String),
+}
+
+/// Given to [`Task::execute`].
+pub struct ExecCx<'a> {
+    pub root: &'a Path,
+    pub snapshot: &'a Arc<Snapshot>,
+    pub key: Key,
+    /// Declared env (with values) and secrets, to pass to the process or container.
+    pub env: Vec<(String, String)>,
+    pub blobs: &'a BlobStore,
+    pub log: LogSink,
+    /// Cancelled on Ctrl-C or timeout: stop, clean up what was started, return.
+    pub cancel: CancellationToken,
+    pub run_id: &'a str,
+}
+
+/// What a successful execution leaves for the record.
+#[derive(Debug, Default, Clone)]
+pub struct Executed {
+    pub outputs: Vec<OutputFile>,
+    pub data: serde_json::Value,
+}
+
+/// Where a task writes its log: redacted, kept for the record, and sent as events.
+#[derive(Clone)]
+pub struct LogSink {
+    task: Arc<str>,
+    events: UnboundedSender<Event>,
+    redactor: Arc<Redactor>,
+    buf: Arc<Mutex<Vec<u8>>>,
+}
+
+impl LogSink {
+    pub fn new(task: &str, events: UnboundedSender<Event>, redactor: Arc<Redactor>) -> Self {
+        Self {
+            task: task.into(),
+            events,
+            redactor,
+            buf: Default::default(),
+        }
+    }
+
+    pub fn line(&self, stream: Stream, line: &str) {
+        let line = self.redactor.redact(line.trim_end_matches(['\n', '\r']));
+        {
+            let mut b = self.buf.lock().unwrap();
+            b.extend_from_slice(line.as_bytes());
+            b.push(b'\n');
+        }
+        let _ = self.events.send(Event::TaskLog {
+            task: self.task.to_string(),
+            stream,
+            line,
+        });
+    }
+
+    /// Text from a process, possibly several lines.
+    pub fn text(&self, stream: Stream, text: &str) {
+        for l in text.lines() {
+            self.line(stream, l);
+        }
+    }
+
+    pub fn progress(&self, message: &str) {
+        let _ = self.events.send(Event::TaskProgress {
+            task: self.task.to_string(),
+            message: self.redactor.redact(message),
+        });
+    }
+
+    pub fn redact(&self, s: &str) -> String {
+        self.redactor.redact(s)
+    }
+
+    pub fn contents(&self) -> Vec<u8> {
+        self.buf.lock().unwrap().clone()
+    }
+
+    /// The last `n` lines, for failure reports.
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let b = self.buf.lock().unwrap();
+        let text = String::from_utf8_lossy(&b);
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+}
+
+#[async_trait]
+pub trait Task: Send + Sync + 'static {
+    fn kind(&self) -> &'static str;
+
+    /// Canonical config for the fingerprint: sorted maps, project-relative paths.
+    fn config(&self) -> serde_json::Value;
+
+    /// Files and kind-specific facts the key covers.
+    async fn inputs(&self, cx: &KeyCx) -> Result<TaskInputs, TaskError>;
+
+    /// Does the result for `cx.key` still exist? Kinds that can restore it (outputs) may.
+    async fn probe(&self, cx: &ProbeCx<'_>) -> Result<Probe, TaskError>;
+
+    async fn execute(&self, cx: &ExecCx<'_>) -> Result<Executed, TaskError>;
+
+    /// Project-relative paths this task writes; walks under them are redone after it runs.
+    fn writes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Short description of the result, for `lifeos graph` and summaries.
+    fn describe(&self) -> String {
+        self.kind().to_string()
+    }
+}
+
+/// Store files under `root` matching `patterns` in the blob store; the manifest for a record.
+pub fn archive_outputs(
+    root: &Path,
+    snapshot: &Snapshot,
+    set: &InputSet,
+    blobs: &BlobStore,
+) -> std::io::Result<Vec<OutputFile>> {
+    let mut out = Vec::new();
+    for f in snapshot.select(set)? {
+        let digest: FileDigest = blobs.put_file(&root.join(&f.rel))?;
+        out.push(OutputFile {
+            path: f.rel,
+            digest,
+            mode: f.mode & 0o7777,
+            size: f.size,
+            symlink: f.symlink,
+        });
+    }
+    Ok(out)
+}

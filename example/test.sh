@@ -1,0 +1,224 @@
+#!/bin/sh
+# Fast host-side tests of the Life OS example (no Docker needed).
+# POSIX sh: runs under busybox sh, dash and bash. Usage: sh example/test.sh
+#
+#  1. web/index.html is well-formed enough (doctype, balanced tags, assets).
+#  2. api CGI scripts are executable and, run directly with a CGI
+#     environment, print CRLF headers with Content-Type: application/json
+#     and a valid JSON body.
+#  3. web/build.sh and api/build.sh produce the runtime trees (in a temp dir).
+#  4. If busybox httpd is available, a request for /health and /ready goes
+#     through api/bin/handle-request end to end (no network).
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+failures=0
+checks=0
+
+pass() { checks=$((checks + 1)); echo "ok   - $1"; }
+fail() { checks=$((checks + 1)); failures=$((failures + 1)); echo "FAIL - $1" >&2; }
+check() { # check DESCRIPTION COMMAND...
+    desc=$1
+    shift
+    if "$@"; then pass "$desc"; else fail "$desc"; fi
+}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/lifeos-example-test.XXXXXX") || exit 1
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
+
+# Validate JSON on stdin (objects, arrays, strings, numbers, literals).
+json_valid() {
+    awk '
+    function bad(msg) { printf "invalid JSON: %s at offset %d\n", msg, pos > "/dev/stderr"; exit 1 }
+    function ch() { return substr(s, pos, 1) }
+    function ws() { while (pos <= n && index(" \t\r\n", ch()) > 0) pos++ }
+    function str(   c) {
+        if (ch() != "\"") bad("expected string")
+        pos++
+        while (pos <= n) {
+            c = ch()
+            if (c == "\"") { pos++; return }
+            if (c == "\\") {
+                c = substr(s, pos + 1, 1)
+                if (index("\"\\/bfnrt", c) > 0) { pos += 2; continue }
+                if (c == "u" && substr(s, pos + 2, 4) ~ /^[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]$/) { pos += 6; continue }
+                bad("bad escape")
+            }
+            if (c == "\n" || c == "\t" || c == "\r") bad("control character in string")
+            pos++
+        }
+        bad("unterminated string")
+    }
+    function obj() {
+        pos++; ws()
+        if (ch() == "}") { pos++; return }
+        while (1) {
+            ws(); str(); ws()
+            if (ch() != ":") bad("expected :")
+            pos++; val(); ws()
+            if (ch() == ",") { pos++; continue }
+            if (ch() == "}") { pos++; return }
+            bad("expected , or }")
+        }
+    }
+    function arr() {
+        pos++; ws()
+        if (ch() == "]") { pos++; return }
+        while (1) {
+            val(); ws()
+            if (ch() == ",") { pos++; continue }
+            if (ch() == "]") { pos++; return }
+            bad("expected , or ]")
+        }
+    }
+    function val(   c, rest) {
+        ws(); c = ch()
+        if (c == "{") { obj(); return }
+        if (c == "[") { arr(); return }
+        if (c == "\"") { str(); return }
+        if (substr(s, pos, 4) == "true" || substr(s, pos, 4) == "null") { pos += 4; return }
+        if (substr(s, pos, 5) == "false") { pos += 5; return }
+        rest = substr(s, pos)
+        if (match(rest, /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?/)) { pos += RLENGTH; return }
+        bad("unexpected character")
+    }
+    { s = s $0 "\n" }
+    END {
+        n = length(s); pos = 1
+        if (n == 0) bad("empty document")
+        val(); ws()
+        if (pos <= n) bad("trailing data")
+    }'
+}
+
+# CGI output helpers: header block (CR stripped) / body (after blank line).
+cgi_headers() { awk '{ sub(/\r$/, "") } $0 == "" { exit } { print }' "$1"; }
+cgi_body() { awk 'body { print; next } { sub(/\r$/, "") } $0 == "" { body = 1 }' "$1"; }
+has_header() { cgi_headers "$1" | grep -qi "^$2"; }
+lacks_header() { ! has_header "$@"; }
+lacks_text() { ! grep -q "$1" "$2"; }
+first_line_matches() { head -n 1 "$1" | grep -q "$2"; }
+# Every header line and the blank separator must end in CRLF.
+cgi_crlf() {
+    awk '{ if ($0 !~ /\r$/) exit 1; if ($0 == "\r") { sep = 1; exit 0 } }
+         END { if (!sep) exit 1 }' "$1"
+}
+
+# ---------------------------------------------------------------- web
+html=$here/web/index.html
+check "web/index.html exists and is non-empty" test -s "$html"
+check "web/index.html starts with <!DOCTYPE html>" first_line_matches "$html" '^<!DOCTYPE html>' 
+for tag in html head title body main; do
+    opens=$(grep -o "<${tag}[ >]" "$html" | wc -l | tr -d ' ')
+    closes=$(grep -o "</$tag>" "$html" | wc -l | tr -d ' ')
+    if [ "$opens" -eq 1 ] && [ "$closes" -eq 1 ]; then
+        pass "web/index.html has exactly one <$tag>...</$tag>"
+    else
+        fail "web/index.html <$tag>: $opens opening vs $closes closing tags"
+    fi
+done
+for tag in section ul li h1 h2 p script header; do
+    opens=$(grep -o "<${tag}[ >]" "$html" | wc -l | tr -d ' ')
+    closes=$(grep -o "</$tag>" "$html" | wc -l | tr -d ' ')
+    if [ "$opens" -eq "$closes" ]; then
+        pass "web/index.html <$tag> balanced ($opens)"
+    else
+        fail "web/index.html <$tag>: $opens opening vs $closes closing tags"
+    fi
+done
+check "web/index.html declares a charset" grep -qi '<meta charset="utf-8">' "$html"
+for f in web/styles.css web/app.js web/build.sh web/httpd.conf shared/app.env shared/theme.css; do
+    check "$f exists" test -s "$here/$f"
+done
+
+# ---------------------------------------------------------------- api CGI
+. "$here/shared/app.env"
+for name in health ready; do
+    script=$here/api/cgi-bin/$name
+    check "api/cgi-bin/$name is executable" test -x "$script"
+    out=$work/$name.out
+    if ! env REQUEST_METHOD=GET REQUEST_URI="/$name" SCRIPT_NAME="/cgi-bin/$name" \
+        QUERY_STRING= GATEWAY_INTERFACE=CGI/1.1 SERVER_PROTOCOL=HTTP/1.1 \
+        REMOTE_ADDR=127.0.0.1 "$script" > "$out" 2> "$work/$name.err"; then
+        fail "api/cgi-bin/$name exits 0 (stderr: $(cat "$work/$name.err"))"
+        continue
+    fi
+    pass "api/cgi-bin/$name exits 0"
+    check "$name: header lines end in CRLF, blank line separates body" cgi_crlf "$out"
+    check "$name: Content-Type: application/json" has_header "$out" 'Content-Type: application/json'
+    check "$name: no Status header (plain 200)" lacks_header "$out" 'Status:'
+    cgi_body "$out" > "$work/$name.json"
+    check "$name: body is valid JSON" json_valid < "$work/$name.json"
+done
+check "health body reports status ok" grep -q '"status":"ok"' "$work/health.json"
+check "health body reports version $APP_VERSION" grep -q "\"version\":\"$APP_VERSION\"" "$work/health.json"
+check "ready body reports ready true" grep -q '"ready":true' "$work/ready.json"
+
+REQUEST_METHOD=POST "$here/api/cgi-bin/health" > "$work/post.out" 2>/dev/null
+check "health rejects POST with Status: 405" first_line_matches "$work/post.out" '^Status: 405' 
+cgi_body "$work/post.out" > "$work/post.json"
+check "405 body is valid JSON" json_valid < "$work/post.json"
+
+for f in api/bin/serve api/bin/handle-request api/build.sh; do
+    check "$f is executable" test -x "$here/$f"
+done
+
+# ---------------------------------------------------------------- builds
+app=$work/app
+mkdir -p "$app"
+cp -R "$here/package.json" "$here/shared" "$here/web" "$here/api" "$app/"
+rm -rf "$app/web/dist" "$app/api/dist"
+if (cd "$app" && sh web/build.sh && sh api/build.sh) > "$work/build.log" 2>&1; then
+    pass "web/build.sh and api/build.sh succeed"
+else
+    fail "builds failed: $(cat "$work/build.log")"
+fi
+for f in web/dist/index.html web/dist/app.css web/dist/app.js web/dist/httpd.conf web/dist/version.json \
+         api/dist/bin/serve api/dist/bin/handle-request api/dist/etc/app.env api/dist/etc/httpd.conf \
+         api/dist/public/cgi-bin/health api/dist/public/cgi-bin/ready api/dist/public/version.json; do
+    check "build produced $f" test -s "$app/$f"
+done
+check "web/dist/index.html has no unreplaced {{placeholders}}" lacks_text '{{' "$app/web/dist/index.html"
+check "web/dist/version.json is valid JSON" json_valid < "$app/web/dist/version.json"
+check "api/dist/public/version.json is valid JSON" json_valid < "$app/api/dist/public/version.json"
+
+# ---------------------------------------------------------------- end to end
+# handle-request runs `httpd -i` from PATH: point PATH at busybox's httpd.
+# (A busybox "standalone" shell resolves applets internally, so look for the
+# busybox binary itself rather than trusting `command -v httpd`.)
+e2e=
+for bb in "$(command -v busybox 2>/dev/null)" /bin/busybox /usr/bin/busybox; do
+    case $bb in /*) ;; *) continue ;; esac
+    if [ -x "$bb" ] && "$bb" httpd --help >/dev/null 2>&1; then
+        mkdir -p "$work/bin"
+        ln -s "$bb" "$work/bin/httpd"
+        PATH=$work/bin:$PATH
+        e2e=1
+        break
+    fi
+done
+if [ -n "$e2e" ]; then
+    for name in health ready; do
+        resp=$work/e2e-$name.out
+        printf 'GET /%s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test.sh\r\n\r\n' "$name" \
+            | APP_ENV_FILE="$app/api/dist/etc/app.env" "$app/api/dist/bin/handle-request" > "$resp" 2>&1
+        check "GET /$name via handle-request: HTTP 200" first_line_matches "$resp" '^HTTP/1\.[01] 200 ' 
+        check "GET /$name via handle-request: application/json" grep -qi '^Content-Type: application/json' "$resp"
+        # Drop the status line and parse the rest as CGI-style output.
+        tail -n +2 "$resp" > "$resp.cgi"
+        cgi_body "$resp.cgi" > "$resp.json"
+        check "GET /$name via handle-request: valid JSON body" json_valid < "$resp.json"
+    done
+    printf 'GET /nope HTTP/1.0\r\n\r\n' | "$app/api/dist/bin/handle-request" > "$work/e2e-404.out" 2>&1
+    check "GET /nope via handle-request: 404" first_line_matches "$work/e2e-404.out" '^HTTP/1\.[01] 404 ' 
+else
+    echo "skip - end-to-end request (no busybox httpd on this machine)"
+fi
+
+echo
+if [ "$failures" -ne 0 ]; then
+    echo "example/test.sh: $failures of $checks checks FAILED" >&2
+    exit 1
+fi
+echo "example/test.sh: all $checks checks passed"

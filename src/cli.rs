@@ -1,0 +1,157 @@
+//! Command-line interface (clap) and dispatch.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+use crate::exit;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lifeos",
+    version,
+    about = "Build, ship and run a web + API monorepo as one content-hashed task graph"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The config file (default: lifeos.toml here or in the nearest parent directory).
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// How many tasks run at once (default: the number of cores).
+    #[arg(short = 'j', long = "jobs", global = true, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Select [environments.NAME] from the config.
+    #[arg(long = "env", global = true, value_name = "NAME")]
+    pub env: Option<String>,
+    /// Override a [vars] value.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_kv)]
+    pub set: Vec<(String, String)>,
+    /// Keep running independent tasks after a failure.
+    #[arg(long, global = true)]
+    pub keep_going: bool,
+    /// Ignore the cache: `--force` for every selected task, `--force=TASK` for one (repeatable).
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "*", value_name = "TASK")]
+    pub force: Vec<String>,
+    /// One JSON event per line on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Progress display.
+    #[arg(long, global = true, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+    /// Show every log line, also on a terminal.
+    #[arg(short = 'v', long, global = true)]
+    pub verbose: bool,
+    /// Cache directory (default: .lifeos next to lifeos.toml).
+    #[arg(long, global = true, env = "LIFEOS_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    /// Bars on a terminal, plain lines otherwise or when CI is set.
+    Auto,
+    Tty,
+    Plain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Dot,
+    Mermaid,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Build image tasks and what they depend on (none named: every image).
+    Build { images: Vec<String> },
+    /// Run tasks and what they depend on (none named: the whole graph).
+    Run { tasks: Vec<String> },
+    /// Dry run: each task's key, cached or will run, and why.
+    Plan { tasks: Vec<String> },
+    /// Field-by-field difference between a task's key now and its last successful run.
+    Explain { task: String },
+    /// Print the graph.
+    Graph {
+        tasks: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Inspect or trim the local cache.
+    Cache {
+        #[command(subcommand)]
+        action: CacheCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCmd {
+    /// Records, blobs and sizes.
+    Stats,
+    /// Remove records older than a duration, and blobs nothing refers to.
+    Prune {
+        #[arg(long, value_name = "DURATION", value_parser = parse_dur)]
+        older_than: std::time::Duration,
+    },
+    /// Remove the whole cache.
+    Clean,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))
+}
+
+fn parse_dur(s: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(s)
+        .ok_or_else(|| format!("expected a duration such as 7d, 12h, 30m; got `{s}`"))
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        console::set_colors_enabled(false);
+        console::set_colors_enabled_stderr(false);
+    }
+    if let Some(dir) = &cli.global.dir {
+        if let Err(e) = std::env::set_current_dir(dir) {
+            eprintln!("error: cannot change to {}: {e}", dir.display());
+            return exit::USAGE;
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::ENVIRONMENT;
+        }
+    };
+    rt.block_on(commands::dispatch(cli))
+}

@@ -1,0 +1,104 @@
+//! `lifeos explain TASK`: this run's fingerprint against the last successful one.
+
+use lifeos_cache::CacheDir;
+use lifeos_engine::{Fingerprint, Outcome};
+
+use super::{check_names, run::execute};
+use crate::cli::Global;
+use crate::config::Project;
+use crate::exit;
+
+fn ago(secs: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let d = now.saturating_sub(secs);
+    match d {
+        0..=59 => format!("{d}s ago"),
+        60..=3599 => format!("{}m ago", d / 60),
+        3600..=86399 => format!("{}h ago", d / 3600),
+        _ => format!("{}d ago", d / 86400),
+    }
+}
+
+pub async fn explain(g: &Global, project: &Project, task: String) -> i32 {
+    if let Err(code) = check_names(project, std::slice::from_ref(&task)) {
+        return code;
+    }
+    let (code, report) = execute(g, project, vec![task.clone()], true).await;
+    let Some(report) = report else { return code };
+    let Some((_, outcome)) = report.outcomes.iter().find(|(t, _)| *t == task) else {
+        return exit::TASK_FAILED;
+    };
+    let Some(now) = report.fingerprints.get(&task) else {
+        eprintln!("error: cannot compute the key of {task}: {outcome:?}");
+        return code.max(exit::TASK_FAILED);
+    };
+    let cache = CacheDir::new(project.cache_dir.clone());
+    let records = cache.records();
+    let last = records.latest(&task);
+    let old: Option<Fingerprint> = last
+        .and_then(|r| cache.blobs().get(&r.fingerprint).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let changes = old.as_ref().map(|o| now.diff(o)).unwrap_or_default();
+    let status = match outcome {
+        Outcome::Cached { location, .. } => format!("cached ({location})"),
+        Outcome::WouldRun { reason, .. } => format!("will run: {reason}"),
+        other => format!("{other:?}"),
+    };
+    if g.json {
+        let v = serde_json::json!({
+            "task": task,
+            "key": now.key(),
+            "status": outcome,
+            "previous": last.map(|r| serde_json::json!({"key": r.key, "finished_at": r.finished_at, "duration_ms": r.duration_ms})),
+            "changes": changes,
+            "fingerprint": now,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap());
+        return exit::OK;
+    }
+    println!("task:     {task} ({})", now.kind);
+    println!("key:      {}", now.key());
+    println!("status:   {status}");
+    match (last, &old) {
+        (None, _) => println!("previous: none: no successful run is recorded"),
+        (Some(r), None) => println!(
+            "previous: {} (finished {}), but its fingerprint is no longer in the cache",
+            r.key.short(),
+            ago(r.finished_at)
+        ),
+        (Some(r), Some(_)) => {
+            println!(
+                "previous: {} (finished {}, took {:.1}s)",
+                r.key.short(),
+                ago(r.finished_at),
+                r.duration_ms as f64 / 1000.0
+            );
+            if changes.is_empty() {
+                println!("no differences: the fingerprint equals the last successful one");
+            } else {
+                println!("differences ({}):", changes.len());
+                let old = old.as_ref().unwrap();
+                for c in &changes {
+                    let detail = match c {
+                        lifeos_engine::Change::FileChanged { path } => format!(
+                            "  ({} → {})",
+                            short(old.inputs.get(path)),
+                            short(now.inputs.get(path))
+                        ),
+                        _ => String::new(),
+                    };
+                    println!("  - {c}{detail}");
+                }
+            }
+        }
+    }
+    exit::OK
+}
+
+fn short(d: Option<&String>) -> String {
+    d.map(|s| s.chars().take(12).collect())
+        .unwrap_or_else(|| "none".into())
+}

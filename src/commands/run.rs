@@ -1,0 +1,177 @@
+//! `lifeos run`, `build` and `plan`: select, run the scheduler, show the events.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use lifeos_cache::CacheDir;
+use lifeos_engine::scheduler::{self, Force, RunContext, RunReport};
+use lifeos_engine::{Outcome, RunOptions};
+use tokio_util::sync::CancellationToken;
+
+use super::{check_names, snapshot, usage_error};
+use crate::cli::Global;
+use crate::config::{Kind, Project};
+use crate::exit;
+use crate::ui;
+
+pub async fn build(g: &Global, project: &Project, images: Vec<String>) -> i32 {
+    if let Err(code) = check_names(project, &images) {
+        return code;
+    }
+    let all_images: Vec<String> = project
+        .graph
+        .ids()
+        .filter(|id| project.kinds.get(*id) == Some(&Kind::Image))
+        .map(str::to_owned)
+        .collect();
+    if let Some(n) = images.iter().find(|n| !all_images.contains(n)) {
+        return usage_error(format!(
+            "`{n}` is not an image task (use `lifeos run {n}`); image tasks: {}",
+            all_images.join(", ")
+        ));
+    }
+    if all_images.is_empty() {
+        return usage_error("the config has no image tasks (kind = \"image\")");
+    }
+    let names = if images.is_empty() {
+        all_images
+    } else {
+        images
+    };
+    execute(g, project, names, false).await.0
+}
+
+pub async fn run(g: &Global, project: &Project, tasks: Vec<String>) -> i32 {
+    if let Err(code) = check_names(project, &tasks) {
+        return code;
+    }
+    execute(g, project, tasks, false).await.0
+}
+
+pub async fn plan(g: &Global, project: &Project, tasks: Vec<String>) -> i32 {
+    if let Err(code) = check_names(project, &tasks) {
+        return code;
+    }
+    let (code, report) = execute(g, project, tasks, true).await;
+    let Some(report) = report else { return code };
+    if g.json {
+        let rows: Vec<serde_json::Value> = report
+            .outcomes
+            .iter()
+            .map(|(t, o)| serde_json::json!({ "task": t, "outcome": o }))
+            .collect();
+        println!("{}", serde_json::to_string(&rows).unwrap());
+    } else {
+        let width = report
+            .outcomes
+            .iter()
+            .map(|(t, _)| t.len())
+            .max()
+            .unwrap_or(4);
+        for (task, o) in &report.outcomes {
+            let key = o.key().map(|k| k.short()).unwrap_or_else(|| "-".repeat(12));
+            let (status, why) = match o {
+                Outcome::Cached { location, .. } => ("cached", location.clone()),
+                Outcome::WouldRun { reason, .. } => ("will run", reason.to_string()),
+                Outcome::Failed { error, .. } => ("error", error.clone()),
+                Outcome::Skipped { because } => ("skipped", because.clone()),
+                Outcome::Ran { reason, .. } => ("ran", reason.to_string()),
+                Outcome::Interrupted => ("interrupted", String::new()),
+            };
+            println!("{task:width$}  {key}  {status:8}  {why}");
+        }
+    }
+    code
+}
+
+/// Run the scheduler on `names` (and their dependencies) with the UI attached.
+pub async fn execute(
+    g: &Global,
+    project: &Project,
+    names: Vec<String>,
+    dry_run: bool,
+) -> (i32, Option<RunReport>) {
+    let selection = project.graph.select(&names).expect("names checked");
+    let cache = CacheDir::new(project.cache_dir.clone());
+    if !dry_run {
+        if let Err(e) = std::fs::create_dir_all(cache.root()) {
+            eprintln!(
+                "error: cannot create the cache directory {}: {e}",
+                cache.root().display()
+            );
+            return (exit::ENVIRONMENT, None);
+        }
+    }
+    let force = if g.force.iter().any(|f| f == "*") {
+        Force::All
+    } else if g.force.is_empty() {
+        Force::None
+    } else {
+        if let Err(code) = check_names(project, &g.force) {
+            return (code, None);
+        }
+        Force::Tasks(g.force.iter().cloned().collect::<HashSet<_>>())
+    };
+    let opts = RunOptions {
+        jobs: g.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }),
+        keep_going: g.keep_going,
+        force,
+        dry_run,
+        run_id: run_id(),
+    };
+    let cancel = CancellationToken::new();
+    let signals = tokio::spawn(watch_signals(cancel.clone()));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let ui = ui::spawn(rx, g, dry_run);
+    let cx = RunContext {
+        root: project.root.clone(),
+        cache,
+        snapshot: snapshot(project, &CacheDir::new(project.cache_dir.clone())),
+        events: tx,
+        cancel,
+    };
+    let result = scheduler::run(Arc::clone(&project.graph), selection, opts, cx).await;
+    let _ = ui.await;
+    signals.abort();
+    match result {
+        Ok(report) => (report.exit_code(), Some(report)),
+        Err(e) => {
+            eprintln!(
+                "error: cannot write the cache in {}: {e}",
+                project.cache_dir.display()
+            );
+            (exit::ENVIRONMENT, None)
+        }
+    }
+}
+
+fn run_id() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{:x}{:04x}", t.as_millis(), std::process::id() & 0xffff)
+}
+
+/// Ctrl-C or SIGTERM: cancel the run (tasks stop their processes and containers). A second
+/// Ctrl-C exits at once.
+async fn watch_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("\nlifeos: interrupted; stopping running tasks (Ctrl-C again to quit at once)");
+    cancel.cancel();
+    int.recv().await;
+    std::process::exit(exit::INTERRUPTED);
+}

@@ -1,0 +1,123 @@
+//! lifeos.toml as written: flat structs with spans (no tagged enums, which lose spans).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub project: Option<RawProject>,
+    #[serde(default)]
+    pub vars: BTreeMap<S<String>, S<toml::Value>>,
+    #[serde(default)]
+    pub environments: BTreeMap<S<String>, RawEnvironment>,
+    #[serde(default)]
+    pub tasks: BTreeMap<S<String>, S<RawTask>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProject {
+    pub name: Option<S<String>>,
+    pub cache_dir: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvironment {
+    #[serde(default)]
+    pub vars: BTreeMap<S<String>, S<toml::Value>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Exec,
+    Image,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Exec => "exec",
+            Kind::Image => "image",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTask {
+    pub kind: S<Kind>,
+    #[serde(default)]
+    pub deps: Vec<S<String>>,
+    #[serde(default)]
+    pub env: Vec<S<String>>,
+    #[serde(default)]
+    pub secrets: Vec<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub retries: Option<S<u32>>,
+    /// `true`, `false`, or `{ every = "24h" }`.
+    pub cache: Option<S<toml::Value>>,
+
+    // exec
+    /// A shell string or an argv array.
+    pub run: Option<S<toml::Value>>,
+    pub cwd: Option<S<String>>,
+    pub inputs: Option<Vec<S<String>>>,
+    pub outputs: Option<Vec<S<String>>>,
+
+    // image
+    pub context: Option<S<String>>,
+    pub dockerfile: Option<S<String>>,
+    pub target: Option<S<String>>,
+    pub build_args: Option<BTreeMap<String, S<String>>>,
+    pub labels: Option<BTreeMap<String, S<String>>>,
+    pub tag: Option<S<String>>,
+    pub tags: Option<Vec<S<String>>>,
+    pub platform: Option<S<String>>,
+    pub builder: Option<S<String>>,
+}
+
+impl RawTask {
+    /// Kind-specific fields that are set, with their spans, to reject those another kind owns.
+    pub fn kind_fields(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+        let mut v = Vec::new();
+        macro_rules! f {
+            ($($name:ident),*) => {$(
+                if let Some(x) = &self.$name { v.push((stringify!($name), span_of(x))); }
+            )*};
+        }
+        f!(run, cwd, context, dockerfile, target, tag, platform, builder);
+        if let Some(x) = &self.inputs {
+            v.push(("inputs", x.first().map(|s| s.span()).unwrap_or(0..0)));
+        }
+        if let Some(x) = &self.outputs {
+            v.push(("outputs", x.first().map(|s| s.span()).unwrap_or(0..0)));
+        }
+        if let Some(x) = &self.tags {
+            v.push(("tags", x.first().map(|s| s.span()).unwrap_or(0..0)));
+        }
+        if let Some(x) = &self.build_args {
+            v.push((
+                "build_args",
+                x.values().next().map(|s| s.span()).unwrap_or(0..0),
+            ));
+        }
+        if let Some(x) = &self.labels {
+            v.push((
+                "labels",
+                x.values().next().map(|s| s.span()).unwrap_or(0..0),
+            ));
+        }
+        v
+    }
+}
+
+fn span_of<T>(s: &S<T>) -> std::ops::Range<usize> {
+    s.span()
+}

@@ -1,0 +1,168 @@
+//! `exec`: a host command. Its key covers the command, cwd, declared inputs, env and outputs;
+//! on success the declared outputs are archived, and on a hit they are restored if needed.
+
+use async_trait::async_trait;
+use lifeos_cache::InputSet;
+use lifeos_engine::task::archive_outputs;
+use lifeos_engine::{ExecCx, Executed, KeyCx, Probe, ProbeCx, Task, TaskError, TaskInputs};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::outputs::{self, OutputState};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Command {
+    /// Run through `sh -c`.
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecTask {
+    pub run: Command,
+    /// Project-relative working directory; "" is the project root.
+    pub cwd: String,
+    pub input_patterns: Vec<String>,
+    pub inputs: InputSet,
+    pub output_patterns: Vec<String>,
+    pub outputs: Option<InputSet>,
+}
+
+impl ExecTask {
+    pub fn new(
+        run: Command,
+        cwd: String,
+        inputs: Vec<String>,
+        outputs: Vec<String>,
+    ) -> Result<Self, lifeos_cache::InputSetError> {
+        Ok(Self {
+            run,
+            cwd,
+            inputs: InputSet::new(&inputs)?,
+            input_patterns: inputs,
+            outputs: if outputs.is_empty() {
+                None
+            } else {
+                Some(InputSet::new(&outputs)?)
+            },
+            output_patterns: outputs,
+        })
+    }
+}
+
+#[async_trait]
+impl Task for ExecTask {
+    fn kind(&self) -> &'static str {
+        "exec"
+    }
+
+    fn config(&self) -> serde_json::Value {
+        json!({
+            "run": self.run,
+            "cwd": self.cwd,
+            "inputs": self.input_patterns,
+            "outputs": self.output_patterns,
+        })
+    }
+
+    fn describe(&self) -> String {
+        match &self.run {
+            Command::Shell(s) => format!("exec: {s}"),
+            Command::Argv(a) => format!("exec: {}", a.join(" ")),
+        }
+    }
+
+    fn writes(&self) -> Vec<String> {
+        self.outputs
+            .as_ref()
+            .map(|o| o.roots().to_vec())
+            .unwrap_or_default()
+    }
+
+    async fn inputs(&self, cx: &KeyCx) -> Result<TaskInputs, TaskError> {
+        Ok(TaskInputs {
+            files: cx.hash_inputs(&self.inputs).await?,
+            extras: Default::default(),
+        })
+    }
+
+    async fn probe(&self, cx: &ProbeCx<'_>) -> Result<Probe, TaskError> {
+        let Some(record) = cx.record else {
+            return Ok(Probe::Missing("no record".into()));
+        };
+        if record.outputs.is_empty() {
+            return Ok(Probe::Fresh("record".into()));
+        }
+        let (root, snap, blobs) = (cx.root.to_path_buf(), cx.snapshot.clone(), cx.blobs.clone());
+        let outs = record.outputs.clone();
+        let dry = cx.dry_run;
+        tokio::task::spawn_blocking(move || match outputs::check(&root, &snap, &outs, &blobs) {
+            OutputState::Intact => Ok(Probe::Fresh("record, outputs intact".into())),
+            OutputState::Unrestorable(why) => Ok(Probe::Missing(why)),
+            OutputState::Stale(files) if dry => Ok(Probe::Fresh(format!(
+                "record, {} output file(s) would be restored",
+                files.len()
+            ))),
+            OutputState::Stale(files) => {
+                outputs::restore(&root, &files, &blobs)?;
+                Ok(Probe::Fresh(format!(
+                    "record, {} output file(s) restored",
+                    files.len()
+                )))
+            }
+        })
+        .await
+        .map_err(|e| TaskError::Failed(e.to_string()))?
+    }
+
+    async fn execute(&self, cx: &ExecCx<'_>) -> Result<Executed, TaskError> {
+        let mut cmd = match &self.run {
+            Command::Shell(s) => {
+                let mut c = tokio::process::Command::new("sh");
+                c.arg("-c").arg(s);
+                c
+            }
+            Command::Argv(a) => {
+                let mut c = tokio::process::Command::new(&a[0]);
+                c.args(&a[1..]);
+                c
+            }
+        };
+        cmd.current_dir(cx.root.join(&self.cwd));
+        cmd.envs(cx.env.iter().map(|(k, v)| (k, v)));
+        cmd.env("LIFEOS_RUN_ID", cx.run_id);
+        crate::process::run(cmd, "command", &cx.log, &cx.cancel).await?;
+
+        let Some(outs) = &self.outputs else {
+            return Ok(Executed::default());
+        };
+        for r in outs.roots() {
+            cx.snapshot.invalidate(r);
+        }
+        let (root, snap, blobs, set) = (
+            cx.root.to_path_buf(),
+            cx.snapshot.clone(),
+            cx.blobs.clone(),
+            outs.clone(),
+        );
+        let files =
+            tokio::task::spawn_blocking(move || archive_outputs(&root, &snap, &set, &blobs))
+                .await
+                .map_err(|e| TaskError::Failed(e.to_string()))?
+                .map_err(|e| TaskError::Failed(format!("cannot archive outputs: {e}")))?;
+        if files.is_empty() {
+            cx.log.line(
+                lifeos_engine::Stream::Stderr,
+                &format!(
+                    "lifeos: warning: outputs {:?} matched no file",
+                    self.output_patterns
+                ),
+            );
+        }
+        Ok(Executed {
+            outputs: files,
+            data: serde_json::Value::Null,
+        })
+    }
+}

@@ -1,0 +1,156 @@
+//! One image build through the Engine API: BuildKit (with a session) or the classic builder.
+//! Step progress goes to the progress bar, every line to the task log. Dropping the request
+//! (Ctrl-C, timeout) makes the daemon cancel the build.
+
+use std::collections::HashMap;
+
+use bollard::models::BuildInfoAux;
+use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion};
+use futures_util::StreamExt;
+use lifeos_engine::{ExecCx, Stream, TaskError};
+
+use super::{context, Builder, ImageSpec, KEY_LABEL};
+use crate::docker::classify;
+
+/// Build `spec` and return the image ID.
+pub async fn build(
+    d: &bollard::Docker,
+    spec: &ImageSpec,
+    cx: &ExecCx<'_>,
+) -> Result<String, TaskError> {
+    let in_ctx = spec.dockerfile_in_context();
+    let rules = context::ignore_rules(cx.root, &spec.context, in_ctx.as_deref())
+        .map_err(TaskError::Failed)?;
+    let files = {
+        let (snap, ctx) = (cx.snapshot.clone(), spec.context.clone());
+        tokio::task::spawn_blocking(move || context::files(&snap, &ctx, &rules))
+            .await
+            .map_err(|e| TaskError::Failed(e.to_string()))??
+    };
+    // A Dockerfile outside the context travels in the tar under a name of its own, as the
+    // Docker CLI does.
+    let (dockerfile_name, extra) = match in_ctx {
+        Some(p) => (p, None),
+        None => {
+            let bytes = std::fs::read(cx.root.join(&spec.dockerfile))?;
+            let name = format!(".lifeos-dockerfile-{}", cx.key.short());
+            (name.clone(), Some((name, bytes)))
+        }
+    };
+    cx.log
+        .progress(&format!("sending context ({} files)", files.len()));
+    let body = context::stream(cx.root.to_path_buf(), spec.context.clone(), files, extra);
+
+    let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+    labels.insert(KEY_LABEL.into(), cx.key.to_hex());
+    let build_args: HashMap<String, String> = spec.build_args.clone().into_iter().collect();
+    let mut opts = BuildImageOptionsBuilder::default()
+        .dockerfile(&dockerfile_name)
+        .labels(&labels)
+        .buildargs(&build_args)
+        .rm(true)
+        .forcerm(true);
+    if let Some(t) = spec.tags.first() {
+        opts = opts.t(t);
+    }
+    if let Some(t) = &spec.target {
+        opts = opts.target(t);
+    }
+    if let Some(p) = &spec.platform {
+        opts = opts.platform(p);
+    }
+    let session = format!("lifeos-{}-{}", cx.run_id, cx.key.short());
+    opts = match spec.builder {
+        Builder::BuildKit => opts
+            .version(BuilderVersion::BuilderBuildKit)
+            .session(&session),
+        Builder::Classic => opts.version(BuilderVersion::BuilderV1),
+    };
+
+    let mut stream = d.build_image(opts.build(), None, Some(bollard::body_try_stream(body)));
+    let mut image_id = None;
+    let mut vertex_names: HashMap<String, String> = HashMap::new();
+    // BuildKit repeats completed vertices in later status messages; report each once.
+    let mut done: std::collections::HashSet<String> = Default::default();
+    loop {
+        let item = tokio::select! {
+            item = stream.next() => item,
+            _ = cx.cancel.cancelled() => return Err(TaskError::Interrupted),
+        };
+        let Some(item) = item else { break };
+        let info = match item {
+            Ok(info) => info,
+            Err(e) => {
+                let err = classify(e, "build");
+                if let TaskError::Failed(m) = &err {
+                    cx.log.line(Stream::Stderr, m);
+                }
+                return Err(match err {
+                    TaskError::Failed(m) => TaskError::Failed(failure_message(&m)),
+                    other => other,
+                });
+            }
+        };
+        if let Some(s) = &info.stream {
+            let s = s.trim_end();
+            if !s.is_empty() {
+                if s.starts_with("Step ") {
+                    cx.log.progress(s);
+                }
+                cx.log.text(Stream::Stdout, s);
+            }
+        }
+        if let Some(s) = &info.status {
+            cx.log.progress(s);
+        }
+        match info.aux {
+            Some(BuildInfoAux::Default(id)) => image_id = id.id.or(image_id),
+            Some(BuildInfoAux::BuildKit(status)) => {
+                for v in status.vertexes {
+                    vertex_names.insert(v.digest.clone(), v.name.clone());
+                    if v.started.is_some() && v.completed.is_none() {
+                        cx.log.progress(&v.name);
+                    }
+                    if v.completed.is_some() && done.insert(v.digest.clone()) {
+                        let state = if !v.error.is_empty() {
+                            format!("ERROR {}", v.error)
+                        } else if v.cached {
+                            "CACHED".into()
+                        } else {
+                            "DONE".into()
+                        };
+                        cx.log.line(Stream::Stdout, &format!("{} {state}", v.name));
+                    }
+                }
+                for l in status.logs {
+                    let name = vertex_names
+                        .get(&l.vertex)
+                        .map(String::as_str)
+                        .unwrap_or("");
+                    let text = String::from_utf8_lossy(&l.msg);
+                    for line in text.lines() {
+                        cx.log
+                            .line(Stream::Stdout, &format!("{} | {line}", short_step(name)));
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+    image_id
+        .ok_or_else(|| TaskError::Failed("the engine reported no image ID for the build".into()))
+}
+
+/// `[api-builder 2/3] RUN make` → `[api-builder 2/3]`, to prefix RUN output.
+fn short_step(name: &str) -> &str {
+    match name.find(']') {
+        Some(i) if name.starts_with('[') => &name[..=i],
+        _ => name,
+    }
+}
+
+/// Name the failing step first: the engine's message for BuildKit is
+/// "executor failed running [/bin/sh -c …]: exit code: 3".
+fn failure_message(m: &str) -> String {
+    format!("image build failed: {m}")
+}

@@ -1,0 +1,239 @@
+//! `image`: a Dockerfile target built through the Engine API.
+//!
+//! Key: the Dockerfile, the build args, labels, target, builder, platform, the image ID of
+//! every external base, and only the context files the target's own stages can read.
+//! Proof of a result: an image labelled `lifeos.key=<key>` in the engine.
+
+pub mod build;
+pub mod context;
+pub mod dockerfile;
+pub mod dockerignore;
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use bollard::query_parameters::{ListImagesOptionsBuilder, TagImageOptionsBuilder};
+use lifeos_engine::{ExecCx, Executed, KeyCx, Probe, ProbeCx, Task, TaskError, TaskInputs};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::docker::{classify, Docker};
+
+pub const KEY_LABEL: &str = "lifeos.key";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Builder {
+    BuildKit,
+    Classic,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageSpec {
+    /// Project-relative; "" is the project root.
+    pub context: String,
+    /// Project-relative; may lie outside the context.
+    pub dockerfile: String,
+    pub target: Option<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// Full references (`name:tag`). Not part of the key: retagging needs no build.
+    #[serde(skip)]
+    pub tags: Vec<String>,
+    pub platform: Option<String>,
+    pub builder: Builder,
+}
+
+impl ImageSpec {
+    /// The Dockerfile's path inside the context, when it is inside.
+    pub fn dockerfile_in_context(&self) -> Option<String> {
+        if self.context.is_empty() {
+            return Some(self.dockerfile.clone());
+        }
+        self.dockerfile
+            .strip_prefix(&self.context)
+            .and_then(|r| r.strip_prefix('/'))
+            .map(str::to_owned)
+    }
+}
+
+pub struct ImageTask {
+    pub spec: ImageSpec,
+    docker: Docker,
+}
+
+impl ImageTask {
+    pub fn new(spec: ImageSpec, docker: Docker) -> Self {
+        Self { spec, docker }
+    }
+
+    /// Make every configured tag point at `id`.
+    async fn ensure_tags(
+        &self,
+        d: &bollard::Docker,
+        id: &str,
+        have: &[String],
+    ) -> Result<(), TaskError> {
+        for tag in &self.spec.tags {
+            if have.contains(tag) {
+                continue;
+            }
+            let (repo, t) = split_tag(tag);
+            d.tag_image(
+                id,
+                Some(TagImageOptionsBuilder::default().repo(repo).tag(t).build()),
+            )
+            .await
+            .map_err(|e| classify(e, &format!("tag {tag}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// `host:5000/a/b:tag` → (`host:5000/a/b`, `tag`).
+pub fn split_tag(reference: &str) -> (&str, &str) {
+    match reference.rfind(':') {
+        Some(i) if !reference[i..].contains('/') => (&reference[..i], &reference[i + 1..]),
+        _ => (reference, "latest"),
+    }
+}
+
+#[async_trait]
+impl Task for ImageTask {
+    fn kind(&self) -> &'static str {
+        "image"
+    }
+
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.spec).expect("image spec serializes")
+    }
+
+    fn describe(&self) -> String {
+        let target = self
+            .spec
+            .target
+            .as_deref()
+            .map(|t| format!(" --target {t}"))
+            .unwrap_or_default();
+        format!("image {}{target}", self.spec.tags.join(", "))
+    }
+
+    async fn inputs(&self, cx: &KeyCx) -> Result<TaskInputs, TaskError> {
+        let spec = self.spec.clone();
+        let (root, snap) = (cx.root.clone(), cx.snapshot.clone());
+        let (files, bases) = tokio::task::spawn_blocking(move || -> Result<_, TaskError> {
+            let text = std::fs::read_to_string(root.join(&spec.dockerfile))
+                .map_err(|e| TaskError::Failed(format!("cannot read {}: {e}", spec.dockerfile)))?;
+            let df = dockerfile::parse(&text)
+                .map_err(|e| TaskError::Failed(format!("{}: {e}", spec.dockerfile)))?;
+            let plan = df
+                .plan(spec.target.as_deref(), &spec.build_args)
+                .map_err(|e| TaskError::Failed(format!("{}: {e}", spec.dockerfile)))?;
+            let rules = context::ignore_rules(
+                &root,
+                &spec.context,
+                spec.dockerfile_in_context().as_deref(),
+            )
+            .map_err(TaskError::Failed)?;
+            let mut read: Vec<_> = context::files(&snap, &spec.context, &rules)?
+                .into_iter()
+                .filter(|f| plan.context.reads(context::ctx_rel(&spec.context, &f.rel)))
+                .collect();
+            // The Dockerfile is always an input, inside the context or not.
+            if !read.iter().any(|f| f.rel == spec.dockerfile) {
+                read.extend(snap.walk(&spec.dockerfile)?.iter().cloned());
+            }
+            let digests = snap.digests(&read)?;
+            let files: BTreeMap<String, String> = read
+                .into_iter()
+                .zip(digests)
+                .map(|(f, d)| {
+                    let v = if f.symlink {
+                        format!("{d}@")
+                    } else {
+                        format!("{d}:{:o}", f.mode & 0o777)
+                    };
+                    (f.rel, v)
+                })
+                .collect();
+            Ok((files, plan.bases))
+        })
+        .await
+        .map_err(|e| TaskError::Failed(e.to_string()))??;
+
+        let mut extras = BTreeMap::new();
+        if !bases.is_empty() {
+            let d = self.docker.get().await?;
+            for base in bases {
+                let id = match d.inspect_image(&base).await {
+                    Ok(img) => img.id.unwrap_or_default(),
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => "absent (the build will try to pull it)".into(),
+                    Err(e) => return Err(classify(e, &format!("inspect base image {base}"))),
+                };
+                extras.insert(format!("base image {base}"), id);
+            }
+        }
+        Ok(TaskInputs { files, extras })
+    }
+
+    async fn probe(&self, cx: &ProbeCx<'_>) -> Result<Probe, TaskError> {
+        let d = self.docker.get().await?;
+        let label = format!("{KEY_LABEL}={}", cx.key);
+        let filters = HashMap::from([("label".to_string(), vec![label])]);
+        let images = d
+            .list_images(Some(
+                ListImagesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(|e| classify(e, "list images"))?;
+        let Some(img) = images.into_iter().max_by_key(|i| i.created) else {
+            return Ok(Probe::Missing("image missing".into()));
+        };
+        if !cx.dry_run {
+            self.ensure_tags(&d, &img.id, &img.repo_tags).await?;
+        }
+        let short = img
+            .id
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect::<String>();
+        Ok(Probe::Fresh(format!(
+            "image {short} ({})",
+            self.spec.tags.join(", ")
+        )))
+    }
+
+    async fn execute(&self, cx: &ExecCx<'_>) -> Result<Executed, TaskError> {
+        let d = self.docker.get().await?;
+        let id = build::build(&d, &self.spec, cx).await?;
+        self.ensure_tags(&d, &id, &[]).await?;
+        Ok(Executed {
+            outputs: vec![],
+            data: json!({ "image_id": id, "tags": self.spec.tags }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_tag;
+
+    #[test]
+    fn tags_split_at_the_last_colon_outside_the_host() {
+        assert_eq!(split_tag("web:1"), ("web", "1"));
+        assert_eq!(
+            split_tag("127.0.0.1:5000/a/web"),
+            ("127.0.0.1:5000/a/web", "latest")
+        );
+        assert_eq!(
+            split_tag("127.0.0.1:5000/a/web:v2"),
+            ("127.0.0.1:5000/a/web", "v2")
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! lifeos-tasks: one module per task kind. The only crate that talks to Docker.
+
+pub mod docker;
+pub mod exec;
+pub mod image;
+pub mod outputs;
+pub mod process;
+
+pub use docker::Docker;
+pub use exec::{Command, ExecTask};
+pub use image::{Builder, ImageSpec, ImageTask};

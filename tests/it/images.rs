@@ -1,0 +1,470 @@
+//! The `image` kind against the real Docker engine. Every image gets a unique tag and the
+//! label `lifeos.test=<id>`, and is removed when the test ends. No engine: the tests fail.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::support::{Project, Run};
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+fn docker(args: &[&str]) -> String {
+    let o = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs");
+    assert!(
+        o.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A project with its own base image, removed (with everything labelled for it) on drop.
+struct Fx {
+    p: Project,
+    id: String,
+}
+
+impl Drop for Fx {
+    fn drop(&mut self) {
+        let label = format!("label=lifeos.test={}", self.id);
+        for args in [vec!["ps", "-aq", "--filter", &label]] {
+            let ids = docker(&args);
+            if !ids.is_empty() {
+                let mut rm = vec!["rm", "-f"];
+                rm.extend(ids.lines());
+                let _ = Command::new("docker").args(&rm).output();
+            }
+        }
+        let ids = docker(&["images", "-q", "--filter", &label]);
+        let mut ids: Vec<&str> = ids.lines().collect();
+        ids.sort();
+        ids.dedup();
+        if !ids.is_empty() {
+            let mut rm = vec!["rmi", "-f"];
+            rm.extend(ids);
+            let _ = Command::new("docker").args(&rm).output();
+        }
+    }
+}
+
+impl Fx {
+    fn new() -> Self {
+        let ping = Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output();
+        assert!(
+            ping.as_ref().is_ok_and(|o| o.status.success()),
+            "no Docker engine answers: start one (scripts/setup.sh) — Docker tests fail rather than skip"
+        );
+        let id = format!(
+            "it{}x{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let fx = Fx {
+            p: Project::new(),
+            id,
+        };
+        // An external base image, built by the Docker CLI: FROM scratch + static busybox.
+        let base_dir = fx.p.p("base-src");
+        fs::create_dir_all(&base_dir).unwrap();
+        fs::copy("/bin/busybox", base_dir.join("busybox"))
+            .expect("busybox-static is installed (/bin/busybox)");
+        fs::write(
+            base_dir.join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nENV PATH=/bin\n",
+        )
+        .unwrap();
+        docker(&[
+            "build",
+            "-q",
+            "--label",
+            &format!("lifeos.test={}", fx.id),
+            "-t",
+            &fx.base(),
+            base_dir.to_str().unwrap(),
+        ]);
+        fs::remove_dir_all(&base_dir).unwrap();
+        fx
+    }
+
+    fn base(&self) -> String {
+        format!("lifeos-it/{}-base:latest", self.id)
+    }
+
+    fn tag(&self, name: &str) -> String {
+        format!("lifeos-it/{}-{name}:latest", self.id)
+    }
+
+    /// The seed's shape: shared deps stage, separate web/api builders and runners.
+    fn monorepo(&self, builder: &str) -> &Self {
+        let mount = if builder == "buildkit" {
+            "--mount=type=cache,target=/cache "
+        } else {
+            ""
+        };
+        self.p
+            .file("app/shared/config.txt", "name=lifeos")
+            .file("app/web/index.html", "<h1>web</h1>")
+            .file("app/api/health.sh", "echo ok")
+            .file("app/notes.log", "ignored")
+            .file("app/docs/readme.md", "ignored too")
+            .file("app/.dockerignore", "**/*.log\ndocs\n")
+            .file(
+                "app/Dockerfile",
+                &format!(
+                    "FROM {base} AS base\n\
+                     FROM base AS deps\n\
+                     COPY shared/ /app/shared/\n\
+                     RUN {mount}cat /app/shared/config.txt > /app/deps.txt\n\
+                     FROM deps AS web-build\n\
+                     COPY web/ /app/web/\n\
+                     RUN cat /app/web/index.html > /app/web.out\n\
+                     FROM deps AS api-build\n\
+                     COPY api /app/api\n\
+                     FROM base AS web\n\
+                     COPY --from=web-build /app /app\n\
+                     FROM base AS api\n\
+                     COPY --from=api-build /app /app\n",
+                    base = self.base()
+                ),
+            )
+            .config(&format!(
+                r#"
+[tasks.web]
+kind = "image"
+context = "app"
+target = "web"
+tag = "{web}"
+builder = "{builder}"
+labels = {{ "lifeos.test" = "{id}" }}
+
+[tasks.api]
+kind = "image"
+context = "app"
+target = "api"
+tag = "{api}"
+builder = "{builder}"
+labels = {{ "lifeos.test" = "{id}" }}
+"#,
+                web = self.tag("web"),
+                api = self.tag("api"),
+                id = self.id,
+            ));
+        self
+    }
+
+    fn build(&self, args: &[&str]) -> Run {
+        let mut a = vec!["build"];
+        a.extend_from_slice(args);
+        self.p.json(&a)
+    }
+
+    fn inspect(&self, image: &str) -> String {
+        docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}} {{.Created}}",
+            image,
+        ])
+    }
+}
+
+#[test]
+fn second_build_is_cached_and_sends_nothing() {
+    let fx = Fx::new();
+    fx.monorepo("buildkit");
+    let r = fx.build(&["web", "api"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.ran(), ["api", "web"]);
+    let (web, api) = (fx.inspect(&fx.tag("web")), fx.inspect(&fx.tag("api")));
+    let labels = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"lifeos.key\"}}",
+        &fx.tag("web"),
+    ]);
+    assert_eq!(labels, r.outcome("web")["key"].as_str().unwrap());
+
+    let r = fx.build(&["web", "api"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.cached(), ["api", "web"], "{}", r.all());
+    // No build ran: no task started, no log line, and the images are the same objects.
+    assert!(
+        !r.events()
+            .iter()
+            .any(|e| e["event"] == "task_started" || e["event"] == "task_log"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(fx.inspect(&fx.tag("web")), web);
+    assert_eq!(fx.inspect(&fx.tag("api")), api);
+
+    // A deleted tag is put back without a build (another tag keeps the image alive).
+    docker(&["tag", &fx.tag("web"), &fx.tag("web-keep")]);
+    docker(&["rmi", &fx.tag("web")]);
+    let r = fx.build(&["web"]);
+    assert_eq!(r.cached(), ["web"], "{}", r.all());
+    assert_eq!(fx.inspect(&fx.tag("web")), web);
+}
+
+#[test]
+fn per_target_keys_follow_what_each_target_reads() {
+    let fx = Fx::new();
+    fx.monorepo("buildkit");
+    assert_eq!(fx.build(&[]).code, 0);
+
+    fx.p.file("app/notes.log", "changed, but .dockerignore excludes it");
+    fx.p.file("app/docs/readme.md", "excluded directory");
+    let r = fx.build(&[]);
+    assert_eq!(r.cached(), ["api", "web"], "{}", r.all());
+
+    fs::write(fx.p.p("app/api/health.sh"), "echo changed").unwrap();
+    let r = fx.build(&[]);
+    assert_eq!(r.ran(), ["api"], "{}", r.all());
+    assert_eq!(r.cached(), ["web"]);
+    assert_eq!(
+        r.outcome("api")["reason"]["changes"][0]["path"],
+        "app/api/health.sh"
+    );
+
+    fs::write(fx.p.p("app/shared/config.txt"), "name=changed").unwrap();
+    let r = fx.build(&[]);
+    assert_eq!(r.ran(), ["api", "web"], "{}", r.all());
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--label",
+        &format!("lifeos.test={}", fx.id),
+        &fx.tag("web"),
+        "cat",
+        "/app/deps.txt",
+    ]);
+    assert_eq!(out, "name=changed");
+}
+
+#[test]
+fn a_removed_image_or_a_changed_base_rebuilds_with_the_reason() {
+    let fx = Fx::new();
+    fx.monorepo("classic");
+    assert_eq!(fx.build(&[]).code, 0);
+    let api_id = fx
+        .inspect(&fx.tag("api"))
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    docker(&["rmi", "-f", &api_id]);
+    let r = fx.build(&[]);
+    assert_eq!(r.ran(), ["api"], "{}", r.all());
+    assert_eq!(r.outcome("api")["reason"]["detail"], "image missing");
+
+    // Another image under the base's name: both targets rebuild, and the reason names it.
+    let other = fx.p.p("other");
+    fs::create_dir_all(&other).unwrap();
+    fs::write(
+        other.join("Dockerfile"),
+        format!("FROM {}\nRUN echo other > /other\n", fx.base()),
+    )
+    .unwrap();
+    docker(&[
+        "build",
+        "-q",
+        "--label",
+        &format!("lifeos.test={}", fx.id),
+        "-t",
+        &fx.base(),
+        other.to_str().unwrap(),
+    ]);
+    let r = fx.build(&[]);
+    assert_eq!(r.ran(), ["api", "web"], "{}", r.all());
+    let change = &r.outcome("web")["reason"]["changes"][0];
+    assert_eq!(change["change"], "extra");
+    assert_eq!(change["name"], format!("base image {}", fx.base()));
+}
+
+#[test]
+fn dockerignore_matches_what_docker_itself_sends() {
+    let fx = Fx::new();
+    let p = &fx.p;
+    for f in [
+        "keep.txt",
+        "README.md",
+        "notes.md",
+        "a/b/c.log",
+        "a/b/keep.log",
+        "a/x.tmp",
+        "tmp1/file",
+        "tmpdir/deep/file",
+        "build/out.bin",
+        "build/keep/this.txt",
+        "src/main.rs",
+        "src/gen/skip.rs",
+        "src/gen/keep.rs",
+        "Dockerfile.other",
+        "[weird].txt",
+        "sp ace.txt",
+    ] {
+        p.file(&format!("ctx/{f}"), f);
+    }
+    p.file(
+        "ctx/.dockerignore",
+        "# tricky patterns\n*.md\n!README.md\n**/*.log\n!a/b/keep.log\na/*.tmp\ntmp?\ntmpdir\nbuild\n!build/keep\n/src/gen/*\n!src/gen/keep.rs\n./Dockerfile.other\n\\[weird\\].txt\n",
+    );
+    p.file(
+        "ctx/Dockerfile",
+        &format!("FROM {}\nCOPY . /ctx\n", fx.base()),
+    );
+    p.config(&format!(
+        "[tasks.ctx]\nkind = \"image\"\ncontext = \"ctx\"\ntag = \"{}\"\nbuilder = \"classic\"\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
+        fx.tag("ctx"),
+        fx.id
+    ));
+    let r = p.json(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let explain = p.run(&["explain", "ctx", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&explain.stdout).unwrap();
+    let hashed: BTreeSet<String> = v["fingerprint"]["inputs"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.strip_prefix("ctx/").unwrap().to_string())
+        .collect();
+
+    // The oracle: the Docker CLI's own context, copied into an image and listed.
+    let oracle_tag = fx.tag("oracle");
+    docker(&[
+        "build",
+        "-q",
+        "--label",
+        &format!("lifeos.test={}", fx.id),
+        "-t",
+        &oracle_tag,
+        p.p("ctx").to_str().unwrap(),
+    ]);
+    let listed = docker(&[
+        "run",
+        "--rm",
+        "--label",
+        &format!("lifeos.test={}", fx.id),
+        &oracle_tag,
+        "sh",
+        "-c",
+        "cd /ctx && find . -type f | sed 's|^./||'",
+    ]);
+    let docker_set: BTreeSet<String> = listed.lines().map(str::to_owned).collect();
+    assert_eq!(hashed, docker_set, "lifeos's context differs from Docker's");
+    assert!(docker_set.contains("README.md") && !docker_set.contains("notes.md"));
+
+    // And lifeos's own image holds the same files.
+    let ours = docker(&[
+        "run",
+        "--rm",
+        "--label",
+        &format!("lifeos.test={}", fx.id),
+        &fx.tag("ctx"),
+        "sh",
+        "-c",
+        "cd /ctx && find . -type f | sed 's|^./||'",
+    ]);
+    assert_eq!(
+        ours.lines().map(str::to_owned).collect::<BTreeSet<_>>(),
+        docker_set
+    );
+}
+
+fn failing(builder: &str) {
+    let fx = Fx::new();
+    let marker = format!("fail-{}", fx.id);
+    fx.p.file(
+        "f/Dockerfile",
+        &format!(
+            "FROM {}\nRUN echo preparing\nRUN echo {marker}; exit 7\n",
+            fx.base()
+        ),
+    );
+    fx.p.config(&format!(
+        "[tasks.broken]\nkind = \"image\"\ncontext = \"f\"\ntag = \"{}\"\nbuilder = \"{builder}\"\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
+        fx.tag("broken"),
+        fx.id
+    ));
+    let r = fx.p.json(&["build"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let err = r.outcome("broken")["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains(&marker) && err.contains("exit") && err.contains('7'),
+        "the failing step is named: {err}"
+    );
+    let r2 = fx.p.json(&["build"]);
+    assert_eq!(r2.outcomes()["broken"], "failed", "a failure is not cached");
+    let left = docker(&["ps", "-a", "--no-trunc", "--format", "{{.Command}}"]);
+    assert!(
+        !left.contains(&marker),
+        "a build container was left behind:\n{left}"
+    );
+}
+
+#[test]
+fn a_failing_run_step_fails_cleanly_with_buildkit() {
+    failing("buildkit");
+}
+
+#[test]
+fn a_failing_run_step_fails_cleanly_with_the_classic_builder() {
+    failing("classic");
+}
+
+#[test]
+fn a_dockerfile_syntax_error_names_the_line() {
+    let fx = Fx::new();
+    fx.p.file(
+        "s/Dockerfile",
+        &format!("FROM {}\nRUN true\nCOPPY a b\n", fx.base()),
+    );
+    fx.p.config(&format!(
+        "[tasks.s]\nkind = \"image\"\ncontext = \"s\"\ntag = \"{}\"\n",
+        fx.tag("s")
+    ));
+    let r = fx.p.json(&["build"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let err = r.outcome("s")["error"].as_str().unwrap().to_string();
+    assert!(err.contains("line 3") && err.contains("COPPY"), "{err}");
+}
+
+#[test]
+fn an_unreachable_engine_is_exit_3_naming_the_host() {
+    let p = Project::new();
+    p.file("d/Dockerfile", "FROM scratch\n");
+    p.config("[tasks.x]\nkind = \"image\"\ncontext = \"d\"\n");
+    let r = p.run_env(
+        &["build"],
+        &[("DOCKER_HOST", "unix:///tmp/lifeos-no-such-engine.sock")],
+    );
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert!(
+        r.stderr.contains("unix:///tmp/lifeos-no-such-engine.sock"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stderr.contains("DOCKER_HOST"),
+        "says what to do: {}",
+        r.all()
+    );
+}
+
+#[test]
+fn build_rejects_non_image_tasks() {
+    let p = Project::new();
+    p.config("[tasks.e]\nkind = \"exec\"\nrun = \"true\"\n");
+    let r = p.run(&["build", "e"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not an image task"), "{}", r.all());
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the real `lifeos` binary on temp-dir projects. One test binary;
+//! `support` is the fixture builder. Docker tests talk to a real engine and fail when none
+//! answers.
+
+mod support;
+
+mod cache_cmd;
+mod config_errors;
+mod exec;
+mod images;
+mod plan_explain;

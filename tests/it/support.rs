@@ -1,0 +1,182 @@
+//! A small builder for temp-dir projects and a runner for the binary.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// JSON events (stdout of a `--json` run).
+    pub fn events(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// task → outcome kind ("ran", "cached", "failed", "skipped", ...).
+    pub fn outcomes(&self) -> BTreeMap<String, String> {
+        self.events()
+            .iter()
+            .filter(|e| e["event"] == "task_finished")
+            .map(|e| {
+                (
+                    e["task"].as_str().unwrap().to_string(),
+                    e["outcome"]["outcome"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The outcome object of one task.
+    pub fn outcome(&self, task: &str) -> Value {
+        self.events()
+            .into_iter()
+            .find(|e| e["event"] == "task_finished" && e["task"] == task)
+            .map(|e| e["outcome"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Tasks that ran, sorted.
+    pub fn ran(&self) -> Vec<String> {
+        self.with("ran")
+    }
+
+    pub fn cached(&self) -> Vec<String> {
+        self.with("cached")
+    }
+
+    pub fn with(&self, kind: &str) -> Vec<String> {
+        self.outcomes()
+            .into_iter()
+            .filter(|(_, o)| o == kind)
+            .map(|(t, _)| t)
+            .collect()
+    }
+
+    pub fn all(&self) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl Project {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::Builder::new()
+                .prefix("lifeos-it-")
+                .tempdir()
+                .expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Write a file (parents created). Its mtime is set in the past, so the stat cache
+    /// trusts it as a file edited long ago would be.
+    pub fn file(&self, rel: &str, content: &str) -> &Self {
+        let p = self.p(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, content).unwrap();
+        backdate(&p);
+        self
+    }
+
+    pub fn config(&self, toml: &str) -> &Self {
+        self.file("lifeos.toml", toml)
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.p(rel)).unwrap_or_default()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lifeos"));
+        c.current_dir(self.path())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("LIFEOS_CACHE_DIR")
+            .env("CI", "1");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd(args).output().expect("run lifeos"))
+    }
+
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut c = self.cmd(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        Run::from(c.output().expect("run lifeos"))
+    }
+
+    /// `lifeos --json ARGS`.
+    pub fn json(&self, args: &[&str]) -> Run {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        self.run(&a)
+    }
+
+    pub fn json_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        self.run_env(&a, env)
+    }
+}
+
+pub fn backdate(p: &Path) {
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    let f = fs::File::options().write(true).open(p).unwrap();
+    f.set_modified(old).unwrap();
+}
+
+/// Every file under `dir`, recursively, as bytes (for grepping the cache for secrets).
+pub fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(all_bytes(&p));
+        } else if let Ok(b) = fs::read(&p) {
+            out.push((p, b));
+        }
+    }
+    out
+}
+
+pub fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
