@@ -78,12 +78,7 @@ pub fn classify(e: bollard::errors::Error, what: &str) -> TaskError {
     use bollard::errors::Error as E;
     match e {
         E::DockerStreamError { error } => TaskError::Failed(error),
-        E::DockerResponseServerError {
-            status_code,
-            message,
-        } if status_code < 500 || status_code == 500 => {
-            TaskError::Failed(format!("{what}: {message}"))
-        }
+        // The engine answered: it refused the request (bad Dockerfile, no such image).
         E::DockerResponseServerError { message, .. } => {
             TaskError::Failed(format!("{what}: {message}"))
         }
