@@ -93,8 +93,7 @@ impl super::Subscriber for Console {
                     self.mp.remove(&pb);
                 }
                 let w = self.width;
-                let _ = self
-                    .mp
+                self.mp
                     .suspend(|| finished_line(task, outcome, *duration, w));
             }
             Event::Warning { message } => self.print(&format!("warning: {message}")),
