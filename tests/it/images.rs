@@ -32,13 +32,11 @@ struct Fx {
 impl Drop for Fx {
     fn drop(&mut self) {
         let label = format!("label=lifeos.test={}", self.id);
-        for args in [vec!["ps", "-aq", "--filter", &label]] {
-            let ids = docker(&args);
-            if !ids.is_empty() {
-                let mut rm = vec!["rm", "-f"];
-                rm.extend(ids.lines());
-                let _ = Command::new("docker").args(&rm).output();
-            }
+        let ids = docker(&["ps", "-aq", "--filter", &label]);
+        if !ids.is_empty() {
+            let mut rm = vec!["rm", "-f"];
+            rm.extend(ids.lines());
+            let _ = Command::new("docker").args(&rm).output();
         }
         let ids = docker(&["images", "-q", "--filter", &label]);
         let mut ids: Vec<&str> = ids.lines().collect();
