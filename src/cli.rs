@@ -89,6 +89,23 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Start services and what they need; wait until healthy (none named: every service).
+    Up { services: Vec<String> },
+    /// Stop and remove the project's containers and network.
+    Down {
+        /// Also remove the project's named volumes (their data is lost).
+        #[arg(long)]
+        volumes: bool,
+    },
+    /// The project's services: state, health, ports, image, since.
+    Status,
+    /// Print a service's logs.
+    Logs {
+        service: String,
+        /// Keep following new output.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
     /// Inspect or trim the local cache.
     Cache {
         #[command(subcommand)]

@@ -3,6 +3,7 @@
 mod cache;
 mod explain;
 mod run;
+mod services;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +30,10 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Cmd::Explain { task } => explain::explain(g, &project, task).await,
         Cmd::Graph { tasks, format } => graph(&project, &tasks, format),
         Cmd::Cache { action } => cache::cache(g, &project, action),
+        Cmd::Up { services } => services::up(g, &project, services).await,
+        Cmd::Down { volumes } => services::down(&project, volumes).await,
+        Cmd::Status => services::status(g, &project).await,
+        Cmd::Logs { service, follow } => services::logs(&project, &service, follow).await,
     }
 }
 

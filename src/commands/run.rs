@@ -18,12 +18,7 @@ pub async fn build(g: &Global, project: &Project, images: Vec<String>) -> i32 {
     if let Err(code) = check_names(project, &images) {
         return code;
     }
-    let all_images: Vec<String> = project
-        .graph
-        .ids()
-        .filter(|id| project.kinds.get(*id) == Some(&Kind::Image))
-        .map(str::to_owned)
-        .collect();
+    let all_images = project.of_kind(Kind::Image);
     if let Some(n) = images.iter().find(|n| !all_images.contains(n)) {
         return usage_error(format!(
             "`{n}` is not an image task (use `lifeos run {n}`); image tasks: {}",
@@ -123,6 +118,13 @@ pub async fn execute(
         dry_run,
         run_id: run_id(),
     };
+    let run_id = opts.run_id.clone();
+    let uses_containers = selection.iter().any(|&i| {
+        matches!(
+            project.kinds.get(&project.graph.node(i).spec.id),
+            Some(Kind::Service | Kind::Container)
+        )
+    });
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(cancel.clone()));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -136,6 +138,15 @@ pub async fn execute(
     };
     let result = scheduler::run(Arc::clone(&project.graph), selection, opts, cx).await;
     let _ = ui.await;
+    if uses_containers && result.as_ref().is_ok_and(|r| r.interrupted) {
+        // Ctrl-C: nothing this run started may outlive it.
+        if let Ok(d) = project.docker.get().await {
+            let n = lifeos_tasks::container::ops::remove_run(&d, &run_id).await;
+            if n > 0 {
+                eprintln!("lifeos: removed {n} container(s) this run created");
+            }
+        }
+    }
     signals.abort();
     match result {
         Ok(report) => (report.exit_code(), Some(report)),

@@ -13,12 +13,13 @@ use std::time::Duration;
 use lifeos_engine::{CachePolicy, EnvVar, Graph, GraphError, Node, TaskSpec};
 use lifeos_tasks::exec::{Command, ExecTask};
 use lifeos_tasks::image::{Builder, ImageSpec, ImageTask};
-use lifeos_tasks::Docker;
+use lifeos_tasks::container::{ContainerSpec, Health, ImageRef, Port, Volume};
+use lifeos_tasks::{ContainerTask, Docker, ServiceTask};
 use toml::Value;
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
 pub use raw::Kind;
-use raw::{RawConfig, RawTask, S};
+use raw::{RawConfig, RawHealth, RawTask, S};
 
 pub const FILE_NAME: &str = "lifeos.toml";
 
@@ -36,6 +37,19 @@ pub struct Project {
     pub cache_dir: PathBuf,
     pub graph: Arc<Graph>,
     pub kinds: HashMap<String, Kind>,
+    /// The engine connection, made on first use and shared by every task.
+    pub docker: Docker,
+}
+
+impl Project {
+    /// Task names of one kind, in file order.
+    pub fn of_kind(&self, kind: Kind) -> Vec<String> {
+        self.graph
+            .ids()
+            .filter(|id| self.kinds.get(*id) == Some(&kind))
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -75,6 +89,8 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
     })?;
     let mut cx = Resolver {
         vars: BTreeMap::new(),
+        image_tags: HashMap::new(),
+        project: String::new(),
         errors: Vec::new(),
         source: &source,
         root: &root,
@@ -105,7 +121,25 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
     tasks.sort_by_key(|(k, _)| k.span().start);
     let names: Vec<&str> = tasks.iter().map(|(k, _)| k.get_ref().as_str()).collect();
 
+    let project_tags = name_str(&raw);
+    cx.image_tags = tasks
+        .iter()
+        .filter(|(_, t)| *t.get_ref().kind.get_ref() == Kind::Image)
+        .map(|(k, t)| {
+            let t = t.get_ref();
+            let tag = t
+                .tag
+                .as_ref()
+                .map(|x| x.get_ref().clone())
+                .or_else(|| t.tags.as_ref().and_then(|v| v.first()).map(|x| x.get_ref().clone()))
+                .unwrap_or_else(|| name_for_tags(&project_tags, k.get_ref()));
+            (k.get_ref().clone(), tag)
+        })
+        .collect();
+    cx.project = name.clone();
     let mut nodes = Vec::new();
+    let mut pending_containers = Vec::new();
+    let mut services: HashMap<String, ContainerSpec> = HashMap::new();
     let mut kinds = HashMap::new();
     let mut dep_spans: HashMap<(String, String), Range<usize>> = HashMap::new();
     for (name, task) in &tasks {
@@ -138,17 +172,31 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
                 );
             }
         }
-        if let Some(node) = cx.task(
-            &id,
-            name,
-            task,
-            &name_for_tags(&name_str(&raw), &id),
-            docker,
-        ) {
-            kinds.insert(id.clone(), *t.kind.get_ref());
-            nodes.push(node);
+        match cx.task(&id, name, task, &name_for_tags(&project_tags, &id), docker) {
+            Some(Built::Node(node, service)) => {
+                kinds.insert(id.clone(), *t.kind.get_ref());
+                if let Some(s) = service {
+                    services.insert(id.clone(), s);
+                }
+                nodes.push(node);
+            }
+            Some(Built::Container(spec, cspec)) => {
+                kinds.insert(id.clone(), *t.kind.get_ref());
+                pending_containers.push((spec, cspec));
+            }
+            None => {}
         }
     }
+    for (spec, cspec) in pending_containers {
+        let acts_on = spec.deps.iter().filter_map(|d| services.get(d).cloned()).collect();
+        nodes.push(Node {
+            spec,
+            task: Arc::new(ContainerTask::new(cspec, acts_on, docker.clone())),
+        });
+    }
+    // Graph order follows the file, whatever kind a task is.
+    let order: HashMap<String, usize> = names.iter().enumerate().map(|(i, n)| (n.to_string(), i)).collect();
+    nodes.sort_by_key(|n| order.get(&n.spec.id).copied().unwrap_or(usize::MAX));
     if !cx.errors.is_empty() {
         return Err(fail(cx.errors));
     }
@@ -174,6 +222,7 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
         cache_dir,
         graph: Arc::new(graph),
         kinds,
+        docker: docker.clone(),
     })
 }
 
@@ -215,8 +264,17 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     (secs > 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
+enum Built {
+    /// A finished node; for services also their container spec (for `acts_on`).
+    Node(Node, Option<ContainerSpec>),
+    /// A one-shot container, built once every service is known.
+    Container(TaskSpec, ContainerSpec),
+}
+
 struct Resolver<'a> {
     vars: BTreeMap<String, String>,
+    image_tags: HashMap<String, String>,
+    project: String,
     errors: Vec<Diagnostic>,
     source: &'a str,
     root: &'a Path,
@@ -466,11 +524,14 @@ impl Resolver<'_> {
         task: &S<RawTask>,
         default_tag: &str,
         docker: &Docker,
-    ) -> Option<Node> {
+    ) -> Option<Built> {
         let t = task.get_ref();
         let kind = *t.kind.get_ref();
         let allowed: &[&str] = match kind {
             Kind::Exec => &["run", "cwd", "inputs", "outputs"],
+            Kind::Service | Kind::Container => &[
+                "image", "cmd", "entrypoint", "workdir", "user", "ports", "volumes", "health", "restart", "labels",
+            ],
             Kind::Image => &[
                 "context",
                 "dockerfile",
@@ -499,9 +560,27 @@ impl Resolver<'_> {
                 );
             }
         }
-        let spec = self.spec(id, t);
+        let mut spec = self.spec(id, t);
         let errors_before = self.errors.len();
+        if matches!(kind, Kind::Service | Kind::Container) {
+            let cspec = self.container_spec(id, name, t, &mut spec)?;
+            if self.errors.len() > errors_before {
+                return None;
+            }
+            return Some(if kind == Kind::Service {
+                Built::Node(
+                    Node {
+                        spec,
+                        task: Arc::new(ServiceTask::new(cspec.clone(), docker.clone())),
+                    },
+                    Some(cspec),
+                )
+            } else {
+                Built::Container(spec, cspec)
+            });
+        }
         let node_task: Arc<dyn lifeos_engine::Task> = match kind {
+            Kind::Service | Kind::Container => unreachable!("handled above"),
             Kind::Exec => {
                 let Some(run) = &t.run else {
                     self.err(
@@ -641,9 +720,129 @@ impl Resolver<'_> {
         if self.errors.len() > errors_before {
             return None;
         }
-        Some(Node {
-            spec,
-            task: node_task,
+        Some(Built::Node(Node { spec, task: node_task }, None))
+    }
+
+    fn duration(&mut self, d: &Option<S<String>>, default: Duration) -> Duration {
+        match d {
+            None => default,
+            Some(s) => parse_duration(s.get_ref()).unwrap_or_else(|| {
+                self.err(
+                    Diagnostic::new(format!("invalid duration `{}`", s.get_ref()))
+                        .at(s.span(), "expected a duration such as \"500ms\", \"5s\", \"1m\""),
+                );
+                default
+            }),
+        }
+    }
+
+    fn health(&mut self, h: &S<RawHealth>) -> Option<Health> {
+        let r = h.get_ref();
+        let test = match r.cmd.get_ref() {
+            Value::String(s) => vec!["CMD-SHELL".to_string(), self.interp_at(s, r.cmd.span())?],
+            Value::Array(a) if !a.is_empty() && a.iter().all(|v| v.is_str()) => {
+                let mut v = vec!["CMD".to_string()];
+                for x in a {
+                    v.push(self.interp_at(x.as_str().unwrap(), r.cmd.span())?);
+                }
+                v
+            }
+            _ => {
+                self.err(
+                    Diagnostic::new("invalid health `cmd`")
+                        .at(r.cmd.span(), "expected an argv array or a shell string"),
+                );
+                return None;
+            }
+        };
+        Some(Health {
+            test,
+            interval: self.duration(&r.interval, Duration::from_secs(1)),
+            timeout: self.duration(&r.timeout, Duration::from_secs(5)),
+            retries: r.retries.as_ref().map(|x| *x.get_ref()).unwrap_or(30),
+            start_period: self.duration(&r.start_period, Duration::ZERO),
+        })
+    }
+
+    fn container_spec(&mut self, id: &str, name: &S<String>, t: &RawTask, spec: &mut TaskSpec) -> Option<ContainerSpec> {
+        let Some(image) = &t.image else {
+            self.err(
+                Diagnostic::new(format!("task `{id}` of kind `{}` needs `image`", t.kind.get_ref().name()))
+                    .at(name.span(), "add image = \"<image task or reference>\""),
+            );
+            return None;
+        };
+        let image_ref = self.interp(image)?;
+        let image = match self.image_tags.get(&image_ref) {
+            Some(tag) => {
+                if !spec.deps.contains(&image_ref) {
+                    spec.deps.push(image_ref.clone());
+                }
+                ImageRef::Task {
+                    task: image_ref,
+                    reference: tag.clone(),
+                }
+            }
+            None => ImageRef::External(image_ref),
+        };
+        let list = |this: &mut Self, v: &Option<Vec<S<String>>>| v.as_ref().map(|v| this.strings(v));
+        let cmd = list(self, &t.cmd);
+        let entrypoint = list(self, &t.entrypoint);
+        let mut ports = Vec::new();
+        for p in t.ports.iter().flatten() {
+            let text = self.interp(p)?;
+            match Port::parse(&text) {
+                Some(port) => ports.push(port),
+                None => self.err(
+                    Diagnostic::new(format!("invalid port `{text}`"))
+                        .at(p.span(), "expected \"HOST:CONTAINER\", \"IP:HOST:CONTAINER\" or \"PORT\", optionally /udp"),
+                ),
+            }
+        }
+        let mut volumes = Vec::new();
+        for v in t.volumes.iter().flatten() {
+            let text = self.interp(v)?;
+            match Volume::parse(&text) {
+                Ok(vol) => volumes.push(vol),
+                Err(e) => self.err(Diagnostic::new(format!("invalid volume `{text}`")).at(v.span(), e)),
+            }
+        }
+        let health = match &t.health {
+            Some(h) => Some(self.health(h)?),
+            None => None,
+        };
+        let restart = match &t.restart {
+            None => None,
+            Some(r) if ["no", "always", "unless-stopped", "on-failure"].contains(&r.get_ref().as_str()) => {
+                Some(r.get_ref().clone())
+            }
+            Some(r) => {
+                self.err(
+                    Diagnostic::new(format!("invalid restart policy `{}`", r.get_ref()))
+                        .at(r.span(), "expected no, always, unless-stopped or on-failure"),
+                );
+                None
+            }
+        };
+        let labels = t
+            .labels
+            .iter()
+            .flatten()
+            .filter_map(|(k, v)| self.interp(v).map(|v| (k.clone(), v)))
+            .collect();
+        Some(ContainerSpec {
+            project: self.project.clone(),
+            task: id.to_string(),
+            image,
+            cmd,
+            entrypoint,
+            workdir: t.workdir.as_ref().and_then(|w| self.interp(w)),
+            user: t.user.as_ref().and_then(|u| self.interp(u)),
+            ports,
+            volumes,
+            health,
+            restart,
+            labels,
         })
     }
 }

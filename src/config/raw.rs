@@ -38,6 +38,8 @@ pub struct RawEnvironment {
 pub enum Kind {
     Exec,
     Image,
+    Service,
+    Container,
 }
 
 impl Kind {
@@ -45,8 +47,21 @@ impl Kind {
         match self {
             Kind::Exec => "exec",
             Kind::Image => "image",
+            Kind::Service => "service",
+            Kind::Container => "container",
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    /// An argv array (`CMD`) or a shell string (`CMD-SHELL`).
+    pub cmd: S<toml::Value>,
+    pub interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub retries: Option<S<u32>>,
+    pub start_period: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +96,18 @@ pub struct RawTask {
     pub tags: Option<Vec<S<String>>>,
     pub platform: Option<S<String>>,
     pub builder: Option<S<String>>,
+
+    // service, container
+    /// An image task of the graph, or an image reference.
+    pub image: Option<S<String>>,
+    pub cmd: Option<Vec<S<String>>>,
+    pub entrypoint: Option<Vec<S<String>>>,
+    pub workdir: Option<S<String>>,
+    pub user: Option<S<String>>,
+    pub ports: Option<Vec<S<String>>>,
+    pub volumes: Option<Vec<S<String>>>,
+    pub health: Option<S<RawHealth>>,
+    pub restart: Option<S<String>>,
 }
 
 impl RawTask {
@@ -93,6 +120,17 @@ impl RawTask {
             )*};
         }
         f!(run, cwd, context, dockerfile, target, tag, platform, builder);
+        f!(image, workdir, user, health, restart);
+        for (name, list) in [
+            ("cmd", &self.cmd),
+            ("entrypoint", &self.entrypoint),
+            ("ports", &self.ports),
+            ("volumes", &self.volumes),
+        ] {
+            if let Some(x) = list {
+                v.push((name, x.first().map(|s| s.span()).unwrap_or(0..0)));
+            }
+        }
         if let Some(x) = &self.inputs {
             v.push(("inputs", x.first().map(|s| s.span()).unwrap_or(0..0)));
         }

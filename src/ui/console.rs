@@ -92,9 +92,9 @@ impl super::Subscriber for Console {
                     pb.finish_and_clear();
                     self.mp.remove(&pb);
                 }
-                let w = self.width;
+                let (w, verbose) = (self.width, self.verbose);
                 self.mp
-                    .suspend(|| finished_line(task, outcome, *duration, w));
+                    .suspend(|| finished_line(task, outcome, *duration, w, !verbose));
             }
             Event::Warning { message } => self.print(&format!("warning: {message}")),
             Event::RunFinished { summary } => {

@@ -57,7 +57,8 @@ impl super::Subscriber for Plain {
                 outcome,
                 duration,
             } => {
-                finished_line(task, outcome, *duration, self.width);
+                // Log lines were already shown live: no tail.
+                finished_line(task, outcome, *duration, self.width, false);
             }
             Event::Warning { message } => err_line(&format!(
                 "{} {message}",
@@ -70,7 +71,7 @@ impl super::Subscriber for Plain {
     }
 }
 
-pub fn finished_line(task: &str, outcome: &Outcome, took: Duration, width: usize) {
+pub fn finished_line(task: &str, outcome: &Outcome, took: Duration, width: usize, tail: bool) {
     let (sym, verb, detail) = describe(outcome, took);
     let sym = match outcome {
         Outcome::Ran { .. } => style(sym).green(),
@@ -89,7 +90,7 @@ pub fn finished_line(task: &str, outcome: &Outcome, took: Duration, width: usize
         style(task).bold().for_stderr(),
         w = width
     ));
-    if let Outcome::Failed { log_tail, .. } = outcome {
+    if let (true, Outcome::Failed { log_tail, .. }) = (tail, outcome) {
         for l in log_tail {
             err_line(&format!("    {l}"));
         }

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Cold hashing throughput: lifeos's first run against b3sum over the same files.
+#
+# Tree: 20,000 files of 0.5-4 KiB (200 dirs x 100) plus 3 files of 50 MiB (~195 MiB).
+# Both sides hash everything with BLAKE3 with a warm page cache (a warmup run of each
+# reads the whole tree first):
+#
+#   lifeos          one exec task, inputs = ["**"], run = "true"; .lifeos is deleted before
+#                   every run, so each run walks the tree, hashes every file (rayon; files
+#                   over 1 MiB mmap'd and hashed with rayon) and writes the stat cache;
+#   b3sum           `find -print0 | xargs -0 b3sum` (one process per ~5,000 files; b3sum
+#                   hashes big files multithreaded but files one after another);
+#   b3sum -P2       the same with `xargs -P2 -n 2500`: two b3sum processes at a time.
+#
+# Reported as seconds and MB/s (10^6 bytes) of file data.
+#
+# Env: LIFEOS, B3SUM (default: b3sum on PATH or ~/.cargo/bin/b3sum; installed with
+#      `cargo install b3sum` into ~/.cargo/bin if missing), RUNS (default 5), KEEP=1.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LIFEOS=${LIFEOS:-$root/target/release/lifeos}
+RUNS=${RUNS:-5}
+
+for tool in hyperfine jq perl; do
+    command -v "$tool" >/dev/null || { echo "hash-vs-b3sum: needs $tool" >&2; exit 2; }
+done
+B3SUM=${B3SUM:-$(command -v b3sum || echo "$HOME/.cargo/bin/b3sum")}
+if [[ ! -x $B3SUM ]]; then
+    echo "hash-vs-b3sum: installing b3sum (cargo install b3sum)"
+    CARGO_TARGET_DIR=/tmp/b3sum-target cargo install b3sum
+    rm -rf /tmp/b3sum-target
+    B3SUM=$HOME/.cargo/bin/b3sum
+fi
+if [[ ! -x $LIFEOS ]]; then
+    echo "hash-vs-b3sum: building lifeos (cargo build --release)"
+    (cd "$root" && cargo build --release)
+fi
+export CI=1 NO_COLOR=1
+
+tmp=$(mktemp -d /tmp/lifeos-bench-hash.XXXXXX)
+cleanup() { if [[ ${KEEP:-0} == 1 ]]; then echo "kept $tmp"; else rm -rf "$tmp"; fi; }
+trap cleanup EXIT
+tree=$tmp/tree
+mkdir -p "$tree"
+
+echo "hash-vs-b3sum: generating 20,000 small files + 3 x 50 MiB in $tree"
+perl -e '
+    my $root = shift; srand(7);
+    for my $d (0..199) {
+        my $dir = sprintf("%s/d%03d", $root, $d);
+        mkdir $dir;
+        for my $f (0..99) {
+            my $n = 512 + int(rand(3585));
+            my $s = join("", map { chr(32 + int(rand(95))) } 1..$n);
+            open(my $fh, ">", sprintf("%s/f%03d.txt", $dir, $f)) or die $!;
+            print $fh $s; close $fh;
+        }
+    }' "$tree"
+mkdir -p "$tree/big"
+for i in 1 2 3; do head -c $((50 << 20)) /dev/urandom >"$tree/big/blob$i.bin"; done
+cat >"$tree/lifeos.toml" <<'EOF'
+[project]
+name = "bench-hash"
+
+[tasks.hash]
+kind = "exec"
+run = "true"
+inputs = ["**"]
+EOF
+find "$tree" -exec touch -h -d '@'$(($(date +%s) - 3600)) {} +
+
+nfiles=$(find "$tree" -type f | wc -l)
+nbytes=$(find "$tree" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
+echo "hash-vs-b3sum: $nfiles files, $((nbytes >> 20)) MiB"
+
+cat >"$tmp/b3sum.sh" <<EOF
+#!/bin/sh
+cd "$tree" && find . -path ./.lifeos -prune -o -type f -print0 | xargs -0 -n 5000 "$B3SUM" >/dev/null
+EOF
+cat >"$tmp/b3sum-p2.sh" <<EOF
+#!/bin/sh
+cd "$tree" && find . -path ./.lifeos -prune -o -type f -print0 | xargs -0 -P 2 -n 2500 "$B3SUM" >/dev/null
+EOF
+chmod +x "$tmp"/b3sum*.sh
+
+rm -rf "$tree/.lifeos"
+check=$("$LIFEOS" -C "$tree" --json run | jq -r 'select(.event == "run_finished") | .summary
+    | "ran=\(.ran) hashed=\(.files_hashed)"')
+echo "hash-vs-b3sum: lifeos cold check: $check"
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+hyperfine -N --style basic --warmup 1 --runs "$RUNS" --export-json "$tmp/r.json" \
+    --prepare "rm -rf $tree/.lifeos" -n "lifeos cold run" "$LIFEOS -C $tree run" \
+    --prepare "true" -n "b3sum (xargs)" "$tmp/b3sum.sh" \
+    --prepare "true" -n "b3sum (xargs -P2)" "$tmp/b3sum-p2.sh"
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+echo
+echo "## hash-vs-b3sum: $nfiles files, $((nbytes >> 20)) MiB, warm page cache ($(nproc) cores; load $load_before -> $load_after)"
+jq -r --argjson bytes "$nbytes" '.results[] |
+    [.command, (.mean*1000|round), (.stddev*1000|round), (.min*1000|round), ($bytes/.mean/1e6|round)] | @tsv' "$tmp/r.json" \
+    | { printf 'command\tmean ms\tstddev ms\tmin ms\tMB/s\n'; cat; } | column -t -s $'\t'
+l=$(jq '.results[0].mean' "$tmp/r.json")
+b=$(jq '[.results[1].mean, .results[2].mean] | min' "$tmp/r.json")
+echo
+awk -v l="$l" -v b="$b" 'BEGIN { printf "lifeos cold / best b3sum = %.2fx the time\n", l / b }'
+echo "lifeos check: $check (lifeos.toml is one of the files it hashes)"

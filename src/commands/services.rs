@@ -1,0 +1,115 @@
+//! `lifeos up`, `down`, `status`, `logs`: local development through the same graph.
+
+use lifeos_engine::TaskError;
+use lifeos_tasks::container::ops;
+
+use super::{check_names, run::execute, usage_error};
+use crate::cli::Global;
+use crate::config::{Kind, Project};
+use crate::exit;
+
+fn env_error(e: TaskError) -> i32 {
+    eprintln!("{} {e}", console::style("error:").red().bold().for_stderr());
+    match e {
+        TaskError::Environment(_) => exit::ENVIRONMENT,
+        _ => exit::TASK_FAILED,
+    }
+}
+
+pub async fn up(g: &Global, project: &Project, services: Vec<String>) -> i32 {
+    if let Err(code) = check_names(project, &services) {
+        return code;
+    }
+    let all = project.of_kind(Kind::Service);
+    if let Some(n) = services.iter().find(|n| !all.contains(n)) {
+        return usage_error(format!(
+            "`{n}` is not a service (use `lifeos run {n}`); services: {}",
+            all.join(", ")
+        ));
+    }
+    if all.is_empty() {
+        return usage_error("the config has no services (kind = \"service\")");
+    }
+    let names = if services.is_empty() { all } else { services };
+    let (code, _) = execute(g, project, names.clone(), false).await;
+    if code != exit::OK || g.json {
+        return code;
+    }
+    // Where to reach what came up.
+    let Ok(d) = project.docker.get().await else { return code };
+    if let Ok(rows) = ops::status(&d, &project.name, &names).await {
+        for r in rows {
+            let at = if r.ports.is_empty() {
+                format!("{} (no published ports)", r.service)
+            } else {
+                r.ports.join(", ")
+            };
+            eprintln!("  {:12} {}  {}", r.service, r.health, at);
+        }
+    }
+    code
+}
+
+pub async fn down(project: &Project, volumes: bool) -> i32 {
+    let d = match project.docker.get().await {
+        Ok(d) => d,
+        Err(e) => return env_error(e),
+    };
+    match ops::down(&d, &project.name, volumes).await {
+        Ok(removed) if removed.is_empty() => {
+            eprintln!("lifeos: nothing to remove for project {}", project.name);
+            exit::OK
+        }
+        Ok(removed) => {
+            for r in removed {
+                eprintln!("removed {r}");
+            }
+            exit::OK
+        }
+        Err(e) => env_error(e),
+    }
+}
+
+pub async fn status(g: &Global, project: &Project) -> i32 {
+    let d = match project.docker.get().await {
+        Ok(d) => d,
+        Err(e) => return env_error(e),
+    };
+    let services = project.of_kind(Kind::Service);
+    match ops::status(&d, &project.name, &services).await {
+        Ok(rows) if g.json => {
+            println!("{}", serde_json::to_string(&rows).unwrap());
+            exit::OK
+        }
+        Ok(rows) => {
+            println!("{:14} {:10} {:10} {:28} {:28} SINCE", "SERVICE", "STATE", "HEALTH", "PORTS", "IMAGE");
+            for r in rows {
+                println!(
+                    "{:14} {:10} {:10} {:28} {:28} {}",
+                    r.service,
+                    r.state,
+                    r.health,
+                    if r.ports.is_empty() { "-".to_string() } else { r.ports.join(",") },
+                    r.image,
+                    r.since
+                );
+            }
+            exit::OK
+        }
+        Err(e) => env_error(e),
+    }
+}
+
+pub async fn logs(project: &Project, service: &str, follow: bool) -> i32 {
+    if let Err(code) = check_names(project, &[service.to_string()]) {
+        return code;
+    }
+    let d = match project.docker.get().await {
+        Ok(d) => d,
+        Err(e) => return env_error(e),
+    };
+    match ops::logs(&d, &project.name, service, follow).await {
+        Ok(()) => exit::OK,
+        Err(e) => env_error(e),
+    }
+}
