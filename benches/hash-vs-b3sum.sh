@@ -99,7 +99,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 echo
 echo "## hash-vs-b3sum: $nfiles files, $((nbytes >> 20)) MiB, warm page cache ($(nproc) cores; load $load_before -> $load_after)"
 jq -r --argjson bytes "$nbytes" '.results[] |
-    [.command, (.mean*1000|round), (.stddev*1000|round), (.min*1000|round), ($bytes/.mean/1e6|round)] | @tsv' "$tmp/r.json" \
+    [.command, (.mean*1000|round), ((.stddev // 0)*1000|round), (.min*1000|round), ($bytes/.mean/1e6|round)] | @tsv' "$tmp/r.json" \
     | { printf 'command\tmean ms\tstddev ms\tmin ms\tMB/s\n'; cat; } | column -t -s $'\t'
 l=$(jq '.results[0].mean' "$tmp/r.json")
 b=$(jq '[.results[1].mean, .results[2].mean] | min' "$tmp/r.json")

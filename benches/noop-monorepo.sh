@@ -120,7 +120,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 row() { # name json check
     jq -r --arg name "$1" --arg check "$3" '.results[0] |
-        [$name, (.mean*1000|.*10|round/10|tostring), (.stddev*1000|.*10|round/10|tostring),
+        [$name, (.mean*1000|.*10|round/10|tostring), ((.stddev // 0)*1000|.*10|round/10|tostring),
          (.min*1000|.*10|round/10|tostring), (.times|length|tostring), $check] | @tsv' "$2"
 }
 noop_ms=$(jq '.results[0].mean*1000' "$tmp/noop.json")

@@ -129,7 +129,7 @@ bk_ratio=""
 
 echo
 echo "## vs-docker-build: example web + api, everything cached ($(nproc) cores; load $load_before -> $load_after)"
-jq -r '.results[] | [.command, (.mean*1000|.*10|round/10), (.stddev*1000|.*10|round/10), (.min*1000|.*10|round/10)] | @tsv' "$tmp/r.json" \
+jq -r '.results[] | [.command, (.mean*1000|.*10|round/10), ((.stddev // 0)*1000|.*10|round/10), (.min*1000|.*10|round/10)] | @tsv' "$tmp/r.json" \
     | { printf 'command\tmean ms\tstddev ms\tmin ms\n'; cat; } | column -t -s $'\t'
 echo
 echo "lifeos checks: classic $classic_check; real $real_check"

@@ -104,8 +104,8 @@ echo
 echo "## vs-ninja: $N nodes, no-op ($(nproc) cores; load $load_before -> $load_after)"
 {
     printf 'tool\tno-op mean ms\tstddev ms\tmin ms\tfirst build ms\n'
-    jq -r --arg f "$first_ninja_ms" '.results[0] | ["ninja", (.mean*1000|.*10|round/10), (.stddev*1000|.*10|round/10), (.min*1000|.*10|round/10), $f] | @tsv' "$tmp/noop.json"
-    jq -r --arg f "$first_lifeos_ms" '.results[1] | ["lifeos", (.mean*1000|.*10|round/10), (.stddev*1000|.*10|round/10), (.min*1000|.*10|round/10), $f] | @tsv' "$tmp/noop.json"
+    jq -r --arg f "$first_ninja_ms" '.results[0] | ["ninja", (.mean*1000|.*10|round/10), ((.stddev // 0)*1000|.*10|round/10), (.min*1000|.*10|round/10), $f] | @tsv' "$tmp/noop.json"
+    jq -r --arg f "$first_lifeos_ms" '.results[1] | ["lifeos", (.mean*1000|.*10|round/10), ((.stddev // 0)*1000|.*10|round/10), (.min*1000|.*10|round/10), $f] | @tsv' "$tmp/noop.json"
 } | column -t -s $'\t'
 echo
 echo "lifeos's own summary.wall_ms for the run phase (after config load): $wall_ms ms"

@@ -24,8 +24,12 @@ check() { # check DESCRIPTION COMMAND...
 }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/lifeos-example-test.XXXXXX") || exit 1
-trap 'rm -rf "$work"' EXIT
+# (fake.pids: loopback test servers started by the /health checks below)
+trap 'for pid in $(cat "$work/fake.pids" 2>/dev/null); do kill "$pid" 2>/dev/null; done; rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
+
+# /health probes these when set: start from the unconfigured defaults.
+unset DATABASE_HOST DATABASE_PORT DATABASE_USER DATABASE_NAME REDIS_HOST REDIS_PORT REDIS_PASSWORD
 
 # Validate JSON on stdin (objects, arrays, strings, numbers, literals).
 json_valid() {
@@ -153,6 +157,36 @@ for name in health ready; do
 done
 check "health body reports status ok" grep -q '"status":"ok"' "$work/health.json"
 check "health body reports version $APP_VERSION" grep -q "\"version\":\"$APP_VERSION\"" "$work/health.json"
+check "health body: database not configured (DATABASE_HOST unset)" grep -q '"database":"not configured"' "$work/health.json"
+check "health body: redis not configured (REDIS_HOST unset)" grep -q '"redis":"not configured"' "$work/health.json"
+
+# A configured dependency that does not answer: 503, status degraded. Port 1
+# (tcpmux) on the loopback is refused at once (and if no nc is installed at
+# all, the probe fails the same way).
+run_health() { # run_health OUT [VAR=VALUE...]
+    o=$1
+    shift
+    env REQUEST_METHOD=GET REQUEST_URI=/health SCRIPT_NAME=/cgi-bin/health QUERY_STRING= \
+        GATEWAY_INTERFACE=CGI/1.1 SERVER_PROTOCOL=HTTP/1.1 REMOTE_ADDR=127.0.0.1 \
+        HEALTH_PROBE_TIMEOUT=1 "$@" "$here/api/cgi-bin/health" > "$o" 2> "$o.err"
+}
+if run_health "$work/degraded.out" DATABASE_HOST=127.0.0.1 DATABASE_PORT=1; then
+    pass "health with an unreachable database exits 0"
+else
+    fail "health with an unreachable database exits 0 (stderr: $(cat "$work/degraded.out.err"))"
+fi
+check "health, database down: Status: 503" first_line_matches "$work/degraded.out" '^Status: 503 '
+check "health, database down: header lines end in CRLF" cgi_crlf "$work/degraded.out"
+cgi_body "$work/degraded.out" > "$work/degraded.json"
+check "health, database down: body is valid JSON" json_valid < "$work/degraded.json"
+check "health, database down: status degraded" grep -q '"status":"degraded"' "$work/degraded.json"
+check "health, database down: database down" grep -q '"database":"down"' "$work/degraded.json"
+check "health, database down: redis still not configured" grep -q '"redis":"not configured"' "$work/degraded.json"
+run_health "$work/redis-down.out" REDIS_HOST=127.0.0.1 REDIS_PORT=1
+cgi_body "$work/redis-down.out" > "$work/redis-down.json"
+check "health, redis down: Status: 503" first_line_matches "$work/redis-down.out" '^Status: 503 '
+check "health, redis down: redis down, status degraded" \
+    grep -q '"status":"degraded",.*"database":"not configured","redis":"down"' "$work/redis-down.json"
 check "ready body reports ready true" grep -q '"ready":true' "$work/ready.json"
 
 REQUEST_METHOD=POST "$here/api/cgi-bin/health" > "$work/post.out" 2>/dev/null
@@ -212,6 +246,55 @@ if [ -n "$e2e" ]; then
     done
     printf 'GET /nope HTTP/1.0\r\n\r\n' | "$app/api/dist/bin/handle-request" > "$work/e2e-404.out" 2>&1
     check "GET /nope via handle-request: 404" first_line_matches "$work/e2e-404.out" '^HTTP/1\.[01] 404 ' 
+
+    # /health against fake Postgres and Redis servers on the loopback
+    # (busybox nc -ll), probed with busybox nc as in the api-runner image:
+    # the Postgres probe must get an 'R' reply, the Redis probe "+PONG".
+    for applet in nc timeout; do ln -sf "$bb" "$work/bin/$applet"; done
+    printf '#!/bin/sh\ncat > /dev/null\nprintf "R\\000\\000\\000\\010\\000\\000\\000\\000"\n' > "$work/fake-pg"
+    printf '#!/bin/sh\ncat > /dev/null\nprintf "+PONG\\r\\n"\n' > "$work/fake-redis"
+    chmod +x "$work/fake-pg" "$work/fake-redis"
+    # start_fake SCRIPT: listen on a free-looking loopback port with SCRIPT
+    # as the per-connection handler; print the port, record the pid.
+    start_fake() {
+        for try in 1 2 3 4 5; do
+            p=$(( 20000 + ($$ * 7 + try * 7919 + ${#1} * 104729) % 40000 ))
+            "$bb" nc -ll -p "$p" -e "$1" > /dev/null 2>&1 &
+            pid=$!
+            echo "$pid" >> "$work/fake.pids"
+            n=0
+            while [ "$n" -lt 20 ] && kill -0 "$pid" 2>/dev/null; do   # exits at once if the bind failed
+                if "$bb" nc -w 1 127.0.0.1 "$p" < /dev/null > /dev/null 2>&1; then
+                    echo "$p"
+                    return 0
+                fi
+                sleep 0.1 2>/dev/null || sleep 1
+                n=$((n + 1))
+            done
+            kill "$pid" 2>/dev/null
+        done
+        return 1
+    }
+    pg_port=$(start_fake "$work/fake-pg") || pg_port=
+    redis_port=$(start_fake "$work/fake-redis") || redis_port=
+    if [ -n "${pg_port:-}" ] && [ -n "${redis_port:-}" ]; then
+        run_health "$work/deps-ok.out" DATABASE_HOST=127.0.0.1 DATABASE_PORT="$pg_port" \
+            REDIS_HOST=127.0.0.1 REDIS_PORT="$redis_port"
+        cgi_body "$work/deps-ok.out" > "$work/deps-ok.json"
+        check "health with fake postgres + redis: no Status header (200)" lacks_header "$work/deps-ok.out" 'Status:'
+        check "health with fake postgres + redis: valid JSON" json_valid < "$work/deps-ok.json"
+        check "health with fake postgres + redis: status ok, database ok, redis ok" \
+            grep -q '"status":"ok",.*"database":"ok","redis":"ok"' "$work/deps-ok.json"
+        # Swapped ports: each probe meets the wrong protocol.
+        run_health "$work/deps-swapped.out" DATABASE_HOST=127.0.0.1 DATABASE_PORT="$redis_port" \
+            REDIS_HOST=127.0.0.1 REDIS_PORT="$pg_port"
+        cgi_body "$work/deps-swapped.out" > "$work/deps-swapped.json"
+        check "health with swapped ports: both down, 503" \
+            grep -q '"status":"degraded",.*"database":"down","redis":"down"' "$work/deps-swapped.json"
+    else
+        echo "skip - /health against fake servers (could not listen on the loopback)"
+    fi
+    for pid in $(cat "$work/fake.pids" 2>/dev/null); do kill "$pid" 2>/dev/null; done
 else
     echo "skip - end-to-end request (no busybox httpd on this machine)"
 fi

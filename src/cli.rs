@@ -26,7 +26,8 @@ pub struct Global {
     #[arg(short = 'C', global = true, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// The config file (default: lifeos.toml here or in the nearest parent directory).
-    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    /// Give it before the command: `lifeos -f ci.toml run`.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// How many tasks run at once (default: the number of cores).
     #[arg(short = 'j', long = "jobs", global = true, value_name = "N")]

@@ -75,6 +75,9 @@ echo "make-rootfs: mmdebstrap $suite (variant $variant, sources: ${sources:-mmde
 #   but nothing is generated: the cluster uses C.UTF-8 from libc-bin).
 # - essential-hook: stop postgresql-common from creating (initdb'ing) the
 #   default 15/main cluster at install time; the entrypoint owns $PGDATA.
+#   (createcluster.d/, which createcluster.conf includes, rather than
+#   createcluster.conf itself: that one is ucf-managed, and a pre-existing
+#   copy leaves a random temp path in the debconf db = not reproducible.)
 # - customize-hook: drop install-time leftovers that are host/run specific
 #   (the ssl-cert snakeoil key pair, logs, *-old backups, caches).
 # - --skip=output/dev: no device nodes in the tarball (Docker supplies /dev).
@@ -93,7 +96,7 @@ mmdebstrap \
     --dpkgopt='path-exclude=/usr/share/lintian/*' \
     --dpkgopt='path-exclude=/usr/share/bug/*' \
     --include=postgresql-15,postgresql-client-15,redis-server,redis-tools \
-    --essential-hook='mkdir -p "$1/etc/postgresql-common" && printf "%s\n" "create_main_cluster = false" > "$1/etc/postgresql-common/createcluster.conf"' \
+    --essential-hook='mkdir -p "$1/etc/postgresql-common/createcluster.d" && printf "%s\n" "create_main_cluster = false" > "$1/etc/postgresql-common/createcluster.d/lifeos.conf"' \
     --customize-hook='rm -rf "$1/etc/postgresql/15" "$1/var/lib/postgresql/15" "$1/var/log/postgresql"/* "$1/var/log/redis"/*' \
     --customize-hook='rm -f "$1/etc/ssl/private/ssl-cert-snakeoil.key" "$1/etc/ssl/certs/ssl-cert-snakeoil.pem"' \
     --customize-hook='rm -f "$1"/var/log/*.log "$1"/var/log/apt/* "$1"/var/cache/debconf/*-old "$1"/var/lib/dpkg/*-old "$1/var/cache/ldconfig/aux-cache"' \

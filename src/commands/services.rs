@@ -36,7 +36,9 @@ pub async fn up(g: &Global, project: &Project, services: Vec<String>) -> i32 {
         return code;
     }
     // Where to reach what came up.
-    let Ok(d) = project.docker.get().await else { return code };
+    let Ok(d) = project.docker.get().await else {
+        return code;
+    };
     if let Ok(rows) = ops::status(&d, &project.name, &names).await {
         for r in rows {
             let at = if r.ports.is_empty() {
@@ -82,14 +84,21 @@ pub async fn status(g: &Global, project: &Project) -> i32 {
             exit::OK
         }
         Ok(rows) => {
-            println!("{:14} {:10} {:10} {:28} {:28} SINCE", "SERVICE", "STATE", "HEALTH", "PORTS", "IMAGE");
+            println!(
+                "{:14} {:10} {:10} {:28} {:28} SINCE",
+                "SERVICE", "STATE", "HEALTH", "PORTS", "IMAGE"
+            );
             for r in rows {
                 println!(
                     "{:14} {:10} {:10} {:28} {:28} {}",
                     r.service,
                     r.state,
                     r.health,
-                    if r.ports.is_empty() { "-".to_string() } else { r.ports.join(",") },
+                    if r.ports.is_empty() {
+                        "-".to_string()
+                    } else {
+                        r.ports.join(",")
+                    },
                     r.image,
                     r.since
                 );

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lifeos_engine::{CachePolicy, EnvVar, Graph, GraphError, Node, TaskSpec};
+use lifeos_tasks::container::{ContainerSpec, Health, ImageRef, Port, Volume};
 use lifeos_tasks::exec::{Command, ExecTask};
 use lifeos_tasks::image::{Builder, ImageSpec, ImageTask};
-use lifeos_tasks::container::{ContainerSpec, Health, ImageRef, Port, Volume};
 use lifeos_tasks::{ContainerTask, Docker, ServiceTask};
 use toml::Value;
 
@@ -131,7 +131,12 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
                 .tag
                 .as_ref()
                 .map(|x| x.get_ref().clone())
-                .or_else(|| t.tags.as_ref().and_then(|v| v.first()).map(|x| x.get_ref().clone()))
+                .or_else(|| {
+                    t.tags
+                        .as_ref()
+                        .and_then(|v| v.first())
+                        .map(|x| x.get_ref().clone())
+                })
                 .unwrap_or_else(|| name_for_tags(&project_tags, k.get_ref()));
             (k.get_ref().clone(), tag)
         })
@@ -188,14 +193,22 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
         }
     }
     for (spec, cspec) in pending_containers {
-        let acts_on = spec.deps.iter().filter_map(|d| services.get(d).cloned()).collect();
+        let acts_on = spec
+            .deps
+            .iter()
+            .filter_map(|d| services.get(d).cloned())
+            .collect();
         nodes.push(Node {
             spec,
             task: Arc::new(ContainerTask::new(cspec, acts_on, docker.clone())),
         });
     }
     // Graph order follows the file, whatever kind a task is.
-    let order: HashMap<String, usize> = names.iter().enumerate().map(|(i, n)| (n.to_string(), i)).collect();
+    let order: HashMap<String, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.to_string(), i))
+        .collect();
     nodes.sort_by_key(|n| order.get(&n.spec.id).copied().unwrap_or(usize::MAX));
     if !cx.errors.is_empty() {
         return Err(fail(cx.errors));
@@ -530,7 +543,16 @@ impl Resolver<'_> {
         let allowed: &[&str] = match kind {
             Kind::Exec => &["run", "cwd", "inputs", "outputs"],
             Kind::Service | Kind::Container => &[
-                "image", "cmd", "entrypoint", "workdir", "user", "ports", "volumes", "health", "restart", "labels",
+                "image",
+                "cmd",
+                "entrypoint",
+                "workdir",
+                "user",
+                "ports",
+                "volumes",
+                "health",
+                "restart",
+                "labels",
             ],
             Kind::Image => &[
                 "context",
@@ -720,7 +742,13 @@ impl Resolver<'_> {
         if self.errors.len() > errors_before {
             return None;
         }
-        Some(Built::Node(Node { spec, task: node_task }, None))
+        Some(Built::Node(
+            Node {
+                spec,
+                task: node_task,
+            },
+            None,
+        ))
     }
 
     fn duration(&mut self, d: &Option<S<String>>, default: Duration) -> Duration {
@@ -728,8 +756,10 @@ impl Resolver<'_> {
             None => default,
             Some(s) => parse_duration(s.get_ref()).unwrap_or_else(|| {
                 self.err(
-                    Diagnostic::new(format!("invalid duration `{}`", s.get_ref()))
-                        .at(s.span(), "expected a duration such as \"500ms\", \"5s\", \"1m\""),
+                    Diagnostic::new(format!("invalid duration `{}`", s.get_ref())).at(
+                        s.span(),
+                        "expected a duration such as \"500ms\", \"5s\", \"1m\"",
+                    ),
                 );
                 default
             }),
@@ -764,11 +794,20 @@ impl Resolver<'_> {
         })
     }
 
-    fn container_spec(&mut self, id: &str, name: &S<String>, t: &RawTask, spec: &mut TaskSpec) -> Option<ContainerSpec> {
+    fn container_spec(
+        &mut self,
+        id: &str,
+        name: &S<String>,
+        t: &RawTask,
+        spec: &mut TaskSpec,
+    ) -> Option<ContainerSpec> {
         let Some(image) = &t.image else {
             self.err(
-                Diagnostic::new(format!("task `{id}` of kind `{}` needs `image`", t.kind.get_ref().name()))
-                    .at(name.span(), "add image = \"<image task or reference>\""),
+                Diagnostic::new(format!(
+                    "task `{id}` of kind `{}` needs `image`",
+                    t.kind.get_ref().name()
+                ))
+                .at(name.span(), "add image = \"<image task or reference>\""),
             );
             return None;
         };
@@ -785,7 +824,8 @@ impl Resolver<'_> {
             }
             None => ImageRef::External(image_ref),
         };
-        let list = |this: &mut Self, v: &Option<Vec<S<String>>>| v.as_ref().map(|v| this.strings(v));
+        let list =
+            |this: &mut Self, v: &Option<Vec<S<String>>>| v.as_ref().map(|v| this.strings(v));
         let cmd = list(self, &t.cmd);
         let entrypoint = list(self, &t.entrypoint);
         let mut ports = Vec::new();
@@ -804,7 +844,9 @@ impl Resolver<'_> {
             let text = self.interp(v)?;
             match Volume::parse(&text) {
                 Ok(vol) => volumes.push(vol),
-                Err(e) => self.err(Diagnostic::new(format!("invalid volume `{text}`")).at(v.span(), e)),
+                Err(e) => {
+                    self.err(Diagnostic::new(format!("invalid volume `{text}`")).at(v.span(), e))
+                }
             }
         }
         let health = match &t.health {
@@ -813,13 +855,18 @@ impl Resolver<'_> {
         };
         let restart = match &t.restart {
             None => None,
-            Some(r) if ["no", "always", "unless-stopped", "on-failure"].contains(&r.get_ref().as_str()) => {
+            Some(r)
+                if ["no", "always", "unless-stopped", "on-failure"]
+                    .contains(&r.get_ref().as_str()) =>
+            {
                 Some(r.get_ref().clone())
             }
             Some(r) => {
                 self.err(
-                    Diagnostic::new(format!("invalid restart policy `{}`", r.get_ref()))
-                        .at(r.span(), "expected no, always, unless-stopped or on-failure"),
+                    Diagnostic::new(format!("invalid restart policy `{}`", r.get_ref())).at(
+                        r.span(),
+                        "expected no, always, unless-stopped or on-failure",
+                    ),
                 );
                 None
             }

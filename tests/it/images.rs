@@ -3,102 +3,12 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::support::{Project, Run};
+use crate::support::{docker, DockerFx, Run};
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
+type Fx = DockerFx;
 
-fn docker(args: &[&str]) -> String {
-    let o = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("the docker CLI runs");
-    assert!(
-        o.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-/// A project with its own base image, removed (with everything labelled for it) on drop.
-struct Fx {
-    p: Project,
-    id: String,
-}
-
-impl Drop for Fx {
-    fn drop(&mut self) {
-        let label = format!("label=lifeos.test={}", self.id);
-        let ids = docker(&["ps", "-aq", "--filter", &label]);
-        if !ids.is_empty() {
-            let mut rm = vec!["rm", "-f"];
-            rm.extend(ids.lines());
-            let _ = Command::new("docker").args(&rm).output();
-        }
-        let ids = docker(&["images", "-q", "--filter", &label]);
-        let mut ids: Vec<&str> = ids.lines().collect();
-        ids.sort();
-        ids.dedup();
-        if !ids.is_empty() {
-            let mut rm = vec!["rmi", "-f"];
-            rm.extend(ids);
-            let _ = Command::new("docker").args(&rm).output();
-        }
-    }
-}
-
-impl Fx {
-    fn new() -> Self {
-        let ping = Command::new("docker")
-            .args(["info", "--format", "{{.ServerVersion}}"])
-            .output();
-        assert!(
-            ping.as_ref().is_ok_and(|o| o.status.success()),
-            "no Docker engine answers: start one (scripts/setup.sh) — Docker tests fail rather than skip"
-        );
-        let id = format!(
-            "it{}x{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
-        let fx = Fx {
-            p: Project::new(),
-            id,
-        };
-        // An external base image, built by the Docker CLI: FROM scratch + static busybox.
-        let base_dir = fx.p.p("base-src");
-        fs::create_dir_all(&base_dir).unwrap();
-        fs::copy("/bin/busybox", base_dir.join("busybox"))
-            .expect("busybox-static is installed (/bin/busybox)");
-        fs::write(
-            base_dir.join("Dockerfile"),
-            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nENV PATH=/bin\n",
-        )
-        .unwrap();
-        docker(&[
-            "build",
-            "-q",
-            "--label",
-            &format!("lifeos.test={}", fx.id),
-            "-t",
-            &fx.base(),
-            base_dir.to_str().unwrap(),
-        ]);
-        fs::remove_dir_all(&base_dir).unwrap();
-        fx
-    }
-
-    fn base(&self) -> String {
-        format!("lifeos-it/{}-base:latest", self.id)
-    }
-
-    fn tag(&self, name: &str) -> String {
-        format!("lifeos-it/{}-{name}:latest", self.id)
-    }
-
+impl DockerFx {
     /// The seed's shape: shared deps stage, separate web/api builders and runners.
     fn monorepo(&self, builder: &str) -> &Self {
         let mount = if builder == "buildkit" {
@@ -438,7 +348,7 @@ fn a_dockerfile_syntax_error_names_the_line() {
 
 #[test]
 fn an_unreachable_engine_is_exit_3_naming_the_host() {
-    let p = Project::new();
+    let p = crate::support::Project::new();
     p.file("d/Dockerfile", "FROM scratch\n");
     p.config("[tasks.x]\nkind = \"image\"\ncontext = \"d\"\n");
     let r = p.run_env(
@@ -460,7 +370,7 @@ fn an_unreachable_engine_is_exit_3_naming_the_host() {
 
 #[test]
 fn build_rejects_non_image_tasks() {
-    let p = Project::new();
+    let p = crate::support::Project::new();
     p.config("[tasks.e]\nkind = \"exec\"\nrun = \"true\"\n");
     let r = p.run(&["build", "e"]);
     assert_eq!(r.code, 2);

@@ -9,3 +9,4 @@ mod config_errors;
 mod exec;
 mod images;
 mod plan_explain;
+mod services;

@@ -180,3 +180,133 @@ pub fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 pub fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
+
+static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Run the Docker CLI (an independent client to check what lifeos did); panics on failure.
+pub fn docker(args: &[&str]) -> String {
+    let o = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs");
+    assert!(
+        o.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Like [`docker`] but failure is an answer, not a panic.
+pub fn docker_ok(args: &[&str]) -> Option<String> {
+    let o = Command::new("docker").args(args).output().ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// A project with a unique id and its own busybox base image. Everything labelled
+/// `lifeos.test=<id>` (containers, volumes, networks, images) is removed on drop.
+pub struct DockerFx {
+    pub p: Project,
+    pub id: String,
+}
+
+impl DockerFx {
+    pub fn new() -> Self {
+        let ping = Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output();
+        assert!(
+            ping.as_ref().is_ok_and(|o| o.status.success()),
+            "no Docker engine answers: start one (scripts/setup.sh); Docker tests fail rather than skip"
+        );
+        let id = format!(
+            "it{}x{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let fx = DockerFx {
+            p: Project::new(),
+            id,
+        };
+        // An external base image, built by the Docker CLI: FROM scratch + static busybox.
+        let base_dir = fx.p.p("base-src");
+        fs::create_dir_all(&base_dir).unwrap();
+        fs::copy("/bin/busybox", base_dir.join("busybox"))
+            .expect("busybox-static is installed (/bin/busybox)");
+        fs::write(
+            base_dir.join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nENV PATH=/bin\n",
+        )
+        .unwrap();
+        docker(&[
+            "build",
+            "-q",
+            "--label",
+            &format!("lifeos.test={}", fx.id),
+            "-t",
+            &fx.base(),
+            base_dir.to_str().unwrap(),
+        ]);
+        fs::remove_dir_all(&base_dir).unwrap();
+        fx
+    }
+
+    pub fn base(&self) -> String {
+        format!("lifeos-it/{}-base:latest", self.id)
+    }
+
+    pub fn tag(&self, name: &str) -> String {
+        format!("lifeos-it/{}-{name}:latest", self.id)
+    }
+
+    pub fn label(&self) -> String {
+        format!("label=lifeos.test={}", self.id)
+    }
+
+    /// IDs of this test's containers (running or not).
+    pub fn containers(&self) -> Vec<String> {
+        docker(&["ps", "-aq", "--filter", &self.label()])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for DockerFx {
+    fn drop(&mut self) {
+        let label = self.label();
+        let rm = |what: &[&str], list: &[&str]| {
+            if let Some(ids) = docker_ok(list) {
+                let mut ids: Vec<&str> = ids.lines().filter(|l| !l.is_empty()).collect();
+                ids.sort();
+                ids.dedup();
+                if !ids.is_empty() {
+                    let mut args = what.to_vec();
+                    args.extend(ids);
+                    let _ = Command::new("docker").args(&args).output();
+                }
+            }
+        };
+        rm(&["rm", "-f", "-v"], &["ps", "-aq", "--filter", &label]);
+        rm(
+            &["volume", "rm", "-f"],
+            &["volume", "ls", "-q", "--filter", &label],
+        );
+        rm(
+            &["network", "rm"],
+            &["network", "ls", "-q", "--filter", &label],
+        );
+        rm(&["rmi", "-f"], &["images", "-q", "--filter", &label]);
+    }
+}
+
+/// A host port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

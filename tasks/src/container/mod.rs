@@ -24,7 +24,11 @@ pub const RUN_LABEL: &str = "lifeos.run";
 pub enum ImageRef {
     /// An image task of the graph (a dependency): its key covers the image, so only the
     /// task name goes into this task's key.
-    Task { task: String, #[serde(skip)] reference: String },
+    Task {
+        task: String,
+        #[serde(skip)]
+        reference: String,
+    },
     /// A reference such as `postgres:15-alpine`; its image ID goes into the key.
     External(String),
 }
@@ -108,8 +112,16 @@ impl Volume {
             if src.starts_with('/') || rel.split('/').any(|c| c == "..") {
                 return Err("bind sources must be paths inside the project (./dir)".into());
             }
-            VolumeSource::Bind(if rel == "." { String::new() } else { rel.to_string() })
-        } else if !src.is_empty() && src.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+            VolumeSource::Bind(if rel == "." {
+                String::new()
+            } else {
+                rel.to_string()
+            })
+        } else if !src.is_empty()
+            && src
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
             VolumeSource::Named(src.to_string())
         } else {
             return Err(format!("invalid volume name `{src}`"));
@@ -188,7 +200,10 @@ mod tests {
     fn ports() {
         assert_eq!(Port::parse("5432").unwrap().host_port, 5432);
         let p = Port::parse("127.0.0.1:15432:5432/tcp").unwrap();
-        assert_eq!((p.host_ip.as_str(), p.host_port, p.container_port), ("127.0.0.1", 15432, 5432));
+        assert_eq!(
+            (p.host_ip.as_str(), p.host_port, p.container_port),
+            ("127.0.0.1", 15432, 5432)
+        );
         assert!(Port::parse("x:1").is_none());
         assert!(Port::parse("1/sctp").is_none());
     }

@@ -3,7 +3,7 @@
 //! (their volumes), so a recreated database gets its migrations again.
 
 use async_trait::async_trait;
-use bollard::query_parameters::LogsOptionsBuilder;
+use bollard::query_parameters::AttachContainerOptionsBuilder;
 use futures_util::StreamExt;
 use lifeos_cache::InputSet;
 use lifeos_engine::{ExecCx, Executed, KeyCx, Probe, ProbeCx, Stream, Task, TaskError, TaskInputs};
@@ -47,7 +47,11 @@ impl Task for ContainerTask {
         format!(
             "container {} {}",
             self.spec.image.reference(),
-            self.spec.cmd.as_ref().map(|c| c.join(" ")).unwrap_or_default()
+            self.spec
+                .cmd
+                .as_ref()
+                .map(|c| c.join(" "))
+                .unwrap_or_default()
         )
     }
 
@@ -56,9 +60,10 @@ impl Task for ContainerTask {
         if !self.acts_on.is_empty() {
             let d = self.docker.get().await?;
             for s in &self.acts_on {
-                inputs
-                    .extras
-                    .insert(format!("identity of {}", s.task), ops::identity(&d, s).await?);
+                inputs.extras.insert(
+                    format!("identity of {}", s.task),
+                    ops::identity(&d, s).await?,
+                );
             }
         }
         Ok(inputs)
@@ -85,7 +90,10 @@ impl Task for ContainerTask {
         ops::remove(&d, &id).await;
         let code = result?;
         if code != 0 {
-            return Err(TaskError::Failed(format!("{} exited with code {code}", self.spec.task)));
+            return Err(TaskError::Failed(format!(
+                "{} exited with code {code}",
+                self.spec.task
+            )));
         }
         Ok(Executed {
             data: json!({ "exit_code": 0 }),
@@ -94,20 +102,49 @@ impl Task for ContainerTask {
     }
 }
 
-/// Start, stream the logs into the task log, and wait for the exit code.
-async fn run_to_end(d: &bollard::Docker, id: &str, spec: &ContainerSpec, cx: &ExecCx<'_>) -> Result<i64, TaskError> {
+/// Attach (before start, as `docker run` does, so no output is lost to a race with a fast
+/// exit), start, stream the output into the task log, and wait for the exit code.
+async fn run_to_end(
+    d: &bollard::Docker,
+    id: &str,
+    spec: &ContainerSpec,
+    cx: &ExecCx<'_>,
+) -> Result<i64, TaskError> {
+    let attached = d
+        .attach_container(
+            id,
+            Some(
+                AttachContainerOptionsBuilder::default()
+                    .stdout(true)
+                    .stderr(true)
+                    .stream(true)
+                    .logs(true)
+                    .build(),
+            ),
+        )
+        .await
+        .map_err(|e| classify(e, "attach to container"))?;
+    let mut output = attached.output;
     ops::start(d, id, spec).await?;
-    let mut logs = d.logs(
-        id,
-        Some(LogsOptionsBuilder::default().stdout(true).stderr(true).follow(true).build()),
-    );
     let pump = async {
-        while let Some(Ok(chunk)) = logs.next().await {
-            let stream = match chunk {
-                bollard::container::LogOutput::StdErr { .. } => Stream::Stderr,
-                _ => Stream::Stdout,
+        // Frames may end mid-line: keep the rest of each stream until its newline comes.
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        while let Some(Ok(chunk)) = output.next().await {
+            let (buf, stream) = match chunk {
+                bollard::container::LogOutput::StdErr { .. } => (&mut err, Stream::Stderr),
+                _ => (&mut out, Stream::Stdout),
             };
-            cx.log.text(stream, &String::from_utf8_lossy(&chunk.into_bytes()));
+            buf.extend_from_slice(&chunk.into_bytes());
+            if let Some(end) = buf.iter().rposition(|&b| b == b'\n') {
+                let rest = buf.split_off(end + 1);
+                cx.log.text(stream, &String::from_utf8_lossy(buf));
+                *buf = rest;
+            }
+        }
+        for (buf, stream) in [(out, Stream::Stdout), (err, Stream::Stderr)] {
+            if !buf.is_empty() {
+                cx.log.text(stream, &String::from_utf8_lossy(&buf));
+            }
         }
     };
     tokio::select! {
@@ -119,6 +156,8 @@ async fn run_to_end(d: &bollard::Docker, id: &str, spec: &ContainerSpec, cx: &Ex
         Some(Ok(r)) => Ok(r.status_code),
         Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
         Some(Err(e)) => Err(classify(e, "wait for container")),
-        None => Err(TaskError::Failed("the engine ended the wait without an exit code".into())),
+        None => Err(TaskError::Failed(
+            "the engine ended the wait without an exit code".into(),
+        )),
     }
 }

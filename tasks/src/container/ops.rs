@@ -5,23 +5,32 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig, Mount,
-    MountType, NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
-    VolumeCreateRequest,
+    ContainerCreateBody, ContainerSummary, EndpointSettings, HealthConfig, HealthStatusEnum,
+    HostConfig, Mount, MountType, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use lifeos_engine::{Key, LogSink, Stream, TaskError};
 use tokio_util::sync::CancellationToken;
 
-use super::{ContainerSpec, ImageRef, VolumeSource, KEY_LABEL, PROJECT_LABEL, RUN_LABEL, TASK_LABEL};
+use super::{
+    ContainerSpec, ImageRef, VolumeSource, KEY_LABEL, PROJECT_LABEL, RUN_LABEL, TASK_LABEL,
+};
 use crate::docker::classify;
 
 fn is_404(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 /// The project network; created once. 20.10 would happily create a second network with the
@@ -55,13 +64,37 @@ pub async fn ensure_network(d: &bollard::Docker, spec: &ContainerSpec) -> Result
     }
 }
 
+/// Each volume lifeos creates carries a random incarnation label: a volume removed and made
+/// again is a new database, even under the same name. (Docker's CreatedAt for local volumes
+/// is a directory mtime, which moves on first use.)
+pub const INCARNATION_LABEL: &str = "lifeos.incarnation";
+
+fn random_hex() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        b = (t.as_nanos() as u64 ^ std::process::id() as u64).to_le_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 pub async fn ensure_volumes(d: &bollard::Docker, spec: &ContainerSpec) -> Result<(), TaskError> {
     for v in &spec.volumes {
         if let VolumeSource::Named(n) = &v.source {
-            let labels = HashMap::from([(PROJECT_LABEL.to_string(), spec.project.clone())])
-                .into_iter()
-                .chain(spec.labels.clone())
-                .collect();
+            // Creating an existing volume returns it unchanged, labels included.
+            let labels = HashMap::from([
+                (PROJECT_LABEL.to_string(), spec.project.clone()),
+                (INCARNATION_LABEL.to_string(), random_hex()),
+            ])
+            .into_iter()
+            .chain(spec.labels.clone())
+            .collect();
             d.create_volume(VolumeCreateRequest {
                 name: Some(spec.volume_name(n)),
                 labels: Some(labels),
@@ -75,7 +108,11 @@ pub async fn ensure_volumes(d: &bollard::Docker, spec: &ContainerSpec) -> Result
 }
 
 /// The image ID of a reference, pulling it when it is not in the engine.
-pub async fn image_id(d: &bollard::Docker, reference: &str, log: Option<&LogSink>) -> Result<String, TaskError> {
+pub async fn image_id(
+    d: &bollard::Docker,
+    reference: &str,
+    log: Option<&LogSink>,
+) -> Result<String, TaskError> {
     match d.inspect_image(reference).await {
         Ok(img) => return Ok(img.id.unwrap_or_default()),
         Err(e) if is_404(&e) => {}
@@ -85,7 +122,11 @@ pub async fn image_id(d: &bollard::Docker, reference: &str, log: Option<&LogSink
         l.progress(&format!("pulling {reference}"));
     }
     let mut s = d.create_image(
-        Some(CreateImageOptionsBuilder::default().from_image(reference).build()),
+        Some(
+            CreateImageOptionsBuilder::default()
+                .from_image(reference)
+                .build(),
+        ),
         None,
         None,
     );
@@ -204,7 +245,10 @@ pub async fn create(
         ..Default::default()
     };
     let r = d
-        .create_container(Some(CreateContainerOptionsBuilder::default().name(name).build()), body)
+        .create_container(
+            Some(CreateContainerOptionsBuilder::default().name(name).build()),
+            body,
+        )
         .await
         .map_err(|e| classify(e, &format!("create container {name}")))?;
     Ok(r.id)
@@ -236,28 +280,43 @@ pub async fn start(d: &bollard::Docker, id: &str, spec: &ContainerSpec) -> Resul
 
 pub async fn remove(d: &bollard::Docker, id: &str) {
     let _ = d
-        .remove_container(id, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+        .remove_container(
+            id,
+            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+        )
         .await;
 }
 
 /// Stop gracefully, then remove (volumes stay).
 pub async fn stop_and_remove(d: &bollard::Docker, id: &str) {
     let _ = d
-        .stop_container(id, Some(StopContainerOptionsBuilder::default().t(10).build()))
+        .stop_container(
+            id,
+            Some(StopContainerOptionsBuilder::default().t(10).build()),
+        )
         .await;
     remove(d, id).await;
 }
 
 /// Containers of `project` (and of one task, if given), running or not.
-pub async fn find(d: &bollard::Docker, project: &str, task: Option<&str>) -> Result<Vec<ContainerSummary>, TaskError> {
+pub async fn find(
+    d: &bollard::Docker,
+    project: &str,
+    task: Option<&str>,
+) -> Result<Vec<ContainerSummary>, TaskError> {
     let mut labels = vec![format!("{PROJECT_LABEL}={project}")];
     if let Some(t) = task {
         labels.push(format!("{TASK_LABEL}={t}"));
     }
     let filters = HashMap::from([("label".to_string(), labels)]);
-    d.list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
-        .await
-        .map_err(|e| classify(e, "list containers"))
+    d.list_containers(Some(
+        ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build(),
+    ))
+    .await
+    .map_err(|e| classify(e, "list containers"))
 }
 
 /// Wait until the container is healthy (or running, without a healthcheck). A container that
@@ -270,10 +329,13 @@ pub async fn wait_healthy(
     cancel: &CancellationToken,
 ) -> Result<(), TaskError> {
     let started = Instant::now();
+    let mut last_streak = None;
     let limit = spec
         .health
         .as_ref()
-        .map(|h| h.start_period + (h.interval + h.timeout) * (h.retries + 1) + Duration::from_secs(30))
+        .map(|h| {
+            h.start_period + (h.interval + h.timeout) * (h.retries + 1) + Duration::from_secs(30)
+        })
         .unwrap_or(Duration::from_secs(30));
     loop {
         let info = d
@@ -304,7 +366,10 @@ pub async fn wait_healthy(
                     .and_then(|l| l.last())
                     .and_then(|r| r.output.clone())
                     .unwrap_or_default();
-                log.line(Stream::Stderr, &format!("last health check output: {}", last.trim()));
+                log.line(
+                    Stream::Stderr,
+                    &format!("last health check output: {}", last.trim()),
+                );
                 return Err(TaskError::Failed(format!(
                     "service {} is unhealthy: {}",
                     spec.task,
@@ -313,7 +378,9 @@ pub async fn wait_healthy(
             }
             _ => {
                 let streak = health.and_then(|h| h.failing_streak).unwrap_or(0);
-                log.progress(&format!("waiting until healthy ({streak} failed checks)"));
+                if last_streak.replace(streak) != Some(streak) {
+                    log.progress(&format!("waiting until healthy ({streak} failed checks)"));
+                }
             }
         }
         if started.elapsed() > limit {
@@ -343,7 +410,11 @@ pub async fn log_tail(d: &bollard::Docker, id: &str, n: usize) -> Vec<String> {
     );
     let mut out = Vec::new();
     while let Some(Ok(chunk)) = s.next().await {
-        out.extend(String::from_utf8_lossy(&chunk.into_bytes()).lines().map(str::to_owned));
+        out.extend(
+            String::from_utf8_lossy(&chunk.into_bytes())
+                .lines()
+                .map(str::to_owned),
+        );
     }
     out
 }
@@ -352,7 +423,12 @@ pub async fn log_tail(d: &bollard::Docker, id: &str, n: usize) -> Vec<String> {
 pub async fn remove_run(d: &bollard::Docker, run_id: &str) -> usize {
     let filters = HashMap::from([("label".to_string(), vec![format!("{RUN_LABEL}={run_id}")])]);
     let Ok(list) = d
-        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
         .await
     else {
         return 0;
@@ -365,7 +441,7 @@ pub async fn remove_run(d: &bollard::Docker, run_id: &str) -> usize {
     list.len()
 }
 
-/// What the identity of a service is: its named volumes' creation times (the data lives
+/// What the identity of a service is: its named volumes' incarnations (the data lives
 /// there), or its container ID when it has none.
 pub async fn identity(d: &bollard::Docker, spec: &ContainerSpec) -> Result<String, TaskError> {
     let mut parts = Vec::new();
@@ -374,8 +450,11 @@ pub async fn identity(d: &bollard::Docker, spec: &ContainerSpec) -> Result<Strin
             let name = spec.volume_name(n);
             match d.inspect_volume(&name).await {
                 Ok(vol) => parts.push(format!(
-                    "volume {name} created {}",
-                    vol.created_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+                    "volume {name} incarnation {}",
+                    vol.labels
+                        .get(INCARNATION_LABEL)
+                        .map(String::as_str)
+                        .unwrap_or("unlabelled")
                 )),
                 Err(e) if is_404(&e) => parts.push(format!("volume {name} absent")),
                 Err(e) => return Err(classify(e, "inspect volume")),
@@ -393,7 +472,11 @@ pub async fn identity(d: &bollard::Docker, spec: &ContainerSpec) -> Result<Strin
 }
 
 /// `lifeos down`: remove the project's containers and network, and its volumes if asked.
-pub async fn down(d: &bollard::Docker, project: &str, volumes: bool) -> Result<Vec<String>, TaskError> {
+pub async fn down(
+    d: &bollard::Docker,
+    project: &str,
+    volumes: bool,
+) -> Result<Vec<String>, TaskError> {
     let mut removed = Vec::new();
     for c in find(d, project, None).await? {
         if let Some(id) = &c.id {
@@ -407,15 +490,25 @@ pub async fn down(d: &bollard::Docker, project: &str, volumes: bool) -> Result<V
         removed.push(format!("network {net}"));
     }
     if volumes {
-        let filters = HashMap::from([("label".to_string(), vec![format!("{PROJECT_LABEL}={project}")])]);
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{PROJECT_LABEL}={project}")],
+        )]);
         let list = d
-            .list_volumes(Some(ListVolumesOptionsBuilder::default().filters(&filters).build()))
+            .list_volumes(Some(
+                ListVolumesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
             .await
             .map_err(|e| classify(e, "list volumes"))?;
         for v in list.volumes.unwrap_or_default() {
-            d.remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>)
-                .await
-                .map_err(|e| classify(e, &format!("remove volume {}", v.name)))?;
+            d.remove_volume(
+                &v.name,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await
+            .map_err(|e| classify(e, &format!("remove volume {}", v.name)))?;
             removed.push(format!("volume {}", v.name));
         }
     }
@@ -432,7 +525,11 @@ pub struct StatusRow {
     pub since: String,
 }
 
-pub async fn status(d: &bollard::Docker, project: &str, services: &[String]) -> Result<Vec<StatusRow>, TaskError> {
+pub async fn status(
+    d: &bollard::Docker,
+    project: &str,
+    services: &[String],
+) -> Result<Vec<StatusRow>, TaskError> {
     let mut rows = Vec::new();
     for s in services {
         let found = find(d, project, Some(s)).await?;
@@ -475,7 +572,12 @@ pub fn ports_of(c: &ContainerSummary) -> Vec<String> {
         .flatten()
         .filter_map(|p| {
             p.public_port.map(|pp| {
-                format!("{}:{}->{}", p.ip.clone().unwrap_or_default(), pp, p.private_port)
+                format!(
+                    "{}:{}->{}",
+                    p.ip.clone().unwrap_or_default(),
+                    pp,
+                    p.private_port
+                )
             })
         })
         .collect();
@@ -485,7 +587,12 @@ pub fn ports_of(c: &ContainerSummary) -> Vec<String> {
 }
 
 /// `lifeos logs [-f]`: copy a service's output to stdout.
-pub async fn logs(d: &bollard::Docker, project: &str, task: &str, follow: bool) -> Result<(), TaskError> {
+pub async fn logs(
+    d: &bollard::Docker,
+    project: &str,
+    task: &str,
+    follow: bool,
+) -> Result<(), TaskError> {
     let found = find(d, project, Some(task)).await?;
     let Some(id) = found.first().and_then(|c| c.id.clone()) else {
         return Err(TaskError::Failed(format!(
@@ -494,7 +601,13 @@ pub async fn logs(d: &bollard::Docker, project: &str, task: &str, follow: bool) 
     };
     let mut s = d.logs(
         &id,
-        Some(LogsOptionsBuilder::default().stdout(true).stderr(true).follow(follow).build()),
+        Some(
+            LogsOptionsBuilder::default()
+                .stdout(true)
+                .stderr(true)
+                .follow(follow)
+                .build(),
+        ),
     );
     use std::io::Write;
     while let Some(item) = s.next().await {

@@ -42,7 +42,9 @@ pub(super) async fn key_inputs(
     }
     if let ImageRef::External(r) = &spec.image {
         let d = docker.get().await?;
-        inputs.extras.insert(format!("image {r}"), ops::image_id(&d, r, None).await?);
+        inputs
+            .extras
+            .insert(format!("image {r}"), ops::image_id(&d, r, None).await?);
     }
     Ok(inputs)
 }
@@ -50,7 +52,11 @@ pub(super) async fn key_inputs(
 impl ServiceTask {
     pub fn new(spec: ContainerSpec, docker: Docker) -> Self {
         let binds = bind_inputs(&spec);
-        Self { spec, docker, binds }
+        Self {
+            spec,
+            docker,
+            binds,
+        }
     }
 
     fn container_name(&self) -> String {
@@ -69,11 +75,20 @@ impl Task for ServiceTask {
     }
 
     fn describe(&self) -> String {
-        let ports: Vec<String> = self.spec.ports.iter().map(|p| p.host_port.to_string()).collect();
+        let ports: Vec<String> = self
+            .spec
+            .ports
+            .iter()
+            .map(|p| p.host_port.to_string())
+            .collect();
         if ports.is_empty() {
             format!("service {}", self.spec.image.reference())
         } else {
-            format!("service {} on {}", self.spec.image.reference(), ports.join(", "))
+            format!(
+                "service {} on {}",
+                self.spec.image.reference(),
+                ports.join(", ")
+            )
         }
     }
 
@@ -104,7 +119,10 @@ impl Task for ServiceTask {
         if !state.running.unwrap_or(false) {
             return Ok(Probe::Missing(format!(
                 "container {} ({}, exit code {})",
-                state.status.map(|s| s.to_string()).unwrap_or_else(|| "stopped".into()),
+                state
+                    .status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "stopped".into()),
                 &id[..12.min(id.len())],
                 state.exit_code.unwrap_or(0)
             )));
@@ -112,8 +130,14 @@ impl Task for ServiceTask {
         let health = state.health.and_then(|h| h.status).map(|h| h.to_string());
         match (self.spec.health.is_some(), health.as_deref()) {
             (false, _) => Ok(Probe::Fresh(format!("running, container {}", &id[..12]))),
-            (true, Some("healthy")) => Ok(Probe::Fresh(format!("running, healthy, container {}", &id[..12]))),
-            (true, h) => Ok(Probe::Missing(format!("container {}", h.unwrap_or("not healthy")))),
+            (true, Some("healthy")) => Ok(Probe::Fresh(format!(
+                "running, healthy, container {}",
+                &id[..12]
+            ))),
+            (true, h) => Ok(Probe::Missing(format!(
+                "container {}",
+                h.unwrap_or("not healthy")
+            ))),
         }
     }
 
@@ -147,7 +171,15 @@ impl Task for ServiceTask {
             ops::image_id(&d, r, Some(&cx.log)).await?;
         }
         let labels = ops::labels_of(&self.spec, Some(&cx.key), cx.run_id);
-        let id = ops::create(&d, &self.spec, &self.container_name(), labels, &cx.env, cx.root).await?;
+        let id = ops::create(
+            &d,
+            &self.spec,
+            &self.container_name(),
+            labels,
+            &cx.env,
+            cx.root,
+        )
+        .await?;
         ops::start(&d, &id, &self.spec).await?;
         match ops::wait_healthy(&d, &id, &self.spec, &cx.log, &cx.cancel).await {
             Ok(()) => Ok(Executed {
