@@ -122,25 +122,30 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
     let names: Vec<&str> = tasks.iter().map(|(k, _)| k.get_ref().as_str()).collect();
 
     let project_tags = name_str(&raw);
-    cx.image_tags = tasks
-        .iter()
-        .filter(|(_, t)| *t.get_ref().kind.get_ref() == Kind::Image)
-        .map(|(k, t)| {
-            let t = t.get_ref();
-            let tag = t
-                .tag
-                .as_ref()
-                .map(|x| x.get_ref().clone())
-                .or_else(|| {
-                    t.tags
-                        .as_ref()
-                        .and_then(|v| v.first())
-                        .map(|x| x.get_ref().clone())
-                })
-                .unwrap_or_else(|| name_for_tags(&project_tags, k.get_ref()));
-            (k.get_ref().clone(), tag)
-        })
-        .collect();
+    // Image tasks' tags, for services that run them. Errors in them are reported once,
+    // when the image task itself is resolved below.
+    let before = cx.errors.len();
+    let mut image_tags = HashMap::new();
+    for (k, t) in &tasks {
+        let t = t.get_ref();
+        if *t.kind.get_ref() != Kind::Image {
+            continue;
+        }
+        let first = t
+            .tag
+            .as_ref()
+            .or_else(|| t.tags.as_ref().and_then(|v| v.first()));
+        let mut tag = match first {
+            Some(x) => cx.interp(x).unwrap_or_default(),
+            None => name_for_tags(&project_tags, k.get_ref()),
+        };
+        if !tag.rsplit('/').next().unwrap_or("").contains(':') {
+            tag.push_str(":latest");
+        }
+        image_tags.insert(k.get_ref().clone(), tag);
+    }
+    cx.errors.truncate(before);
+    cx.image_tags = image_tags;
     cx.project = name.clone();
     let mut nodes = Vec::new();
     let mut pending_containers = Vec::new();

@@ -9,4 +9,5 @@ mod config_errors;
 mod exec;
 mod images;
 mod plan_explain;
+mod postgres;
 mod services;
