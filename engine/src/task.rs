@@ -115,6 +115,9 @@ pub struct KeyCx {
 impl KeyCx {
     /// Hash the files an input set selects (stat cache first), off the async threads.
     pub async fn hash_inputs(&self, set: &InputSet) -> Result<BTreeMap<String, String>, TaskError> {
+        if set.is_empty() {
+            return Ok(BTreeMap::new());
+        }
         let snap = self.snapshot.clone();
         let set = set.clone();
         tokio::task::spawn_blocking(move || -> std::io::Result<BTreeMap<String, String>> {
