@@ -33,35 +33,61 @@ fn is_404(e: &bollard::errors::Error) -> bool {
     )
 }
 
-/// The project network; created once. 20.10 would happily create a second network with the
-/// same name, so look before creating.
+/// The project network; created once. 20.10 happily creates a second network with the
+/// same name, so creation is serialised in this process, and duplicates another process made
+/// at the same moment are removed (the oldest one stays).
 pub async fn ensure_network(d: &bollard::Docker, spec: &ContainerSpec) -> Result<(), TaskError> {
+    static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _guard = CREATING.lock().await;
     let name = spec.network();
     match d.inspect_network(&name, None).await {
         Ok(_) => return Ok(()),
-        Err(e) if is_404(&e) => {}
+        // "ambiguous": duplicates exist already; fall through and remove them.
+        Err(e) if is_404(&e) || e.to_string().contains("ambiguous") => {}
         Err(e) => return Err(classify(e, "inspect network")),
     }
     let labels = HashMap::from([(PROJECT_LABEL.to_string(), spec.project.clone())])
         .into_iter()
         .chain(spec.labels.clone())
         .collect();
-    let r = d
-        .create_network(NetworkCreateRequest {
+    let existing = networks_named(d, &name).await?;
+    if existing.is_empty() {
+        d.create_network(NetworkCreateRequest {
             name: name.clone(),
             labels: Some(labels),
             ..Default::default()
         })
-        .await;
-    match r {
-        Ok(resp) if !resp.warning.is_empty() => {
-            // Another lifeos created it at the same moment: use one, remove ours.
-            let _ = d.remove_network(&resp.id).await;
-            Ok(())
-        }
-        Ok(_) => Ok(()),
-        Err(e) => Err(classify(e, &format!("create network {name}"))),
+        .await
+        .map_err(|e| classify(e, &format!("create network {name}")))?;
     }
+    let mut all = networks_named(d, &name).await?;
+    all.sort_by_key(|n| (n.created, n.id.clone()));
+    for dup in all.iter().skip(1) {
+        if let Some(id) = &dup.id {
+            let _ = d.remove_network(id).await;
+        }
+    }
+    Ok(())
+}
+
+async fn networks_named(
+    d: &bollard::Docker,
+    name: &str,
+) -> Result<Vec<bollard::models::Network>, TaskError> {
+    let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+    let list = d
+        .list_networks(Some(
+            bollard::query_parameters::ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| classify(e, "list networks"))?;
+    // The name filter matches substrings.
+    Ok(list
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(name))
+        .collect())
 }
 
 /// Each volume lifeos creates carries a random incarnation label: a volume removed and made
