@@ -15,25 +15,38 @@ use crate::exit;
 use crate::ui;
 
 pub async fn build(g: &Global, project: &Project, images: Vec<String>) -> i32 {
-    if let Err(code) = check_names(project, &images) {
-        return code;
+    match select_of_kind(project, images, Kind::Image) {
+        Ok(names) => execute(g, project, names, false).await.0,
+        Err(code) => code,
     }
-    let all_images = project.of_kind(Kind::Image);
-    if let Some(n) = images.iter().find(|n| !all_images.contains(n)) {
-        return usage_error(format!(
-            "`{n}` is not an image task (use `lifeos run {n}`); image tasks: {}",
-            all_images.join(", ")
-        ));
-    }
-    if all_images.is_empty() {
-        return usage_error("the config has no image tasks (kind = \"image\")");
-    }
-    let names = if images.is_empty() {
-        all_images
+}
+
+/// The named tasks, all of `kind` (none named: every task of that kind), or a usage error.
+pub fn select_of_kind(
+    project: &Project,
+    names: Vec<String>,
+    kind: Kind,
+) -> Result<Vec<String>, i32> {
+    check_names(project, &names)?;
+    let all = project.of_kind(kind);
+    let k = kind.name();
+    let a = if k.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
     } else {
-        images
+        "a"
     };
-    execute(g, project, names, false).await.0
+    if let Some(n) = names.iter().find(|n| !all.contains(n)) {
+        return Err(usage_error(format!(
+            "`{n}` is not {a} {k} task (use `lifeos run {n}`); {k} tasks: {}",
+            all.join(", ")
+        )));
+    }
+    if all.is_empty() {
+        return Err(usage_error(format!(
+            "the config has no {k} tasks (kind = \"{k}\")"
+        )));
+    }
+    Ok(if names.is_empty() { all } else { names })
 }
 
 pub async fn run(g: &Global, project: &Project, tasks: Vec<String>) -> i32 {

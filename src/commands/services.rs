@@ -3,7 +3,8 @@
 use lifeos_engine::TaskError;
 use lifeos_tasks::container::ops;
 
-use super::{check_names, run::execute, usage_error};
+use super::check_names;
+use super::run::{execute, select_of_kind};
 use crate::cli::Global;
 use crate::config::{Kind, Project};
 use crate::exit;
@@ -17,20 +18,10 @@ fn env_error(e: TaskError) -> i32 {
 }
 
 pub async fn up(g: &Global, project: &Project, services: Vec<String>) -> i32 {
-    if let Err(code) = check_names(project, &services) {
-        return code;
-    }
-    let all = project.of_kind(Kind::Service);
-    if let Some(n) = services.iter().find(|n| !all.contains(n)) {
-        return usage_error(format!(
-            "`{n}` is not a service (use `lifeos run {n}`); services: {}",
-            all.join(", ")
-        ));
-    }
-    if all.is_empty() {
-        return usage_error("the config has no services (kind = \"service\")");
-    }
-    let names = if services.is_empty() { all } else { services };
+    let names = match select_of_kind(project, services, Kind::Service) {
+        Ok(n) => n,
+        Err(code) => return code,
+    };
     let (code, _) = execute(g, project, names.clone(), false).await;
     if code != exit::OK || g.json {
         return code;

@@ -128,18 +128,6 @@ fn log_of(r: &crate::support::Run, task: &str) -> String {
         .join("\n")
 }
 
-fn container(fx: &DockerFx, task: &str) -> String {
-    docker(&[
-        "ps",
-        "-aq",
-        "--no-trunc",
-        "--filter",
-        &fx.label(),
-        "--filter",
-        &format!("label=lifeos.task={task}"),
-    ])
-}
-
 #[test]
 fn postgres_and_redis_up_migrations_down_and_recovery() {
     debian_image();
@@ -157,7 +145,7 @@ fn postgres_and_redis_up_migrations_down_and_recovery() {
     assert_eq!(String::from_utf8_lossy(&pong.stdout).trim(), "PONG");
 
     // A second `up` changes nothing, and says why.
-    let (pg_id, rd_id) = (container(&fx, "postgres"), container(&fx, "redis"));
+    let (pg_id, rd_id) = (fx.container("postgres"), fx.container("redis"));
     let r = lifeos(&fx, &["up", "postgres", "redis"]);
     assert_eq!(r.cached(), ["postgres", "redis"], "{}", r.all());
     assert!(r.outcome("postgres")["location"]
@@ -165,7 +153,7 @@ fn postgres_and_redis_up_migrations_down_and_recovery() {
         .unwrap()
         .starts_with("running, healthy"));
     assert_eq!(
-        (container(&fx, "postgres"), container(&fx, "redis")),
+        (fx.container("postgres"), fx.container("redis")),
         (pg_id.clone(), rd_id)
     );
 

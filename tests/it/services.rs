@@ -35,18 +35,6 @@ labels = {{ "lifeos.test" = "{id}" }}
     ));
 }
 
-fn container_of(fx: &DockerFx, task: &str) -> String {
-    docker(&[
-        "ps",
-        "-aq",
-        "--no-trunc",
-        "--filter",
-        &fx.label(),
-        "--filter",
-        &format!("label=lifeos.task={task}"),
-    ])
-}
-
 #[test]
 fn up_is_idempotent_and_converges() {
     let fx = DockerFx::new();
@@ -55,7 +43,7 @@ fn up_is_idempotent_and_converges() {
     let r = fx.p.json(&["up"]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(r.ran(), ["kv"]);
-    let id = container_of(&fx, "kv");
+    let id = fx.container("kv");
     assert_eq!(
         docker(&["inspect", "-f", "{{.State.Health.Status}}", &id]),
         "healthy"
@@ -69,7 +57,7 @@ fn up_is_idempotent_and_converges() {
         .as_str()
         .unwrap()
         .contains("running, healthy"));
-    assert_eq!(container_of(&fx, "kv"), id, "the same container");
+    assert_eq!(fx.container("kv"), id, "the same container");
 
     // Killed from outside: started again (same config, same container).
     docker(&["kill", &id]);
@@ -94,7 +82,7 @@ fn up_is_idempotent_and_converges() {
     let r = fx.p.json(&["up"]);
     assert_eq!(r.ran(), ["kv"], "{}", r.all());
     assert_eq!(r.outcome("kv")["reason"]["changes"][0]["change"], "env");
-    let new_id = container_of(&fx, "kv");
+    let new_id = fx.container("kv");
     assert_ne!(new_id, id);
     assert_eq!(docker(&["exec", &new_id, "cat", "/data/marker"]), "kept");
 
@@ -257,7 +245,7 @@ deps = ["fast"]
     ));
     let mut child = fx.p.cmd(&["up"]).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while container_of(&fx, "slow").is_empty() {
+    while fx.container("slow").is_empty() {
         assert!(Instant::now() < deadline, "slow never started");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -240,15 +240,7 @@ impl DockerFx {
             "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nENV PATH=/bin\n",
         )
         .unwrap();
-        docker(&[
-            "build",
-            "-q",
-            "--label",
-            &format!("lifeos.test={}", fx.id),
-            "-t",
-            &fx.base(),
-            base_dir.to_str().unwrap(),
-        ]);
+        fx.cli_build(&fx.base(), &base_dir);
         fs::remove_dir_all(&base_dir).unwrap();
         fx
     }
@@ -263,6 +255,42 @@ impl DockerFx {
 
     pub fn label(&self) -> String {
         format!("label=lifeos.test={}", self.id)
+    }
+
+    /// `docker build` with this test's label (the Docker CLI as an independent builder).
+    pub fn cli_build(&self, tag: &str, dir: &Path) {
+        let label = format!("lifeos.test={}", self.id);
+        docker(&[
+            "build",
+            "-q",
+            "--label",
+            &label,
+            "-t",
+            tag,
+            dir.to_str().unwrap(),
+        ]);
+    }
+
+    /// `docker run --rm IMAGE ARGS...` with this test's label; its stdout.
+    pub fn cli_run(&self, image: &str, args: &[&str]) -> String {
+        let label = format!("lifeos.test={}", self.id);
+        let mut a = vec!["run", "--rm", "--label", &label, image];
+        a.extend_from_slice(args);
+        docker(&a)
+    }
+
+    /// The full ID of the container lifeos made for `task`, or "" if none.
+    pub fn container(&self, task: &str) -> String {
+        let task = format!("label=lifeos.task={task}");
+        docker(&[
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &self.label(),
+            "--filter",
+            &task,
+        ])
     }
 
     /// IDs of this test's containers (running or not).
