@@ -2,8 +2,10 @@
 # Two independent cold image builds: in parallel (one `lifeos build a b`) against one after
 # the other (`lifeos build a` then `lifeos build b`).
 #
-# Images a and b: FROM lifeos-base:latest, COPY a fresh nonce file, COPY 200 small source
-# files, then `RUN sleep 2` (CPU-free). The nonce changes before every timed run, so each
+# Images a and b: FROM lifeos-base:latest (built with `lifeos build base --force=base` in
+# the repository root and pinned as lifeos-bench-base:par; see vs-docker-build.sh for why),
+# LABEL lifeos.test=bench lifeos.key="" (so no image made here passes for the base), COPY
+# a fresh nonce file, COPY 200 small source files, then `RUN sleep 2` (CPU-free). The nonce changes before every timed run, so each
 # build misses lifeos's cache *and* the builder's layer cache from the first COPY on: every
 # run is a real cold build of both images, with no --force needed.
 #
@@ -27,6 +29,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LIFEOS=${LIFEOS:-$root/target/release/lifeos}
 RUNS=${RUNS:-3}
 BUILDERS=${BUILDERS:-buildkit classic}
+PIN=lifeos-bench-base:par
 
 for tool in hyperfine jq docker; do
     command -v "$tool" >/dev/null || { echo "parallel-images: needs $tool" >&2; exit 2; }
@@ -41,14 +44,18 @@ export CI=1 NO_COLOR=1
 tmp=$(mktemp -d /tmp/lifeos-bench-par.XXXXXX)
 cleanup() {
     set +e
-    docker rmi -f $(docker images -q --filter reference='lifeos-bench-par-*' | sort -u) >/dev/null 2>&1
+    for b in $BUILDERS; do docker rmi -f "lifeos-bench-par-a:$b" "lifeos-bench-par-b:$b"; done >/dev/null 2>&1
     docker image prune -a -f --filter label=lifeos.test=bench >/dev/null 2>&1
+    docker rmi "$PIN" >/dev/null 2>&1
     if [[ ${KEEP:-0} == 1 ]]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 
-echo "parallel-images: lifeos build base (in $root)"
-"$LIFEOS" -C "$root" build base >"$tmp/base.log" 2>&1 || { tail "$tmp/base.log"; exit 1; }
+echo "parallel-images: lifeos build base --force=base (in $root), pinned as $PIN"
+"$LIFEOS" -C "$root" build base --force=base >"$tmp/base.log" 2>&1 || { tail "$tmp/base.log"; exit 1; }
+docker tag lifeos-base:latest "$PIN"
+base_user=$(docker image inspect "$PIN" --format '{{.Config.User}}')
+[[ -z $base_user ]] || { echo "parallel-images: lifeos-base:latest is not the base image (USER $base_user)" >&2; exit 1; }
 
 cat >"$tmp/nonce.sh" <<EOF
 #!/bin/sh
@@ -67,8 +74,8 @@ for b in $BUILDERS; do
             head -c $((1024 + (f * 37) % 3072)) /dev/urandom | base64 >"$p/$i/src/f$f.txt"
         done
         cat >"$p/$i/Dockerfile" <<EOF
-FROM lifeos-base:latest
-LABEL lifeos.test=bench
+FROM $PIN
+LABEL lifeos.test=bench lifeos.key=""
 COPY nonce.txt /bench/nonce-$i.txt
 COPY src/ /bench/src/
 RUN sleep 2 && ls /bench/src | wc -l >/bench/count-$i
@@ -111,7 +118,6 @@ for b in $BUILDERS; do
     [[ $out == ran=2* ]] || { echo "parallel-images: expected both images to build" >&2; exit 1; }
 done
 
-declare -A result
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for b in $BUILDERS; do
     p=$tmp/$b

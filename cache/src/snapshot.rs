@@ -171,58 +171,45 @@ impl Snapshot {
         if !meta.is_dir() {
             return Ok(vec![FileMeta::from_metadata(rel_root.to_string(), &meta)]);
         }
-        let out = Mutex::new(Vec::new());
-        let first_err: Mutex<Option<io::Error>> = Mutex::new(None);
+        // A sequential walk: runs already hash and walk for several tasks at once, and a
+        // parallel walker per call costs thread start-ups that dominate small roots.
+        let mut files = Vec::new();
         let skip = self.skip_dirs.clone();
-        let root = self.root.clone();
-        ignore::WalkBuilder::new(&abs)
+        let walker = ignore::WalkBuilder::new(&abs)
             .standard_filters(false)
             .follow_links(false)
             .filter_entry(move |e| !skip.iter().any(|s| e.path() == s))
-            .build_parallel()
-            .run(|| {
-                let out = &out;
-                let first_err = &first_err;
-                let root = &root;
-                Box::new(move |entry| {
-                    match entry {
-                        Ok(e) => {
-                            let is_dir = e.file_type().is_some_and(|t| t.is_dir());
-                            if !is_dir {
-                                match e.path().symlink_metadata() {
-                                    Ok(m) => {
-                                        let rel = e
-                                            .path()
-                                            .strip_prefix(root)
-                                            .unwrap_or(e.path())
-                                            .to_string_lossy()
-                                            .into_owned();
-                                        out.lock().unwrap().push(FileMeta::from_metadata(rel, &m));
-                                    }
-                                    // Deleted between readdir and stat: it is simply not there.
-                                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                                    Err(err) => {
-                                        first_err.lock().unwrap().get_or_insert(err);
-                                    }
-                                }
-                            }
-                        }
-                        Err(err) => {
-                            let err = err
-                                .into_io_error()
-                                .unwrap_or_else(|| io::Error::other("walk failed"));
-                            if err.kind() != io::ErrorKind::NotFound {
-                                first_err.lock().unwrap().get_or_insert(err);
-                            }
-                        }
+            .build();
+        for entry in walker {
+            let e = match entry {
+                Ok(e) => e,
+                Err(err) => {
+                    let err = err
+                        .into_io_error()
+                        .unwrap_or_else(|| io::Error::other("walk failed"));
+                    if err.kind() == io::ErrorKind::NotFound {
+                        continue; // deleted while we walked: simply not there
                     }
-                    ignore::WalkState::Continue
-                })
-            });
-        if let Some(e) = first_err.into_inner().unwrap() {
-            return Err(e);
+                    return Err(err);
+                }
+            };
+            if e.file_type().is_some_and(|t| t.is_dir()) {
+                continue;
+            }
+            match e.path().symlink_metadata() {
+                Ok(m) => {
+                    let rel = e
+                        .path()
+                        .strip_prefix(&self.root)
+                        .unwrap_or(e.path())
+                        .to_string_lossy()
+                        .into_owned();
+                    files.push(FileMeta::from_metadata(rel, &m));
+                }
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            }
         }
-        let mut files = out.into_inner().unwrap();
         files.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
         Ok(files)
     }

@@ -98,6 +98,10 @@ struct Shared {
     cancel: CancellationToken,
     opts: RunOptions,
     fingerprints: std::sync::Mutex<HashMap<String, Fingerprint>>,
+    /// `-j`: how many tasks execute at once. Cache checks do not take a slot.
+    exec_slots: tokio::sync::Semaphore,
+    /// Set by the first failure (fail-fast): tasks not yet executing will not start.
+    stopped_by: std::sync::Mutex<Option<String>>,
 }
 
 fn now_secs() -> u64 {
@@ -162,7 +166,11 @@ pub async fn run(
         cancel: cx.cancel.clone(),
         opts,
         fingerprints: Default::default(),
+        exec_slots: tokio::sync::Semaphore::new(jobs),
+        stopped_by: Default::default(),
     });
+    // Cache checks are cheap and mostly wait on I/O: let them run well ahead of `-j`.
+    let check_limit = (jobs * 8).max(64);
     let _ = cx.events.send(Event::RunStarted {
         run_id: shared.opts.run_id.clone(),
         tasks: selection
@@ -191,7 +199,7 @@ pub async fn run(
     let mut running: JoinSet<(usize, Outcome)> = JoinSet::new();
 
     loop {
-        while running.len() < jobs && stopped_by.is_none() && !shared.cancel.is_cancelled() {
+        while running.len() < check_limit && stopped_by.is_none() && !shared.cancel.is_cancelled() {
             let Some(p) = ready.pop_front() else { break };
             let i = selection[p];
             let node = graph.node(i).clone();
@@ -242,7 +250,9 @@ pub async fn run(
                 }
             }
         } else if matches!(outcome, Outcome::Failed { .. }) && !keep_going && stopped_by.is_none() {
-            stopped_by = Some(graph.node(selection[p]).spec.id.clone());
+            let id = graph.node(selection[p]).spec.id.clone();
+            *shared.stopped_by.lock().unwrap() = Some(id.clone());
+            stopped_by = Some(id);
         }
         outcomes[p] = Some(outcome);
     }
@@ -510,6 +520,29 @@ async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outco
         return Outcome::WouldRun { key, reason };
     }
 
+    let _slot = tokio::select! {
+        s = sh.exec_slots.acquire() => s.expect("the semaphore is never closed"),
+        _ = sh.cancel.cancelled() => return Outcome::Skipped { because: "run interrupted".into() },
+    };
+    if let Some(f) = sh.stopped_by.lock().unwrap().clone() {
+        return Outcome::Skipped {
+            because: format!("run stopped after {f} failed (--keep-going runs the rest)"),
+        };
+    }
+    let outcome = execute(node, sh, &fp, key, reason).await;
+    // Fail-fast: mark the run stopped before this slot frees up for a waiting task.
+    if matches!(outcome, Outcome::Failed { .. }) && !sh.opts.keep_going {
+        sh.stopped_by
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| spec.id.clone());
+    }
+    outcome
+}
+
+/// Execute a task that missed the cache (with retries and timeout) and record its success.
+async fn execute(node: &Node, sh: &Shared, fp: &Fingerprint, key: Key, reason: Reason) -> Outcome {
+    let spec = &node.spec;
     let _ = sh.events.send(Event::TaskStarted {
         task: spec.id.clone(),
         key,
@@ -581,7 +614,7 @@ async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outco
         Err(e) => return failed(Some(key), e.into(), &sh.redactor, vec![]),
     };
     if spec.cache != CachePolicy::Never {
-        if let Err(e) = write_record(sh, node, &fp, key, duration_ms, log_blob, executed) {
+        if let Err(e) = write_record(sh, node, fp, key, duration_ms, log_blob, executed) {
             return failed(Some(key), e, &sh.redactor, vec![]);
         }
     }

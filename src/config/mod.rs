@@ -120,6 +120,7 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
     let mut tasks: Vec<(&S<String>, &S<RawTask>)> = raw.tasks.iter().collect();
     tasks.sort_by_key(|(k, _)| k.span().start);
     let names: Vec<&str> = tasks.iter().map(|(k, _)| k.get_ref().as_str()).collect();
+    let name_set: std::collections::HashSet<&str> = names.iter().copied().collect();
 
     let project_tags = name_str(&raw);
     // Image tasks' tags, for services that run them. Errors in them are reported once,
@@ -167,7 +168,7 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
         let t = task.get_ref();
         for d in &t.deps {
             dep_spans.insert((id.clone(), d.get_ref().clone()), d.span());
-            if !names.contains(&d.get_ref().as_str()) {
+            if !name_set.contains(d.get_ref().as_str()) {
                 let mut diag = Diagnostic::new(format!("unknown dependency `{}`", d.get_ref()))
                     .at(d.span(), "no task with this name");
                 diag = match did_you_mean(d.get_ref(), names.iter().copied()) {

@@ -24,9 +24,12 @@ impl Default for Plain {
     }
 }
 
+/// One write per line: stderr is unbuffered, and lines from a big run add up.
 fn err_line(s: &str) {
-    let mut e = std::io::stderr().lock();
-    let _ = writeln!(e, "{s}");
+    let mut line = String::with_capacity(s.len() + 1);
+    line.push_str(s);
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 impl super::Subscriber for Plain {

@@ -33,20 +33,47 @@ impl Docker {
     /// The connected client, or an environment error (exit code 3) naming the host tried.
     pub async fn get(&self) -> Result<bollard::Docker, TaskError> {
         self.inner
-            .get_or_init(|| async {
-                let d = bollard::Docker::connect_with_defaults()
-                    .map_err(connect_error)?
-                    .with_timeout(Duration::from_secs(600));
-                let d = fix_registry_auth(d);
-                match tokio::time::timeout(Duration::from_secs(15), d.negotiate_version()).await {
-                    Ok(Ok(d)) => Ok(d),
-                    Ok(Err(e)) => Err(connect_error(e)),
-                    Err(_) => Err(connect_error("no answer within 15 s")),
-                }
-            })
+            .get_or_init(connect)
             .await
             .clone()
             .map_err(TaskError::Environment)
+    }
+}
+
+/// The API version lifeos is built and tested against (Docker 20.10). bollard 0.21.1 does not
+/// put the version into request paths (bollard #736), so the engine answers with its default
+/// either way; pinning it saves the `/version` round trip that negotiation costs on every run.
+/// Re-check this when bollard is bumped (it is pinned with `=`).
+const API: bollard::ClientVersion = bollard::ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+const TIMEOUT_SECS: u64 = 600;
+
+async fn connect() -> Result<bollard::Docker, String> {
+    let host = host();
+    let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
+    let d = if let Some(path) = host.strip_prefix("unix://") {
+        bollard::Docker::connect_with_unix(path, TIMEOUT_SECS, &API).map_err(connect_error)?
+    } else if !tls && (host.starts_with("tcp://") || host.starts_with("http://")) {
+        bollard::Docker::connect_with_http(&host, TIMEOUT_SECS, &API).map_err(connect_error)?
+    } else {
+        // https, TLS-verified tcp, ssh: bollard's own DOCKER_HOST handling, negotiated.
+        let d = bollard::Docker::connect_with_defaults()
+            .map_err(connect_error)?
+            .with_timeout(Duration::from_secs(TIMEOUT_SECS));
+        return match tokio::time::timeout(Duration::from_secs(15), d.negotiate_version()).await {
+            Ok(Ok(d)) => Ok(fix_registry_auth(d)),
+            Ok(Err(e)) => Err(connect_error(e)),
+            Err(_) => Err(connect_error("no answer within 15 s")),
+        };
+    };
+    let d = fix_registry_auth(d);
+    // `/_ping` is the cheapest call: an absent engine is an environment error up front.
+    match tokio::time::timeout(Duration::from_secs(15), d.ping()).await {
+        Ok(Ok(_)) => Ok(d),
+        Ok(Err(e)) => Err(connect_error(e)),
+        Err(_) => Err(connect_error("no answer within 15 s")),
     }
 }
 

@@ -344,3 +344,39 @@ fn build_rejects_non_image_tasks() {
         r.all()
     );
 }
+
+#[test]
+fn an_image_built_from_a_lifeos_image_never_takes_its_place() {
+    let fx = Fx::new();
+    fx.p.file(
+        "b/Dockerfile",
+        &format!("FROM {}\nRUN echo parent > /parent\n", fx.base()),
+    );
+    fx.p.config(&format!(
+        "[tasks.parent]\nkind = \"image\"\ncontext = \"b\"\ntag = \"{}\"\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
+        fx.tag("parent"),
+        fx.id
+    ));
+    assert_eq!(fx.p.json(&["build"]).code, 0);
+    let parent = fx.inspect(&fx.tag("parent"));
+    // Someone builds on top of it outside lifeos: the child inherits the lifeos.key label.
+    fx.p.file(
+        "child/Dockerfile",
+        &format!("FROM {}\nRUN echo child > /child\n", fx.tag("parent")),
+    );
+    fx.cli_build(&fx.tag("child"), &fx.p.p("child"));
+    docker(&["rmi", &fx.tag("parent")]);
+    for cache in ["keep", "clean"] {
+        if cache == "clean" {
+            // Without a record the label is the only proof: the oldest match is the parent.
+            assert_eq!(fx.p.run(&["cache", "clean"]).code, 0);
+        }
+        let r = fx.p.json(&["build"]);
+        assert_eq!(r.cached(), ["parent"], "{}", r.all());
+        assert_eq!(
+            fx.inspect(&fx.tag("parent")),
+            parent,
+            "the tag went back to the image lifeos built"
+        );
+    }
+}

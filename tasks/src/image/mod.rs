@@ -181,24 +181,52 @@ impl Task for ImageTask {
 
     async fn probe(&self, cx: &ProbeCx<'_>) -> Result<Probe, TaskError> {
         let d = self.docker.get().await?;
-        let label = format!("{KEY_LABEL}={}", cx.key);
-        let filters = HashMap::from([("label".to_string(), vec![label])]);
-        let images = d
-            .list_images(Some(
-                ListImagesOptionsBuilder::default()
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(|e| classify(e, "list images"))?;
-        let Some(img) = images.into_iter().max_by_key(|i| i.created) else {
+        let key = cx.key.to_hex();
+        // The recorded image first: one inspect, and it is the image lifeos built.
+        let recorded = cx
+            .record
+            .and_then(|r| r.data.get("image_id"))
+            .and_then(|v| v.as_str());
+        let mut found = None;
+        if let Some(id) = recorded {
+            match d.inspect_image(id).await {
+                Ok(img) => {
+                    let labels = img.config.and_then(|c| c.labels).unwrap_or_default();
+                    if labels.get(KEY_LABEL) == Some(&key) {
+                        found = Some((id.to_string(), img.repo_tags.unwrap_or_default()));
+                    }
+                }
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(e) => return Err(classify(e, "inspect image")),
+            }
+        }
+        if found.is_none() {
+            let filters =
+                HashMap::from([("label".to_string(), vec![format!("{KEY_LABEL}={key}")])]);
+            let images = d
+                .list_images(Some(
+                    ListImagesOptionsBuilder::default()
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await
+                .map_err(|e| classify(e, "list images"))?;
+            // Images built FROM this one inherit its labels, and are always newer: the
+            // oldest match is the one lifeos built.
+            found = images
+                .into_iter()
+                .min_by_key(|i| (i.created, i.id.clone()))
+                .map(|i| (i.id, i.repo_tags));
+        }
+        let Some((id, tags)) = found else {
             return Ok(Probe::Missing("image missing".into()));
         };
         if !cx.dry_run {
-            self.ensure_tags(&d, &img.id, &img.repo_tags).await?;
+            self.ensure_tags(&d, &id, &tags).await?;
         }
-        let short = img
-            .id
+        let short = id
             .trim_start_matches("sha256:")
             .chars()
             .take(12)
