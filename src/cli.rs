@@ -161,7 +161,7 @@ pub fn main() -> i32 {
             return exit::USAGE;
         }
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

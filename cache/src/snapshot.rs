@@ -139,8 +139,11 @@ impl Snapshot {
             if let Some(w) = walks.get(rel_root) {
                 return Ok(w.clone());
             }
-            // An ancestor already walked has every file we need.
-            if let Some((_, w)) = walks.iter().find(|(r, _)| under(r, rel_root)) {
+            // An ancestor already walked has every file we need (looked up by prefix, so the
+            // cost is the path's depth, not the number of walks).
+            let ancestors =
+                std::iter::once("").chain(rel_root.match_indices('/').map(|(i, _)| &rel_root[..i]));
+            if let Some(w) = ancestors.filter_map(|a| walks.get(a)).next() {
                 let files: Vec<FileMeta> = w
                     .iter()
                     .filter(|f| under(rel_root, &f.rel))
@@ -212,6 +215,16 @@ impl Snapshot {
         }
         files.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
         Ok(files)
+    }
+
+    /// One file's metadata, fresh from the file system (not memoised); None if absent.
+    pub fn stat(&self, rel: &str) -> io::Result<Option<FileMeta>> {
+        match fs::symlink_metadata(self.root.join(rel)) {
+            Ok(m) if m.is_dir() => Ok(None),
+            Ok(m) => Ok(Some(FileMeta::from_metadata(rel.to_string(), &m))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The files an input set selects, sorted by path.

@@ -97,23 +97,27 @@ impl Task for ExecTask {
         let (root, snap, blobs) = (cx.root.to_path_buf(), cx.snapshot.clone(), cx.blobs.clone());
         let outs = record.outputs.clone();
         let dry = cx.dry_run;
-        tokio::task::spawn_blocking(move || match outputs::check(&root, &snap, &outs, &blobs) {
-            OutputState::Intact => Ok(Probe::Fresh("record, outputs intact".into())),
-            OutputState::Unrestorable(why) => Ok(Probe::Missing(why)),
-            OutputState::Stale(files) if dry => Ok(Probe::Fresh(format!(
-                "record, {} output file(s) would be restored",
-                files.len()
-            ))),
-            OutputState::Stale(files) => {
-                outputs::restore(&root, &files, &blobs)?;
-                Ok(Probe::Fresh(format!(
-                    "record, {} output file(s) restored",
+        let check = move || -> Result<Probe, TaskError> {
+            Ok(match outputs::check(&root, &snap, &outs, &blobs) {
+                OutputState::Intact => Probe::Fresh("record, outputs intact".into()),
+                OutputState::Unrestorable(why) => Probe::Missing(why),
+                OutputState::Stale(files) if dry => Probe::Fresh(format!(
+                    "record, {} output file(s) would be restored",
                     files.len()
-                )))
-            }
-        })
-        .await
-        .map_err(|e| TaskError::Failed(e.to_string()))?
+                )),
+                OutputState::Stale(files) => {
+                    outputs::restore(&root, &files, &blobs)?;
+                    Probe::Fresh(format!("record, {} output file(s) restored", files.len()))
+                }
+            })
+        };
+        // A few stats are cheaper inline than a trip to the blocking pool.
+        if record.outputs.len() <= 8 {
+            return check();
+        }
+        tokio::task::spawn_blocking(check)
+            .await
+            .map_err(|e| TaskError::Failed(e.to_string()))?
     }
 
     async fn execute(&self, cx: &ExecCx<'_>) -> Result<Executed, TaskError> {

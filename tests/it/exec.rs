@@ -423,7 +423,7 @@ fn cache_window_expires() {
 [tasks.nightly]
 kind = "exec"
 run = "echo x >> n.log"
-cache = { every = "1s" }
+cache = { every = "3s" }
 
 [tasks.always]
 kind = "exec"
@@ -436,7 +436,7 @@ cache = false
     assert_eq!(r.outcomes()["nightly"], "cached");
     assert_eq!(r.outcomes()["always"], "ran");
     assert_eq!(r.outcome("always")["reason"]["reason"], "cache_disabled");
-    std::thread::sleep(Duration::from_millis(2100));
+    std::thread::sleep(Duration::from_millis(3200));
     let r = p.json(&["run"]);
     assert_eq!(r.outcomes()["nightly"], "ran", "{}", r.all());
     assert_eq!(r.outcome("nightly")["reason"]["reason"], "window_expired");
