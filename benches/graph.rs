@@ -48,7 +48,10 @@ fn bench(c: &mut Criterion) {
     });
     let graph = Arc::new(Graph::new(nodes()).unwrap());
     // The CLI runs on a current-thread runtime; measure the same.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     g.bench_function("key_and_plan", |b| {
         b.iter(|| {

@@ -15,6 +15,9 @@ pub struct Console {
     verbose: bool,
     width: usize,
     style: ProgressStyle,
+    /// Never more bars than the terminal has rows (indicatif #636); tasks past that run
+    /// without a bar and still get their result line.
+    max_bars: usize,
 }
 
 impl Console {
@@ -26,6 +29,9 @@ impl Console {
             bars: HashMap::new(),
             verbose,
             width: 8,
+            max_bars: (console::Term::stderr().size().0 as usize)
+                .saturating_sub(2)
+                .max(1),
             style: ProgressStyle::with_template(
                 "{spinner:.cyan} {prefix:.bold} {elapsed:>4} {wide_msg:.dim}",
             )
@@ -50,6 +56,9 @@ impl super::Subscriber for Console {
                 self.width = tasks.iter().map(|t| t.len()).max().unwrap_or(8).min(24);
             }
             Event::TaskStarted { task, reason, .. } => {
+                if self.bars.len() >= self.max_bars {
+                    return;
+                }
                 let pb = self.mp.add(
                     ProgressBar::new_spinner()
                         .with_style(self.style.clone())

@@ -380,3 +380,51 @@ fn an_image_built_from_a_lifeos_image_never_takes_its_place() {
         );
     }
 }
+
+/// A TCP port that forwards every connection, byte for byte, to the engine's unix socket:
+/// a `tcp://` engine without reconfiguring the daemon.
+fn tcp_proxy_to_engine() -> u16 {
+    use std::net::TcpListener;
+    use std::os::unix::net::UnixStream;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let Ok(unix) = UnixStream::connect("/var/run/docker.sock") else {
+                continue;
+            };
+            let (mut a, mut b) = (conn.try_clone().unwrap(), unix.try_clone().unwrap());
+            let (mut c, mut d) = (conn, unix);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut a, &mut b);
+                let _ = b.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut d, &mut c);
+                let _ = c.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn docker_host_tcp_is_honoured() {
+    let fx = Fx::new();
+    fx.monorepo("buildkit");
+    let port = tcp_proxy_to_engine();
+    let host = format!("tcp://127.0.0.1:{port}");
+    let r =
+        fx.p.run_env(&["--json", "build", "web"], &[("DOCKER_HOST", &host)]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.ran(), ["web"]);
+    let r =
+        fx.p.run_env(&["--json", "build", "web"], &[("DOCKER_HOST", &host)]);
+    assert_eq!(r.cached(), ["web"], "{}", r.all());
+    // And a tcp:// address where nothing listens is an environment error naming it.
+    let dead = format!("tcp://127.0.0.1:{}", crate::support::free_port());
+    let r =
+        fx.p.run_env(&["build", "web", "--force"], &[("DOCKER_HOST", &dead)]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert!(r.stderr.contains(&dead), "{}", r.all());
+}
