@@ -53,12 +53,17 @@ const TIMEOUT_SECS: u64 = 600;
 async fn connect() -> Result<bollard::Docker, String> {
     let host = host();
     let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
+    if host.starts_with("ssh://") {
+        return Err(format!(
+            "DOCKER_HOST={host}: ssh engines are not supported yet\n  forward the remote socket instead: ssh -nNT -L /tmp/docker.sock:/var/run/docker.sock HOST, then DOCKER_HOST=unix:///tmp/docker.sock"
+        ));
+    }
     let d = if let Some(path) = host.strip_prefix("unix://") {
         bollard::Docker::connect_with_unix(path, TIMEOUT_SECS, &API).map_err(connect_error)?
     } else if !tls && (host.starts_with("tcp://") || host.starts_with("http://")) {
         bollard::Docker::connect_with_http(&host, TIMEOUT_SECS, &API).map_err(connect_error)?
     } else {
-        // https, TLS-verified tcp, ssh: bollard's own DOCKER_HOST handling, negotiated.
+        // https and TLS-verified tcp: bollard's own DOCKER_HOST handling, negotiated.
         let d = bollard::Docker::connect_with_defaults()
             .map_err(connect_error)?
             .with_timeout(Duration::from_secs(TIMEOUT_SECS));
