@@ -98,7 +98,7 @@ impl Task for ExecTask {
         let outs = record.outputs.clone();
         let dry = cx.dry_run;
         let check = move || -> Result<Probe, TaskError> {
-            Ok(match outputs::check(&root, &snap, &outs, &blobs) {
+            Ok(match outputs::check(&snap, &outs, &blobs) {
                 OutputState::Intact => Probe::Fresh("record, outputs intact".into()),
                 OutputState::Unrestorable(why) => Probe::Missing(why),
                 OutputState::Stale(files) if dry => Probe::Fresh(format!(

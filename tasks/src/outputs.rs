@@ -16,14 +16,8 @@ pub enum OutputState {
     Unrestorable(String),
 }
 
-pub fn check(
-    root: &Path,
-    snapshot: &Snapshot,
-    outputs: &[OutputFile],
-    blobs: &BlobStore,
-) -> OutputState {
+pub fn check(snapshot: &Snapshot, outputs: &[OutputFile], blobs: &BlobStore) -> OutputState {
     let mut stale = Vec::new();
-    let _ = root;
     for o in outputs {
         // Stat and stat cache: an intact output is not read.
         let current = match snapshot.stat(&o.path) {
