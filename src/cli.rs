@@ -29,7 +29,7 @@ pub struct Global {
     /// Give it before the command: `lifeos -f ci.toml run`.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// How many tasks run at once (default: the number of cores).
+    /// How many tasks execute at once (default: the number of cores); cache checks do not count.
     #[arg(short = 'j', long = "jobs", global = true, value_name = "N")]
     pub jobs: Option<usize>,
     /// Select [environments.NAME] from the config.
