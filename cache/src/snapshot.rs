@@ -174,45 +174,9 @@ impl Snapshot {
         if !meta.is_dir() {
             return Ok(vec![FileMeta::from_metadata(rel_root.to_string(), &meta)]);
         }
-        // A sequential walk: runs already hash and walk for several tasks at once, and a
-        // parallel walker per call costs thread start-ups that dominate small roots.
-        let mut files = Vec::new();
-        let skip = self.skip_dirs.clone();
-        let walker = ignore::WalkBuilder::new(&abs)
-            .standard_filters(false)
-            .follow_links(false)
-            .filter_entry(move |e| !skip.iter().any(|s| e.path() == s))
-            .build();
-        for entry in walker {
-            let e = match entry {
-                Ok(e) => e,
-                Err(err) => {
-                    let err = err
-                        .into_io_error()
-                        .unwrap_or_else(|| io::Error::other("walk failed"));
-                    if err.kind() == io::ErrorKind::NotFound {
-                        continue; // deleted while we walked: simply not there
-                    }
-                    return Err(err);
-                }
-            };
-            if e.file_type().is_some_and(|t| t.is_dir()) {
-                continue;
-            }
-            match e.path().symlink_metadata() {
-                Ok(m) => {
-                    let rel = e
-                        .path()
-                        .strip_prefix(&self.root)
-                        .unwrap_or(e.path())
-                        .to_string_lossy()
-                        .into_owned();
-                    files.push(FileMeta::from_metadata(rel, &m));
-                }
-                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                Err(err) => return Err(err),
-            }
-        }
+        let files = Mutex::new(Vec::new());
+        self.walk_dir(&abs, &files)?;
+        let mut files = files.into_inner().unwrap();
         files.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
         Ok(files)
     }
@@ -225,6 +189,45 @@ impl Snapshot {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Directories fan out on rayon's pool (no thread start-ups per walk, unlike a walker
+    /// that spawns its own workers); files of one directory are stat'ed in order.
+    fn walk_dir(&self, dir: &Path, out: &Mutex<Vec<FileMeta>>) -> io::Result<()> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            // Deleted while we walked: simply not there.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut subdirs = Vec::new();
+        let mut files = Vec::new();
+        for entry in rd {
+            let entry = entry?;
+            let path = entry.path();
+            // d_type from readdir: no stat needed to tell directories apart.
+            let ft = entry.file_type()?;
+            if ft.is_dir() {
+                if !self.skip_dirs.contains(&path) {
+                    subdirs.push(path);
+                }
+                continue;
+            }
+            match fs::symlink_metadata(&path) {
+                Ok(m) => {
+                    let rel = path
+                        .strip_prefix(&self.root)
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .into_owned();
+                    files.push(FileMeta::from_metadata(rel, &m));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.lock().unwrap().extend(files);
+        subdirs.par_iter().try_for_each(|d| self.walk_dir(d, out))
     }
 
     /// The files an input set selects, sorted by path.
