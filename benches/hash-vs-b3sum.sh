@@ -18,13 +18,8 @@
 #      `cargo install b3sum` into ~/.cargo/bin if missing), RUNS (default 5), KEEP=1.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-LIFEOS=${LIFEOS:-$root/target/release/lifeos}
 RUNS=${RUNS:-5}
 
-for tool in hyperfine jq perl; do
-    command -v "$tool" >/dev/null || { echo "hash-vs-b3sum: needs $tool" >&2; exit 2; }
-done
 B3SUM=${B3SUM:-$(command -v b3sum || echo "$HOME/.cargo/bin/b3sum")}
 if [[ ! -x $B3SUM ]]; then
     echo "hash-vs-b3sum: installing b3sum (cargo install b3sum)"
@@ -32,15 +27,9 @@ if [[ ! -x $B3SUM ]]; then
     rm -rf /tmp/b3sum-target
     B3SUM=$HOME/.cargo/bin/b3sum
 fi
-if [[ ! -x $LIFEOS ]]; then
-    echo "hash-vs-b3sum: building lifeos (cargo build --release)"
-    (cd "$root" && cargo build --release)
-fi
-export CI=1 NO_COLOR=1
-
-tmp=$(mktemp -d /tmp/lifeos-bench-hash.XXXXXX)
-cleanup() { if [[ ${KEEP:-0} == 1 ]]; then echo "kept $tmp"; else rm -rf "$tmp"; fi; }
-trap cleanup EXIT
+# shellcheck source=benches/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_init hash hyperfine jq perl
 tree=$tmp/tree
 mkdir -p "$tree"
 

@@ -18,24 +18,13 @@
 # runs, default 30), COLD_RUNS (default 5), KEEP=1 keeps the temp dir.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-LIFEOS=${LIFEOS:-$root/target/release/lifeos}
 RUNS=${RUNS:-30}
 COLD_RUNS=${COLD_RUNS:-5}
 GOAL_MS=100
 
-for tool in hyperfine jq perl; do
-    command -v "$tool" >/dev/null || { echo "noop-monorepo: needs $tool" >&2; exit 2; }
-done
-if [[ ! -x $LIFEOS ]]; then
-    echo "noop-monorepo: building lifeos (cargo build --release)"
-    (cd "$root" && cargo build --release)
-fi
-export CI=1 NO_COLOR=1
-
-tmp=$(mktemp -d /tmp/lifeos-bench-noop.XXXXXX)
-cleanup() { if [[ ${KEEP:-0} == 1 ]]; then echo "kept $tmp"; else rm -rf "$tmp"; fi; }
-trap cleanup EXIT
+# shellcheck source=benches/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_init noop hyperfine jq perl
 repo=$tmp/repo
 mkdir -p "$repo"
 

@@ -20,24 +20,13 @@
 #      PROFILE=1 also runs `strace -c -f` and `perf stat` on one lifeos no-op.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-LIFEOS=${LIFEOS:-$root/target/release/lifeos}
 N=${N:-10000}
 RUNS=${RUNS:-20}
 GOAL_RATIO=3
 
-for tool in hyperfine jq ninja; do
-    command -v "$tool" >/dev/null || { echo "vs-ninja: needs $tool" >&2; exit 2; }
-done
-if [[ ! -x $LIFEOS ]]; then
-    echo "vs-ninja: building lifeos (cargo build --release)"
-    (cd "$root" && cargo build --release)
-fi
-export CI=1 NO_COLOR=1
-
-tmp=$(mktemp -d /tmp/lifeos-bench-ninja.XXXXXX)
-cleanup() { if [[ ${KEEP:-0} == 1 ]]; then echo "kept $tmp"; else rm -rf "$tmp"; fi; }
-trap cleanup EXIT
+# shellcheck source=benches/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_init ninja hyperfine jq ninja
 mkdir -p "$tmp/lifeos/out" "$tmp/ninja/out"
 
 echo "vs-ninja: generating $N nodes"
