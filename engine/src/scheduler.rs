@@ -113,6 +113,13 @@ fn now_secs() -> u64 {
 
 pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
+    if d.subsec_nanos() != 0 {
+        return if s == 0 {
+            format!("{}ms", d.as_millis())
+        } else {
+            format!("{:.1}s", d.as_secs_f64())
+        };
+    }
     if s > 0 && s.is_multiple_of(86400) {
         format!("{}d", s / 86400)
     } else if s > 0 && s.is_multiple_of(3600) {
@@ -645,4 +652,19 @@ fn write_record(
             data: executed.data,
         })
         .map_err(|e| TaskError::Failed(format!("cannot write the cache record: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_as_written() {
+        assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_duration(Duration::from_secs(86400)), "1d");
+    }
 }

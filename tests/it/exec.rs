@@ -290,7 +290,7 @@ timeout = "500ms"
         r.outcome("hang")["error"]
             .as_str()
             .unwrap()
-            .contains("timed out"),
+            .contains("timed out after 500ms"),
         "{}",
         r.all()
     );
