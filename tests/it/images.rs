@@ -428,3 +428,34 @@ fn docker_host_tcp_is_honoured() {
     assert_eq!(r.code, 3, "{}", r.all());
     assert!(r.stderr.contains(&dead), "{}", r.all());
 }
+
+#[test]
+fn platform_is_passed_to_the_build_and_is_part_of_the_key() {
+    let fx = Fx::new();
+    fx.p.file(
+        "pf/Dockerfile",
+        &format!("FROM {}\nRUN echo hi > /hi\n", fx.base()),
+    );
+    let config = |platform: &str| {
+        format!(
+            "[tasks.pf]\nkind = \"image\"\ncontext = \"pf\"\ntag = \"{}\"\n{platform}labels = {{ \"lifeos.test\" = \"{}\" }}\n",
+            fx.tag("pf"),
+            fx.id
+        )
+    };
+    fx.p.config(&config(""));
+    assert_eq!(fx.p.json(&["build"]).code, 0);
+    fx.p.config(&config("platform = \"linux/amd64\"\n"));
+    let r = fx.p.json(&["build"]);
+    assert_eq!(r.ran(), ["pf"], "{}", r.all());
+    let change = &r.outcome("pf")["reason"]["changes"][0];
+    assert_eq!(change["field"], "platform", "{}", r.all());
+    let arch = docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.Os}}/{{.Architecture}}",
+        &fx.tag("pf"),
+    ]);
+    assert_eq!(arch, "linux/amd64");
+}
