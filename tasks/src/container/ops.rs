@@ -18,9 +18,7 @@ use futures_util::StreamExt;
 use lifeos_engine::{Key, LogSink, Stream, TaskError};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    ContainerSpec, ImageRef, VolumeSource, KEY_LABEL, PROJECT_LABEL, RUN_LABEL, TASK_LABEL,
-};
+use super::{ContainerSpec, VolumeSource, KEY_LABEL, PROJECT_LABEL, RUN_LABEL, TASK_LABEL};
 use crate::docker::classify;
 
 fn is_404(e: &bollard::errors::Error) -> bool {
@@ -643,11 +641,4 @@ pub async fn logs(
         let _ = out.flush();
     }
     Ok(())
-}
-
-pub fn image_ref_of(spec: &ContainerSpec) -> Option<&str> {
-    match &spec.image {
-        ImageRef::External(r) => Some(r),
-        ImageRef::Task { .. } => None,
-    }
 }
