@@ -70,6 +70,7 @@ fn bench(c: &mut Criterion) {
                 RunContext {
                     root: dir.path().to_path_buf(),
                     cache: CacheDir::new(dir.path().join(".lifeos")),
+                    records: CacheDir::new(dir.path().join(".lifeos")).records(),
                     snapshot: Arc::new(Snapshot::open(dir.path(), None)),
                     events: tx,
                     cancel: Default::default(),

@@ -4,6 +4,7 @@
 //! interrupted run keeps what it finished). `index.json` maps each task to its latest record,
 //! so a no-op run loads one file, not one per task. Only successes are ever recorded.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
@@ -106,14 +107,14 @@ impl RecordStore {
 
     /// The record for `key`: from the index when it is the task's latest, else from `ac/`.
     /// A corrupt record is a miss plus a warning.
-    pub fn lookup(&self, task: &str, key: &ActionKey) -> Option<ActionRecord> {
+    pub fn lookup(&self, task: &str, key: &ActionKey) -> Option<Cow<'_, ActionRecord>> {
         if let Some(r) = self.index.get(task).filter(|r| r.key == *key) {
-            return Some(r.clone());
+            return Some(Cow::Borrowed(r));
         }
         let path = self.ac_path(key);
         let bytes = fs::read(&path).ok()?;
         match serde_json::from_slice::<ActionRecord>(&bytes) {
-            Ok(r) if r.version == RECORD_VERSION && r.key == *key => Some(r),
+            Ok(r) if r.version == RECORD_VERSION && r.key == *key => Some(Cow::Owned(r)),
             Ok(_) => None,
             Err(e) => {
                 self.warnings.lock().unwrap().push(format!(

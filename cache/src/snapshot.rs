@@ -53,10 +53,29 @@ impl FileMeta {
 
 type Stamp = (u64, i64, i64, u64, u32);
 
-#[derive(Serialize, Deserialize, Default)]
+/// One stat-cache entry: the stamp (size, mtime, ctime, inode, mode) and the digest. A tuple
+/// struct, so it is a flat JSON array on disk and loads without a second map.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+struct Entry(u64, i64, i64, u64, u32, FileDigest);
+
+impl Entry {
+    fn stamp(&self) -> Stamp {
+        (self.0, self.1, self.2, self.3, self.4)
+    }
+}
+
+type StatMap = HashMap<String, Entry, foldhash::fast::RandomState>;
+
+#[derive(Deserialize)]
 struct StatCacheFile {
     version: u32,
-    entries: HashMap<String, (u64, i64, i64, u64, u32, FileDigest)>,
+    entries: StatMap,
+}
+
+#[derive(Serialize)]
+struct StatCacheFileRef<'a> {
+    version: u32,
+    entries: &'a StatMap,
 }
 
 const STAT_CACHE_VERSION: u32 = 1;
@@ -69,7 +88,7 @@ pub struct Snapshot {
     root: PathBuf,
     skip_dirs: Vec<PathBuf>,
     cache_file: Option<PathBuf>,
-    stat: Mutex<HashMap<String, (Stamp, FileDigest)>>,
+    stat: Mutex<StatMap>,
     dirty: Mutex<bool>,
     walks: Mutex<HashMap<String, Arc<Vec<FileMeta>>>>,
     started_ns: i64,
@@ -92,15 +111,11 @@ fn under(root: &str, rel: &str) -> bool {
 impl Snapshot {
     /// `cache_file` persists the stat cache between runs; a missing or corrupt one is empty.
     pub fn open(root: &Path, cache_file: Option<PathBuf>) -> Self {
-        let mut stat = HashMap::new();
+        let mut stat = StatMap::default();
         if let Some(bytes) = cache_file.as_ref().and_then(|p| fs::read(p).ok()) {
             if let Ok(f) = serde_json::from_slice::<StatCacheFile>(&bytes) {
                 if f.version == STAT_CACHE_VERSION {
-                    stat = f
-                        .entries
-                        .into_iter()
-                        .map(|(k, (a, b, c, d, e, dg))| (k, ((a, b, c, d, e), dg)))
-                        .collect();
+                    stat = f.entries;
                 }
             }
         }
@@ -245,6 +260,16 @@ impl Snapshot {
         Ok(out)
     }
 
+    /// One file's digest: the stat cache's when the stamp matches, else hashed.
+    pub fn digest(&self, f: &FileMeta) -> io::Result<FileDigest> {
+        if let Some(e) = self.stat.lock().unwrap().get(&f.rel) {
+            if e.stamp() == f.stamp() {
+                return Ok(e.5);
+            }
+        }
+        Ok(self.digests(std::slice::from_ref(f))?[0])
+    }
+
     /// Digests of `files`, from the stat cache where the stamp matches, else hashed in parallel.
     pub fn digests(&self, files: &[FileMeta]) -> io::Result<Vec<FileDigest>> {
         let mut out: Vec<Option<FileDigest>> = Vec::with_capacity(files.len());
@@ -253,7 +278,7 @@ impl Snapshot {
             let stat = self.stat.lock().unwrap();
             for (i, f) in files.iter().enumerate() {
                 match stat.get(&f.rel) {
-                    Some((stamp, d)) if *stamp == f.stamp() => out.push(Some(*d)),
+                    Some(e) if e.stamp() == f.stamp() => out.push(Some(e.5)),
                     _ => {
                         out.push(None);
                         misses.push(i);
@@ -277,7 +302,8 @@ impl Snapshot {
             })?;
             let f = &files[i];
             if f.mtime_ns < self.started_ns - RACY_WINDOW_NS {
-                stat.insert(f.rel.clone(), (f.stamp(), d));
+                let (a, b, c, e, m) = f.stamp();
+                stat.insert(f.rel.clone(), Entry(a, b, c, e, m, d));
             } else {
                 stat.remove(&f.rel);
             }
@@ -305,12 +331,9 @@ impl Snapshot {
             return Ok(());
         }
         let stat = self.stat.lock().unwrap();
-        let file = StatCacheFile {
+        let file = StatCacheFileRef {
             version: STAT_CACHE_VERSION,
-            entries: stat
-                .iter()
-                .map(|(k, ((a, b, c, d, e), dg))| (k.clone(), (*a, *b, *c, *d, *e, *dg)))
-                .collect(),
+            entries: &stat,
         };
         crate::atomic::write_json(path, &file)
     }

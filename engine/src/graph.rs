@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
-use petgraph::visit::{Dfs, Reversed};
+use petgraph::visit::{Dfs, NodeIndexable, Reversed};
 use petgraph::Direction;
 
 use crate::task::Node;
@@ -33,36 +33,45 @@ pub enum GraphFormat {
     Json,
 }
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 pub struct Graph {
     g: StableDiGraph<Node, ()>,
-    index: HashMap<String, NodeIndex>,
+    index: FastMap<String, NodeIndex>,
     /// Node indices in declaration order (stable output).
     order: Vec<NodeIndex>,
 }
 
 impl Graph {
     pub fn new(nodes: Vec<Node>) -> Result<Self, GraphError> {
-        let mut g = StableDiGraph::new();
-        let mut index = HashMap::new();
-        let mut order = Vec::new();
+        let mut g = StableDiGraph::with_capacity(nodes.len(), nodes.len() * 2);
+        let mut index = FastMap::with_capacity_and_hasher(nodes.len(), Default::default());
+        let mut order = Vec::with_capacity(nodes.len());
         for n in nodes {
             let id = n.spec.id.clone();
             let i = g.add_node(n);
             index.insert(id, i);
             order.push(i);
         }
+        let mut edges = Vec::new();
         for &i in &order {
-            let deps = g[i].spec.deps.clone();
-            for (k, dep) in deps.iter().enumerate() {
+            let spec = &g[i].spec;
+            for (k, dep) in spec.deps.iter().enumerate() {
                 let Some(&d) = index.get(dep) else {
                     return Err(GraphError::UnknownDep {
-                        task: g[i].spec.id.clone(),
+                        task: spec.id.clone(),
                         dep: dep.clone(),
                         index: k,
                     });
                 };
-                g.update_edge(d, i, ());
+                edges.push((d, i));
             }
+        }
+        // A dependency listed twice is one edge.
+        edges.sort_unstable();
+        edges.dedup();
+        for (d, i) in edges {
+            g.add_edge(d, i, ());
         }
         let graph = Self { g, index, order };
         if toposort(&graph.g, None).is_err() {
@@ -127,6 +136,11 @@ impl Graph {
         self.order.iter().map(|&i| self.g[i].spec.id.as_str())
     }
 
+    /// One more than the largest node index: the size of a table indexed by node.
+    pub fn node_bound(&self) -> usize {
+        self.g.node_bound()
+    }
+
     pub fn node(&self, i: NodeIndex) -> &Node {
         &self.g[i]
     }
@@ -150,10 +164,9 @@ impl Graph {
     /// The named tasks and everything they depend on, in topological order.
     /// No names: the whole graph.
     pub fn select(&self, names: &[String]) -> Result<Vec<NodeIndex>, GraphError> {
-        let mut keep = HashSet::new();
-        if names.is_empty() {
-            keep.extend(self.order.iter().copied());
-        } else {
+        // Indexed by node index: the graph never removes nodes, so indices are dense.
+        let mut keep = vec![names.is_empty(); self.g.node_bound()];
+        if !names.is_empty() {
             let rev = Reversed(&self.g);
             for n in names {
                 let &start = self
@@ -162,7 +175,7 @@ impl Graph {
                     .ok_or_else(|| GraphError::UnknownTask(n.clone()))?;
                 let mut dfs = Dfs::new(rev, start);
                 while let Some(x) = dfs.next(rev) {
-                    keep.insert(x);
+                    keep[x.index()] = true;
                 }
             }
         }
@@ -171,26 +184,29 @@ impl Graph {
 
     /// Kahn's algorithm, always taking the earliest-declared ready task: the order (and so
     /// what starts first under `-j`) follows the config file, not hash order.
-    fn stable_topo(&self, keep: &HashSet<NodeIndex>) -> Vec<NodeIndex> {
+    fn stable_topo(&self, keep: &[bool]) -> Vec<NodeIndex> {
         use std::cmp::Reverse;
         use std::collections::BinaryHeap;
-        let mut indeg: HashMap<NodeIndex, usize> = keep
-            .iter()
-            .map(|&i| (i, self.dependencies(i).filter(|d| keep.contains(d)).count()))
-            .collect();
-        let mut heap: BinaryHeap<Reverse<usize>> = indeg
-            .iter()
-            .filter(|(_, &n)| n == 0)
-            .map(|(i, _)| Reverse(i.index()))
-            .collect();
-        let mut out = Vec::with_capacity(keep.len());
+        let mut indeg = vec![0usize; keep.len()];
+        let mut heap = BinaryHeap::new();
+        let mut n = 0;
+        for &i in &self.order {
+            if keep[i.index()] {
+                n += 1;
+                indeg[i.index()] = self.dependencies(i).filter(|d| keep[d.index()]).count();
+                if indeg[i.index()] == 0 {
+                    heap.push(Reverse(i.index()));
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(n);
         while let Some(Reverse(i)) = heap.pop() {
             let i = NodeIndex::new(i);
             out.push(i);
             for d in self.dependents(i) {
-                if let Some(n) = indeg.get_mut(&d) {
-                    *n -= 1;
-                    if *n == 0 {
+                if keep[d.index()] {
+                    indeg[d.index()] -= 1;
+                    if indeg[d.index()] == 0 {
                         heap.push(Reverse(d.index()));
                     }
                 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lifeos_cache::{ActionRecord, BlobStore, FileDigest, InputSet, OutputFile, Snapshot};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +17,7 @@ use crate::fingerprint::Key;
 use crate::redact::Redactor;
 
 /// A declared environment variable: `NAME` takes the host's value, `NAME=value` sets one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvVar {
     pub name: String,
     pub value: Option<String>,
@@ -38,25 +38,43 @@ impl EnvVar {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CachePolicy {
+    #[default]
     Always,
     Never,
     /// A result is reused for this long, then made again (backups, nightly jobs).
     Every(Duration),
 }
 
-/// What every task has, whatever its kind.
-#[derive(Debug, Clone)]
+impl CachePolicy {
+    fn is_always(&self) -> bool {
+        *self == CachePolicy::Always
+    }
+}
+
+/// What every task has, whatever its kind. Defaults are left out of its serde form (the
+/// compiled config), which keeps that small.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskSpec {
     pub id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deps: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub retries: u32,
+    #[serde(default, skip_serializing_if = "CachePolicy::is_always")]
     pub cache: CachePolicy,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl TaskSpec {

@@ -135,6 +135,7 @@ impl World {
             RunContext {
                 root: self.dir.path().to_path_buf(),
                 cache: CacheDir::new(self.dir.path().join(".lifeos")),
+                records: CacheDir::new(self.dir.path().join(".lifeos")).records(),
                 snapshot: Arc::new(Snapshot::open(self.dir.path(), None)),
                 events: tx,
                 cancel: Default::default(),

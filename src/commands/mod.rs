@@ -5,10 +5,11 @@ mod explain;
 mod run;
 mod services;
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
-use lifeos_cache::{CacheDir, Snapshot};
+use lifeos_cache::{CacheDir, RecordStore, Snapshot};
 use lifeos_engine::GraphFormat;
 use lifeos_tasks::Docker;
 
@@ -19,11 +20,25 @@ use crate::exit;
 
 pub async fn dispatch(cli: Cli) -> i32 {
     let g = &cli.global;
-    let project = match load(g) {
+    let file = match find_file(g) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    if matches!(
+        cli.command,
+        Cmd::Build { .. }
+            | Cmd::Run { .. }
+            | Cmd::Plan { .. }
+            | Cmd::Explain { .. }
+            | Cmd::Up { .. }
+    ) {
+        Preload::start(&file, g);
+    }
+    let project = match load(g, &file) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    match cli.command {
+    let code = match cli.command {
         Cmd::Build { images } => run::build(g, &project, images).await,
         Cmd::Run { tasks } => run::run(g, &project, tasks).await,
         Cmd::Plan { tasks } => run::plan(g, &project, tasks).await,
@@ -34,7 +49,10 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Cmd::Down { volumes } => services::down(&project, volumes).await,
         Cmd::Status => services::status(g, &project).await,
         Cmd::Logs { service, follow } => services::logs(&project, &service, follow).await,
-    }
+    };
+    // The process exits next: freeing a 10,000-task graph would only cost time.
+    std::mem::forget(project);
+    code
 }
 
 pub fn usage_error(msg: impl std::fmt::Display) -> i32 {
@@ -45,9 +63,9 @@ pub fn usage_error(msg: impl std::fmt::Display) -> i32 {
     exit::USAGE
 }
 
-fn load(g: &Global) -> Result<Project, i32> {
-    let file: PathBuf = match &g.file {
-        Some(f) => f.clone(),
+fn find_file(g: &Global) -> Result<PathBuf, i32> {
+    match &g.file {
+        Some(f) => Ok(f.clone()),
         None => {
             let cwd = std::env::current_dir()
                 .map_err(|e| usage_error(format!("no current directory: {e}")))?;
@@ -57,15 +75,18 @@ fn load(g: &Global) -> Result<Project, i32> {
                     config::FILE_NAME,
                     cwd.display()
                 ))
-            })?
+            })
         }
-    };
+    }
+}
+
+fn load(g: &Global, file: &Path) -> Result<Project, i32> {
     let opts = LoadOptions {
         env: g.env.clone(),
         set: g.set.clone(),
         cache_dir: g.cache_dir.clone(),
     };
-    config::load(&file, &opts, &Docker::new()).map_err(|e| match e {
+    config::load(file, &opts, &Docker::new()).map_err(|e| match e {
         LoadError::Config(d) => {
             eprint!("{}", d.render(console::colors_enabled_stderr()));
             let n = d.errors.len();
@@ -102,11 +123,73 @@ pub fn check_names(project: &Project, names: &[String]) -> Result<(), i32> {
     Ok(())
 }
 
-/// The run's file-system view, with the stat cache from the last run.
-pub fn snapshot(project: &Project, cache: &CacheDir) -> Arc<Snapshot> {
-    let mut s = Snapshot::open(&project.root, Some(cache.stat_cache_path()));
-    s.skip_dir(project.cache_dir.clone());
-    Arc::new(s)
+/// The cache index and the run's file-system view (with the last run's stat cache): loaded on
+/// a second thread while the main thread parses lifeos.toml, since on a big project each takes
+/// as long as a good part of the parse. The cache directory is guessed before the config is
+/// read (`--cache-dir`, else `.lifeos` beside the file); a config that moves it makes the
+/// guess unused.
+struct Preload {
+    cache_dir: PathBuf,
+    root: PathBuf,
+    // Two threads: with the main thread's parse that is one more than the cores here, but
+    // the three finish sooner than two threads doing the same work.
+    records: JoinHandle<RecordStore>,
+    snapshot: JoinHandle<Snapshot>,
+}
+
+/// One per process: started by `dispatch`, taken by the command that runs the scheduler.
+static PRELOAD: Mutex<Option<Preload>> = Mutex::new(None);
+
+impl Preload {
+    fn start(file: &Path, g: &Global) {
+        let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+        let root = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let cache_dir = g.cache_dir.clone().unwrap_or_else(|| root.join(".lifeos"));
+        let c = cache_dir.clone();
+        let records = std::thread::Builder::new()
+            .name("preload-index".into())
+            .spawn(move || CacheDir::new(c).records());
+        let (r, c) = (root.clone(), cache_dir.clone());
+        let snapshot = std::thread::Builder::new()
+            .name("preload-stat".into())
+            .spawn(move || open_snapshot(&r, &c));
+        if let (Ok(records), Ok(snapshot)) = (records, snapshot) {
+            *PRELOAD.lock().unwrap() = Some(Preload {
+                cache_dir,
+                root,
+                records,
+                snapshot,
+            });
+        }
+    }
+}
+
+fn open_snapshot(root: &Path, cache_dir: &Path) -> Snapshot {
+    let mut s = Snapshot::open(
+        root,
+        Some(CacheDir::new(cache_dir.to_path_buf()).stat_cache_path()),
+    );
+    s.skip_dir(cache_dir.to_path_buf());
+    s
+}
+
+/// The index and snapshot for a run on `project`: preloaded when the guess was right.
+pub fn open_run_cache(project: &Project) -> (RecordStore, Arc<Snapshot>) {
+    let preloaded = PRELOAD.lock().unwrap().take().and_then(|p| {
+        let hit = p.cache_dir == project.cache_dir && p.root == project.root;
+        let loaded = (p.records.join(), p.snapshot.join());
+        match loaded {
+            (Ok(r), Ok(s)) if hit => Some((r, s)),
+            _ => None,
+        }
+    });
+    let (records, snapshot) = preloaded.unwrap_or_else(|| {
+        (
+            CacheDir::new(project.cache_dir.clone()).records(),
+            open_snapshot(&project.root, &project.cache_dir),
+        )
+    });
+    (records, Arc::new(snapshot))
 }
 
 fn graph(project: &Project, tasks: &[String], format: Format) -> i32 {

@@ -8,7 +8,7 @@ use lifeos_engine::scheduler::{self, Force, RunContext, RunReport};
 use lifeos_engine::{Outcome, RunOptions};
 use tokio_util::sync::CancellationToken;
 
-use super::{check_names, snapshot, usage_error};
+use super::{check_names, open_run_cache, usage_error};
 use crate::cli::Global;
 use crate::config::{Kind, Project};
 use crate::exit;
@@ -142,10 +142,12 @@ pub async fn execute(
     let signals = tokio::spawn(watch_signals(cancel.clone()));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let ui = ui::spawn(rx, g, dry_run);
+    let (records, snapshot) = open_run_cache(project);
     let cx = RunContext {
         root: project.root.clone(),
         cache,
-        snapshot: snapshot(project, &CacheDir::new(project.cache_dir.clone())),
+        records,
+        snapshot,
         events: tx,
         cancel,
     };

@@ -2,6 +2,7 @@
 //! `${vars.x}`, validate every task, and build the graph. All errors come back together,
 //! each pointing at its place in the file; nothing runs unless the whole file is sound.
 
+mod compiled;
 mod containers;
 mod raw;
 mod resolve;
@@ -12,14 +13,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lifeos_engine::{Graph, GraphError, Node};
-use lifeos_tasks::container::ContainerSpec;
-use lifeos_tasks::{ContainerTask, Docker};
+use compiled::{Compiled, Resolved, Stamp};
+use lifeos_engine::{Graph, GraphError};
+use lifeos_tasks::Docker;
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
+pub use compiled::FILE_NAME as COMPILED_FILE_NAME;
 pub use raw::Kind;
 use raw::{RawConfig, RawTask, S};
-use resolve::{Built, Resolver};
+use resolve::Resolver;
 
 pub const FILE_NAME: &str = "lifeos.toml";
 
@@ -39,6 +41,8 @@ pub struct Project {
     pub kinds: HashMap<String, Kind>,
     /// The engine connection, made on first use and shared by every task.
     pub docker: Docker,
+    /// Loaded from the compiled config in the cache, not parsed.
+    pub compiled: bool,
 }
 
 impl Project {
@@ -72,15 +76,99 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
         .map_err(|e| LoadError::Usage(format!("cannot read {}: {e}", file.display())))?;
     let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let root = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    // Where the cache is unless the file moves it; the compiled config lives there.
+    let cache_guess = opts
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| root.join(".lifeos"));
+    let stamp = Stamp::new(&file, source.as_bytes(), opts);
+    if let Some(c) = Compiled::load(&cache_guess, &stamp, &root) {
+        if let Ok(p) = project(c, &root, &file, docker) {
+            return Ok(Project {
+                compiled: true,
+                ..p
+            });
+        }
+    }
+    let (compiled, dep_spans) = resolve(&source, &file, &root, opts, stamp)?;
+    let save = (compiled.cache_dir == cache_guess).then(|| compiled.to_bytes());
     let display = pathdiff(&file);
-    let fail = |errors: Vec<Diagnostic>| {
+    let fail = |d: Diagnostic| {
         LoadError::Config(Box::new(Diagnostics {
             path: display.clone(),
             source: source.clone(),
+            errors: vec![d],
+        }))
+    };
+    let project = project(compiled, &root, &file, docker).map_err(|e| match e {
+        ProjectError::Graph(GraphError::Cycle { path }) => {
+            let span = dep_spans
+                .get(&(path[0].clone(), path[1].clone()))
+                .cloned()
+                .unwrap_or(0..0);
+            fail(
+                Diagnostic::new(format!("dependency cycle: {}", path.join(" → ")))
+                    .at(span, format!("`{}` depends on `{}` here", path[0], path[1]))
+                    .help("remove one of these dependencies"),
+            )
+        }
+        ProjectError::Graph(other) => fail(Diagnostic::new(other.to_string())),
+        ProjectError::Task(m) => fail(Diagnostic::new(m)),
+    })?;
+    if let Some(bytes) = save {
+        Compiled::save(&cache_guess, &bytes);
+    }
+    Ok(project)
+}
+
+enum ProjectError {
+    Graph(GraphError),
+    Task(String),
+}
+
+/// The project for a resolved config: nodes, kinds, graph.
+fn project(
+    c: Compiled,
+    root: &Path,
+    file: &Path,
+    docker: &Docker,
+) -> Result<Project, ProjectError> {
+    let kinds = c
+        .tasks
+        .iter()
+        .map(|t| (t.spec.id.clone(), t.body.kind()))
+        .collect();
+    let nodes = compiled::instantiate(c.tasks, docker).map_err(ProjectError::Task)?;
+    let graph = Graph::new(nodes).map_err(ProjectError::Graph)?;
+    Ok(Project {
+        name: c.name,
+        root: root.to_path_buf(),
+        file: file.to_path_buf(),
+        cache_dir: c.cache_dir,
+        graph: Arc::new(graph),
+        kinds,
+        docker: docker.clone(),
+        compiled: false,
+    })
+}
+
+/// Parse and resolve lifeos.toml: every error at once, each with its place in the file.
+fn resolve(
+    source: &str,
+    file: &Path,
+    root: &Path,
+    opts: &LoadOptions,
+    stamp: Stamp,
+) -> Result<(Compiled, DepSpans), LoadError> {
+    let display = pathdiff(file);
+    let fail = |errors: Vec<Diagnostic>| {
+        LoadError::Config(Box::new(Diagnostics {
+            path: display.clone(),
+            source: source.to_string(),
             errors,
         }))
     };
-    let raw: RawConfig = toml::from_str(&source).map_err(|e| {
+    let raw: RawConfig = toml::from_str(source).map_err(|e| {
         let d = Diagnostic::new(e.message().to_string());
         fail(vec![match e.span() {
             Some(s) => d.at(s, "here"),
@@ -92,8 +180,9 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
         image_tags: HashMap::new(),
         project: String::new(),
         errors: Vec::new(),
-        source: &source,
-        root: &root,
+        source,
+        root,
+        present: Vec::new(),
     };
     cx.collect_vars(&raw, opts)?;
 
@@ -117,7 +206,8 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
     };
 
     // Declaration order, not the map's sorted order.
-    let mut tasks: Vec<(&S<String>, &S<RawTask>)> = raw.tasks.iter().collect();
+    let mut tasks: Vec<(&S<String>, &S<RawTask>)> =
+        raw.tasks.iter().map(|(k, t)| (k, &**t)).collect();
     tasks.sort_by_key(|(k, _)| k.span().start);
     let names: Vec<&str> = tasks.iter().map(|(k, _)| k.get_ref().as_str()).collect();
     let name_set: std::collections::HashSet<&str> = names.iter().copied().collect();
@@ -148,11 +238,8 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
     cx.errors.truncate(before);
     cx.image_tags = image_tags;
     cx.project = name.clone();
-    let mut nodes = Vec::new();
-    let mut pending_containers = Vec::new();
-    let mut services: HashMap<String, ContainerSpec> = HashMap::new();
-    let mut kinds = HashMap::new();
-    let mut dep_spans: HashMap<(String, String), Range<usize>> = HashMap::new();
+    let mut resolved: Vec<Resolved> = Vec::with_capacity(tasks.len());
+    let mut dep_spans = DepSpans::default();
     for (name, task) in &tasks {
         let id = name.get_ref().clone();
         if id.is_empty()
@@ -167,7 +254,6 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
         }
         let t = task.get_ref();
         for d in &t.deps {
-            dep_spans.insert((id.clone(), d.get_ref().clone()), d.span());
             if !name_set.contains(d.get_ref().as_str()) {
                 let mut diag = Diagnostic::new(format!("unknown dependency `{}`", d.get_ref()))
                     .at(d.span(), "no task with this name");
@@ -183,67 +269,32 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
                 );
             }
         }
-        match cx.task(&id, name, task, &name_for_tags(&project_tags, &id), docker) {
-            Some(Built::Node(node, service)) => {
-                kinds.insert(id.clone(), *t.kind.get_ref());
-                if let Some(s) = service {
-                    services.insert(id.clone(), s);
-                }
-                nodes.push(node);
-            }
-            Some(Built::Container(spec, cspec)) => {
-                kinds.insert(id.clone(), *t.kind.get_ref());
-                pending_containers.push((spec, cspec));
-            }
-            None => {}
+        if let Some(r) = cx.task(&id, name, task, &name_for_tags(&project_tags, &id)) {
+            resolved.push(r);
         }
     }
-    for (spec, cspec) in pending_containers {
-        let acts_on = spec
-            .deps
-            .iter()
-            .filter_map(|d| services.get(d).cloned())
-            .collect();
-        nodes.push(Node {
-            spec,
-            task: Arc::new(ContainerTask::new(cspec, acts_on, docker.clone())),
-        });
-    }
-    // Graph order follows the file, whatever kind a task is.
-    let order: HashMap<String, usize> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.to_string(), i))
-        .collect();
-    nodes.sort_by_key(|n| order.get(&n.spec.id).copied().unwrap_or(usize::MAX));
     if !cx.errors.is_empty() {
         return Err(fail(cx.errors));
     }
-    let graph = Graph::new(nodes).map_err(|e| match e {
-        GraphError::Cycle { path } => {
-            let span = dep_spans
-                .get(&(path[0].clone(), path[1].clone()))
-                .cloned()
-                .unwrap_or(0..0);
-            fail(vec![Diagnostic::new(format!(
-                "dependency cycle: {}",
-                path.join(" → ")
-            ))
-            .at(span, format!("`{}` depends on `{}` here", path[0], path[1]))
-            .help("remove one of these dependencies")])
+    for (name, task) in &tasks {
+        for d in &task.get_ref().deps {
+            dep_spans.insert((name.get_ref().clone(), d.get_ref().clone()), d.span());
         }
-        other => fail(vec![Diagnostic::new(other.to_string())]),
-    })?;
-    Ok(Project {
-        name,
-        root,
-        file,
-        cache_dir,
-        graph: Arc::new(graph),
-        kinds,
-        docker: docker.clone(),
-    })
+    }
+    Ok((
+        Compiled {
+            stamp,
+            name,
+            cache_dir,
+            present: cx.present,
+            tasks: resolved,
+        },
+        dep_spans,
+    ))
 }
+
+/// Where each dependency is written, for a cycle's message.
+type DepSpans = HashMap<(String, String), Range<usize>>;
 
 fn name_str(raw: &RawConfig) -> Option<String> {
     raw.project

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 pub type S<T> = Spanned<T>;
@@ -15,8 +15,36 @@ pub struct RawConfig {
     pub vars: BTreeMap<S<String>, S<toml::Value>>,
     #[serde(default)]
     pub environments: BTreeMap<S<String>, RawEnvironment>,
-    #[serde(default)]
-    pub tasks: BTreeMap<S<String>, S<RawTask>>,
+    /// In declaration order. A Vec, not a map: 10,000 tasks of ~1 KiB each made a BTreeMap's
+    /// node moves and allocations the largest cost of loading a big file.
+    #[serde(default, deserialize_with = "in_order")]
+    pub tasks: Vec<(S<String>, Box<S<RawTask>>)>,
+}
+
+/// A TOML table as a list of entries (TOML itself rejects duplicate keys).
+fn in_order<'de, D, V>(d: D) -> Result<Vec<(S<String>, V)>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Entries<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Entries<V> {
+        type Value = Vec<(S<String>, V)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a table")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut v = Vec::with_capacity(map.size_hint().unwrap_or(0));
+            while let Some(entry) = map.next_entry()? {
+                v.push(entry);
+            }
+            Ok(v)
+        }
+    }
+    d.deserialize_map(Entries(std::marker::PhantomData))
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,7 +61,7 @@ pub struct RawEnvironment {
     pub vars: BTreeMap<S<String>, S<toml::Value>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Exec,

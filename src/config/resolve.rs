@@ -4,25 +4,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::Path;
-use std::sync::Arc;
 
-use lifeos_engine::{CachePolicy, EnvVar, Node, TaskSpec};
-use lifeos_tasks::container::ContainerSpec;
-use lifeos_tasks::exec::{Command, ExecTask};
-use lifeos_tasks::image::{Builder, ImageSpec, ImageTask};
-use lifeos_tasks::{Docker, ServiceTask};
+use lifeos_engine::{CachePolicy, EnvVar, TaskSpec};
+use lifeos_tasks::exec::Command;
+use lifeos_tasks::image::{Builder, ImageSpec};
 use toml::Value;
 
+use super::compiled::{Body, Container, Resolved};
 use super::raw::{RawConfig, RawTask, S};
 use super::{parse_duration, Kind, LoadError, LoadOptions};
 use crate::diagnostic::{did_you_mean, Diagnostic};
-
-pub(super) enum Built {
-    /// A finished node; for services also their container spec (for `acts_on`).
-    Node(Node, Option<ContainerSpec>),
-    /// A one-shot container, built once every service is known.
-    Container(TaskSpec, ContainerSpec),
-}
 
 pub(super) struct Resolver<'a> {
     pub(super) vars: BTreeMap<String, String>,
@@ -31,6 +22,8 @@ pub(super) struct Resolver<'a> {
     pub(super) errors: Vec<Diagnostic>,
     pub(super) source: &'a str,
     pub(super) root: &'a Path,
+    /// Paths found present (`true`: a directory), for the compiled config to check again.
+    pub(super) present: Vec<(String, bool)>,
 }
 
 fn value_string(v: &Value) -> Option<String> {
@@ -280,8 +273,7 @@ impl Resolver<'_> {
         name: &S<String>,
         task: &S<RawTask>,
         default_tag: &str,
-        docker: &Docker,
-    ) -> Option<Built> {
+    ) -> Option<Resolved> {
         let t = task.get_ref();
         let kind = *t.kind.get_ref();
         let allowed: &[&str] = match kind {
@@ -333,19 +325,15 @@ impl Resolver<'_> {
             if self.errors.len() > errors_before {
                 return None;
             }
-            return Some(if kind == Kind::Service {
-                Built::Node(
-                    Node {
-                        spec,
-                        task: Arc::new(ServiceTask::new(cspec.clone(), docker.clone())),
-                    },
-                    Some(cspec),
-                )
+            let c = Box::new(Container::new(cspec));
+            let body = if kind == Kind::Service {
+                Body::Service(c)
             } else {
-                Built::Container(spec, cspec)
-            });
+                Body::Container(c)
+            };
+            return Some(Resolved { spec, body });
         }
-        let node_task: Arc<dyn lifeos_engine::Task> = match kind {
+        let body = match kind {
             Kind::Service | Kind::Container => unreachable!("handled above"),
             Kind::Exec => {
                 let Some(run) = &t.run else {
@@ -381,8 +369,12 @@ impl Resolver<'_> {
                     .unwrap_or_default();
                 let inputs = self.globs(t.inputs.as_deref().unwrap_or(&[]), "inputs");
                 let outputs = self.globs(t.outputs.as_deref().unwrap_or(&[]), "outputs");
-                let (command, inputs, outputs) = (command?, inputs?, outputs?);
-                Arc::new(ExecTask::new(command, cwd, inputs, outputs).ok()?)
+                Body::Exec {
+                    run: command?,
+                    cwd,
+                    inputs: inputs?,
+                    outputs: outputs?,
+                }
             }
             Kind::Image => {
                 let context = match &t.context {
@@ -390,7 +382,9 @@ impl Resolver<'_> {
                     None => Some(String::new()),
                 };
                 if let (Some(ctx), Some(c)) = (&context, &t.context) {
-                    if !self.root.join(ctx).is_dir() {
+                    if self.root.join(ctx).is_dir() {
+                        self.present.push((ctx.clone(), true));
+                    } else {
                         self.err(
                             Diagnostic::new(format!("context directory `{ctx}` not found"))
                                 .at(c.span(), "no such directory under the project root"),
@@ -407,7 +401,9 @@ impl Resolver<'_> {
                     (None, None) => None,
                 };
                 if let Some(df) = &dockerfile {
-                    if !self.root.join(df).is_file() {
+                    if self.root.join(df).is_file() {
+                        self.present.push((df.clone(), false));
+                    } else {
                         let d = Diagnostic::new(format!("Dockerfile `{df}` not found"));
                         self.err(match &t.dockerfile {
                             Some(s) => d.at(s.span(), "no such file"),
@@ -468,31 +464,25 @@ impl Resolver<'_> {
                 if self.errors.len() > errors_before {
                     return None;
                 }
-                Arc::new(ImageTask::new(
-                    ImageSpec {
+                Body::Image {
+                    spec: Box::new(ImageSpec {
                         context: context?,
                         dockerfile: dockerfile?,
                         target,
                         build_args,
                         labels,
-                        tags,
+                        tags: tags.clone(),
                         platform,
                         builder,
-                    },
-                    docker.clone(),
-                ))
+                    }),
+                    tags,
+                }
             }
         };
         if self.errors.len() > errors_before {
             return None;
         }
-        Some(Built::Node(
-            Node {
-                spec,
-                task: node_task,
-            },
-            None,
-        ))
+        Some(Resolved { spec, body })
     }
 }
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use lifeos_engine::Event;
 
-use super::{plain::finished_line, summary_line};
+use super::plain::{finished_line, write_stderr};
+use super::summary_line;
 
 pub struct Console {
     mp: MultiProgress,
@@ -102,8 +103,9 @@ impl super::Subscriber for Console {
                     self.mp.remove(&pb);
                 }
                 let (w, verbose) = (self.width, self.verbose);
-                self.mp
-                    .suspend(|| finished_line(task, outcome, *duration, w, !verbose));
+                let mut out = Vec::new();
+                finished_line(&mut out, task, outcome, *duration, w, !verbose);
+                self.mp.suspend(|| write_stderr(&mut out));
             }
             Event::Warning { message } => self.print(&format!("warning: {message}")),
             Event::RunFinished { summary } => {

@@ -14,6 +14,9 @@ use crate::cli::{Global, Progress};
 
 pub trait Subscriber: Send {
     fn event(&mut self, e: &Event);
+    /// Write what `event` buffered. Called after each burst of queued events, so a live
+    /// log line shows at once and a no-op of 10,000 tasks is a few writes, not 10,000.
+    fn flush(&mut self) {}
 }
 
 /// Pick the subscribers for these flags and feed them every event until the run ends.
@@ -27,7 +30,7 @@ pub fn spawn(
         // plan/explain print their own report; only warnings matter here.
         subs.push(Box::new(plain::WarningsOnly));
     } else if g.json {
-        subs.push(Box::new(json::Json));
+        subs.push(Box::new(json::Json::default()));
     } else {
         let tty = match g.progress {
             Progress::Tty => true,
@@ -48,6 +51,14 @@ pub fn spawn(
         while let Some(e) = rx.recv().await {
             for s in subs.iter_mut() {
                 s.event(&e);
+            }
+            while let Ok(e) = rx.try_recv() {
+                for s in subs.iter_mut() {
+                    s.event(&e);
+                }
+            }
+            for s in subs.iter_mut() {
+                s.flush();
             }
         }
     })

@@ -10,11 +10,16 @@ use super::{describe, summary_line};
 
 pub struct Plain {
     width: usize,
+    /// Lines not yet written; the UI loop flushes after each burst of events.
+    buf: Vec<u8>,
 }
 
 impl Plain {
     pub fn new() -> Self {
-        Self { width: 8 }
+        Self {
+            width: 8,
+            buf: Vec::new(),
+        }
     }
 }
 
@@ -24,25 +29,38 @@ impl Default for Plain {
     }
 }
 
-/// One write per line: stderr is unbuffered, and lines from a big run add up.
-fn err_line(s: &str) {
-    let mut line = String::with_capacity(s.len() + 1);
-    line.push_str(s);
-    line.push('\n');
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+fn put(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'\n');
+}
+
+/// One write for a whole burst: stderr is unbuffered, and 10,000 cached lines add up.
+pub fn write_stderr(buf: &mut Vec<u8>) {
+    if !buf.is_empty() {
+        let _ = std::io::stderr().lock().write_all(buf);
+        buf.clear();
+    }
 }
 
 impl super::Subscriber for Plain {
+    fn flush(&mut self) {
+        write_stderr(&mut self.buf);
+    }
+
     fn event(&mut self, e: &Event) {
+        let out = &mut self.buf;
         match e {
             Event::RunStarted { tasks, .. } => {
                 self.width = tasks.iter().map(|t| t.len()).max().unwrap_or(8).min(24);
             }
             Event::TaskStarted { task, reason, .. } => {
-                err_line(&format!("{:w$} | running: {reason}", task, w = self.width));
+                put(
+                    out,
+                    &format!("{:w$} | running: {reason}", task, w = self.width),
+                );
             }
             Event::TaskLog { task, line, .. } => {
-                err_line(&format!("{:w$} | {line}", task, w = self.width))
+                put(out, &format!("{:w$} | {line}", task, w = self.width))
             }
             Event::TaskProgress { .. } => {}
             Event::TaskRetry {
@@ -50,31 +68,41 @@ impl super::Subscriber for Plain {
                 attempt,
                 of,
                 error,
-            } => err_line(&format!(
-                "{:w$} | retry {attempt}/{of} after: {error}",
-                task,
-                w = self.width
-            )),
+            } => put(
+                out,
+                &format!(
+                    "{:w$} | retry {attempt}/{of} after: {error}",
+                    task,
+                    w = self.width
+                ),
+            ),
             Event::TaskFinished {
                 task,
                 outcome,
                 duration,
             } => {
                 // Log lines were already shown live: no tail.
-                finished_line(task, outcome, *duration, self.width, false);
+                finished_line(out, task, outcome, *duration, self.width, false);
             }
-            Event::Warning { message } => err_line(&format!(
-                "{} {message}",
-                style("warning:").yellow().for_stderr()
-            )),
+            Event::Warning { message } => put(
+                out,
+                &format!("{} {message}", style("warning:").yellow().for_stderr()),
+            ),
             Event::RunFinished { summary } => {
-                err_line(&format!("lifeos: {}", summary_line(summary)))
+                put(out, &format!("lifeos: {}", summary_line(summary)))
             }
         }
     }
 }
 
-pub fn finished_line(task: &str, outcome: &Outcome, took: Duration, width: usize, tail: bool) {
+pub fn finished_line(
+    out: &mut Vec<u8>,
+    task: &str,
+    outcome: &Outcome,
+    took: Duration,
+    width: usize,
+    tail: bool,
+) {
     let (sym, verb, detail) = describe(outcome, took);
     let sym = match outcome {
         Outcome::Ran { .. } => style(sym).green(),
@@ -88,14 +116,17 @@ pub fn finished_line(task: &str, outcome: &Outcome, took: Duration, width: usize
     } else {
         format!(" ({detail})")
     };
-    err_line(&format!(
-        "{sym} {:w$} {verb}{detail}",
-        style(task).bold().for_stderr(),
-        w = width
-    ));
+    put(
+        out,
+        &format!(
+            "{sym} {:w$} {verb}{detail}",
+            style(task).bold().for_stderr(),
+            w = width
+        ),
+    );
     if let (true, Outcome::Failed { log_tail, .. }) = (tail, outcome) {
         for l in log_tail {
-            err_line(&format!("    {l}"));
+            put(out, &format!("    {l}"));
         }
     }
 }
@@ -106,7 +137,9 @@ pub struct WarningsOnly;
 impl super::Subscriber for WarningsOnly {
     fn event(&mut self, e: &Event) {
         if let Event::Warning { message } = e {
-            err_line(&format!("warning: {message}"));
+            let mut out = Vec::new();
+            put(&mut out, &format!("warning: {message}"));
+            write_stderr(&mut out);
         }
     }
 }

@@ -5,12 +5,12 @@ use async_trait::async_trait;
 use lifeos_cache::InputSet;
 use lifeos_engine::task::archive_outputs;
 use lifeos_engine::{ExecCx, Executed, KeyCx, Probe, ProbeCx, Task, TaskError, TaskInputs};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::outputs::{self, OutputState};
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum Command {
     /// Run through `sh -c`.
@@ -94,28 +94,14 @@ impl Task for ExecTask {
         if record.outputs.is_empty() {
             return Ok(Probe::Fresh("record".into()));
         }
+        // A few stats are cheaper inline than a trip to the blocking pool.
+        if record.outputs.len() <= 8 {
+            return check_outputs(cx.root, cx.snapshot, &record.outputs, cx.blobs, cx.dry_run);
+        }
         let (root, snap, blobs) = (cx.root.to_path_buf(), cx.snapshot.clone(), cx.blobs.clone());
         let outs = record.outputs.clone();
         let dry = cx.dry_run;
-        let check = move || -> Result<Probe, TaskError> {
-            Ok(match outputs::check(&snap, &outs, &blobs) {
-                OutputState::Intact => Probe::Fresh("record, outputs intact".into()),
-                OutputState::Unrestorable(why) => Probe::Missing(why),
-                OutputState::Stale(files) if dry => Probe::Fresh(format!(
-                    "record, {} output file(s) would be restored",
-                    files.len()
-                )),
-                OutputState::Stale(files) => {
-                    outputs::restore(&root, &files, &blobs)?;
-                    Probe::Fresh(format!("record, {} output file(s) restored", files.len()))
-                }
-            })
-        };
-        // A few stats are cheaper inline than a trip to the blocking pool.
-        if record.outputs.len() <= 8 {
-            return check();
-        }
-        tokio::task::spawn_blocking(check)
+        tokio::task::spawn_blocking(move || check_outputs(&root, &snap, &outs, &blobs, dry))
             .await
             .map_err(|e| TaskError::Failed(e.to_string()))?
     }
@@ -169,4 +155,26 @@ impl Task for ExecTask {
             data: serde_json::Value::Null,
         })
     }
+}
+
+/// A hit's outputs: intact, restored from the blob store, or (when they cannot be) a miss.
+fn check_outputs(
+    root: &std::path::Path,
+    snap: &lifeos_cache::Snapshot,
+    outs: &[lifeos_cache::OutputFile],
+    blobs: &lifeos_cache::BlobStore,
+    dry: bool,
+) -> Result<Probe, TaskError> {
+    Ok(match outputs::check(snap, outs, blobs) {
+        OutputState::Intact => Probe::Fresh("record, outputs intact".into()),
+        OutputState::Unrestorable(why) => Probe::Missing(why),
+        OutputState::Stale(files) if dry => Probe::Fresh(format!(
+            "record, {} output file(s) would be restored",
+            files.len()
+        )),
+        OutputState::Stale(files) => {
+            outputs::restore(root, &files, blobs)?;
+            Probe::Fresh(format!("record, {} output file(s) restored", files.len()))
+        }
+    })
 }

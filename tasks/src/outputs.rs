@@ -21,10 +21,7 @@ pub fn check(snapshot: &Snapshot, outputs: &[OutputFile], blobs: &BlobStore) -> 
     for o in outputs {
         // Stat and stat cache: an intact output is not read.
         let current = match snapshot.stat(&o.path) {
-            Ok(Some(meta)) => snapshot
-                .digests(&[meta])
-                .ok()
-                .and_then(|d| d.first().copied()),
+            Ok(Some(meta)) => snapshot.digest(&meta).ok(),
             _ => None,
         };
         if current != Some(o.digest) {

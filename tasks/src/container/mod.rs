@@ -8,7 +8,7 @@ pub mod service;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use oneshot::ContainerTask;
 pub use service::ServiceTask;
@@ -19,7 +19,7 @@ pub const KEY_LABEL: &str = "lifeos.key";
 pub const RUN_LABEL: &str = "lifeos.run";
 
 /// Which image a container runs.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum ImageRef {
     /// An image task of the graph (a dependency): its key covers the image, so only the
@@ -42,7 +42,7 @@ impl ImageRef {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Port {
     pub host_ip: String,
     pub host_port: u16,
@@ -74,7 +74,7 @@ impl Port {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum VolumeSource {
     /// A named volume; the Docker name is `<project>_<name>`.
@@ -83,7 +83,7 @@ pub enum VolumeSource {
     Bind(String),
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Volume {
     pub source: VolumeSource,
     pub target: String,
@@ -134,7 +134,7 @@ impl Volume {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Health {
     /// `["CMD", ...]` or `["CMD-SHELL", "..."]`.
     pub test: Vec<String>,
@@ -148,15 +148,19 @@ pub struct Health {
 }
 
 mod ms {
-    use serde::Serializer;
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
 }
 
 /// Everything about a container except its environment (the engine passes that).
-#[derive(Debug, Clone, Serialize)]
+/// Fields skipped by serde are not part of the key; the compiled config carries them apart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerSpec {
     #[serde(skip)]
     pub project: String,

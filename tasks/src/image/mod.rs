@@ -14,21 +14,21 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use bollard::query_parameters::{ListImagesOptionsBuilder, TagImageOptionsBuilder};
 use lifeos_engine::{ExecCx, Executed, KeyCx, Probe, ProbeCx, Task, TaskError, TaskInputs};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::docker::{classify, Docker};
 
 pub const KEY_LABEL: &str = "lifeos.key";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Builder {
     BuildKit,
     Classic,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageSpec {
     /// Project-relative; "" is the project root.
     pub context: String,
