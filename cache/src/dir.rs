@@ -59,6 +59,10 @@ impl CacheDir {
         RecordStore::open(self.root.clone())
     }
 
+    pub fn index_path(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+
     pub fn stat_cache_path(&self) -> PathBuf {
         self.root.join("stat-cache.json")
     }

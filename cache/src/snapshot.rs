@@ -242,7 +242,13 @@ impl Snapshot {
             }
         }
         out.lock().unwrap().extend(files);
-        subdirs.par_iter().try_for_each(|d| self.walk_dir(d, out))
+        // Fan out only where there is breadth: a small tree walks faster on this thread
+        // than it takes to start rayon's pool (a no-op `lifeos build` may need nothing else).
+        if subdirs.len() >= 8 {
+            subdirs.par_iter().try_for_each(|d| self.walk_dir(d, out))
+        } else {
+            subdirs.iter().try_for_each(|d| self.walk_dir(d, out))
+        }
     }
 
     /// The files an input set selects, sorted by path.

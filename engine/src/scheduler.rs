@@ -403,8 +403,14 @@ pub async fn fingerprint(
     root: PathBuf,
     snapshot: Arc<Snapshot>,
     secret_key: &[u8; 32],
+    previous: Option<&ActionRecord>,
 ) -> Result<Fingerprint, TaskError> {
-    let inputs = node.task.inputs(&KeyCx { root, snapshot }).await?;
+    let cx = KeyCx {
+        root,
+        snapshot,
+        previous,
+    };
+    let inputs = node.task.inputs(&cx).await?;
     let env = node
         .spec
         .env
@@ -471,6 +477,7 @@ async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outco
         sh.root.clone(),
         sh.snapshot.clone(),
         &sh.secret_key,
+        sh.records.latest(&spec.id),
     )
     .await
     {

@@ -125,12 +125,15 @@ pub struct TaskInputs {
 }
 
 /// Given to [`Task::inputs`].
-pub struct KeyCx {
+pub struct KeyCx<'a> {
     pub root: PathBuf,
     pub snapshot: Arc<Snapshot>,
+    /// The task's latest successful record, whatever its key: a kind may start fetching
+    /// what its probe will check while the key is still being computed.
+    pub previous: Option<&'a ActionRecord>,
 }
 
-impl KeyCx {
+impl KeyCx<'_> {
     /// Hash the files an input set selects (stat cache first), off the async threads.
     pub async fn hash_inputs(&self, set: &InputSet) -> Result<BTreeMap<String, String>, TaskError> {
         if set.is_empty() {

@@ -140,11 +140,19 @@ struct Preload {
 /// One per process: started by `dispatch`, taken by the command that runs the scheduler.
 static PRELOAD: Mutex<Option<Preload>> = Mutex::new(None);
 
+/// Below this size (index plus stat cache) loading on the main thread beats starting threads.
+const PRELOAD_MIN_BYTES: u64 = 256 * 1024;
+
 impl Preload {
     fn start(file: &Path, g: &Global) {
         let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
         let root = file.parent().unwrap_or(Path::new("/")).to_path_buf();
         let cache_dir = g.cache_dir.clone().unwrap_or_else(|| root.join(".lifeos"));
+        let cache = CacheDir::new(cache_dir.clone());
+        let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        if size(cache.index_path()) + size(cache.stat_cache_path()) < PRELOAD_MIN_BYTES {
+            return;
+        }
         let c = cache_dir.clone();
         let records = std::thread::Builder::new()
             .name("preload-index".into())

@@ -353,7 +353,9 @@ deps = ["db"]
         let Err(crate::config::LoadError::Config(d)) = load(&file, &opts, &docker) else {
             panic!("a missing Dockerfile is a config error");
         };
-        assert!(d.errors[0].message.contains("Dockerfile `app/Dockerfile` not found"));
+        assert!(d.errors[0]
+            .message
+            .contains("Dockerfile `app/Dockerfile` not found"));
     }
 
     #[test]
@@ -396,6 +398,9 @@ deps = ["db"]
         let (docker, opts) = (Docker::new(), LoadOptions::default());
         load(&file, &opts, &docker).unwrap();
         assert!(!load(&file, &opts, &docker).unwrap().compiled);
-        assert!(!t.path().join(".lifeos").exists(), "loading creates nothing");
+        assert!(
+            !t.path().join(".lifeos").exists(),
+            "loading creates nothing"
+        );
     }
 }

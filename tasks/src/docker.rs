@@ -59,7 +59,12 @@ async fn connect() -> Result<bollard::Docker, String> {
         ));
     }
     let d = if let Some(path) = host.strip_prefix("unix://") {
-        bollard::Docker::connect_with_unix(path, TIMEOUT_SECS, &API).map_err(connect_error)?
+        // A local socket: a connect shows whether anything listens, without the `/_ping`
+        // round trip (a no-op `lifeos build` makes only two or three calls in all).
+        std::os::unix::net::UnixStream::connect(path).map_err(connect_error)?;
+        let d =
+            bollard::Docker::connect_with_unix(path, TIMEOUT_SECS, &API).map_err(connect_error)?;
+        return Ok(fix_registry_auth(d));
     } else if !tls && (host.starts_with("tcp://") || host.starts_with("http://")) {
         bollard::Docker::connect_with_http(&host, TIMEOUT_SECS, &API).map_err(connect_error)?
     } else {

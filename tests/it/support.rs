@@ -235,9 +235,14 @@ impl DockerFx {
         fs::create_dir_all(&base_dir).unwrap();
         fs::copy("/bin/busybox", base_dir.join("busybox"))
             .expect("busybox-static is installed (/bin/busybox)");
+        // The LABEL first makes every layer this test's own: with shared cached layers, one
+        // test's cleanup (`rmi` also removes untagged parents) broke another's build.
         fs::write(
             base_dir.join("Dockerfile"),
-            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nENV PATH=/bin\n",
+            format!(
+                "FROM scratch\nLABEL lifeos.test={}\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nENV PATH=/bin\n",
+                fx.id
+            ),
         )
         .unwrap();
         fx.cli_build(&fx.base(), &base_dir);

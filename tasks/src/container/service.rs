@@ -34,7 +34,7 @@ pub(super) async fn key_inputs(
     spec: &ContainerSpec,
     binds: &Option<InputSet>,
     docker: &Docker,
-    cx: &KeyCx,
+    cx: &KeyCx<'_>,
 ) -> Result<TaskInputs, TaskError> {
     let mut inputs = TaskInputs::default();
     if let Some(b) = binds {

@@ -57,14 +57,22 @@ impl ImageSpec {
     }
 }
 
+type Inspected = Result<bollard::models::ImageInspect, bollard::errors::Error>;
+
 pub struct ImageTask {
     pub spec: ImageSpec,
     docker: Docker,
+    /// The last record's image, inspected by `inputs` for `probe`: (image ID, answer).
+    prefetched: std::sync::Mutex<Option<(String, Inspected)>>,
 }
 
 impl ImageTask {
     pub fn new(spec: ImageSpec, docker: Docker) -> Self {
-        Self { spec, docker }
+        Self {
+            spec,
+            docker,
+            prefetched: Default::default(),
+        }
     }
 
     /// Make every configured tag point at `id`.
@@ -88,6 +96,39 @@ impl ImageTask {
         }
         Ok(())
     }
+}
+
+/// The context files the target's stages read, plus the Dockerfile, with their digests (and
+/// mode: a `COPY` keeps it), from the stat cache where it can.
+fn context_digests(
+    root: &std::path::Path,
+    snap: &lifeos_cache::Snapshot,
+    spec: &ImageSpec,
+    plan: &dockerfile::TargetPlan,
+) -> Result<BTreeMap<String, String>, TaskError> {
+    let rules = context::ignore_rules(root, &spec.context, spec.dockerfile_in_context().as_deref())
+        .map_err(TaskError::Failed)?;
+    let mut read: Vec<_> = context::files(snap, &spec.context, &rules)?
+        .into_iter()
+        .filter(|f| plan.context.reads(context::ctx_rel(&spec.context, &f.rel)))
+        .collect();
+    // The Dockerfile is always an input, inside the context or not.
+    if !read.iter().any(|f| f.rel == spec.dockerfile) {
+        read.extend(snap.walk(&spec.dockerfile)?.iter().cloned());
+    }
+    let digests = snap.digests(&read)?;
+    Ok(read
+        .into_iter()
+        .zip(digests)
+        .map(|(f, d)| {
+            let v = if f.symlink {
+                format!("{d}@")
+            } else {
+                format!("{d}:{:o}", f.mode & 0o777)
+            };
+            (f.rel, v)
+        })
+        .collect())
 }
 
 /// `host:5000/a/b:tag` → (`host:5000/a/b`, `tag`).
@@ -119,53 +160,45 @@ impl Task for ImageTask {
     }
 
     async fn inputs(&self, cx: &KeyCx) -> Result<TaskInputs, TaskError> {
-        let spec = self.spec.clone();
-        let (root, snap) = (cx.root.clone(), cx.snapshot.clone());
-        let (files, bases) = tokio::task::spawn_blocking(move || -> Result<_, TaskError> {
-            let text = std::fs::read_to_string(root.join(&spec.dockerfile))
-                .map_err(|e| TaskError::Failed(format!("cannot read {}: {e}", spec.dockerfile)))?;
-            let df = dockerfile::parse(&text)
-                .map_err(|e| TaskError::Failed(format!("{}: {e}", spec.dockerfile)))?;
-            let plan = df
-                .plan(spec.target.as_deref(), &spec.build_args)
-                .map_err(|e| TaskError::Failed(format!("{}: {e}", spec.dockerfile)))?;
-            let rules = context::ignore_rules(
-                &root,
-                &spec.context,
-                spec.dockerfile_in_context().as_deref(),
-            )
-            .map_err(TaskError::Failed)?;
-            let mut read: Vec<_> = context::files(&snap, &spec.context, &rules)?
-                .into_iter()
-                .filter(|f| plan.context.reads(context::ctx_rel(&spec.context, &f.rel)))
-                .collect();
-            // The Dockerfile is always an input, inside the context or not.
-            if !read.iter().any(|f| f.rel == spec.dockerfile) {
-                read.extend(snap.walk(&spec.dockerfile)?.iter().cloned());
+        // The Dockerfile first (one small file): it names the bases. Then three things at
+        // once: the context's digests (blocking pool), the bases' image IDs, and the image
+        // the last record names, which `probe` will check. A no-op pays one round trip.
+        let spec = &self.spec;
+        let text = std::fs::read_to_string(cx.root.join(&spec.dockerfile))
+            .map_err(|e| TaskError::Failed(format!("cannot read {}: {e}", spec.dockerfile)))?;
+        let df = dockerfile::parse(&text)
+            .map_err(|e| TaskError::Failed(format!("{}: {e}", spec.dockerfile)))?;
+        let plan = df
+            .plan(spec.target.as_deref(), &spec.build_args)
+            .map_err(|e| TaskError::Failed(format!("{}: {e}", spec.dockerfile)))?;
+        let bases = plan.bases.clone();
+        let (root, snap, spec2) = (cx.root.clone(), cx.snapshot.clone(), spec.clone());
+        let hashing =
+            tokio::task::spawn_blocking(move || context_digests(&root, &snap, &spec2, &plan));
+        let previous = cx
+            .previous
+            .and_then(|r| r.data.get("image_id"))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+        let docker_calls = async {
+            if bases.is_empty() && previous.is_none() {
+                return Ok(BTreeMap::new());
             }
-            let digests = snap.digests(&read)?;
-            let files: BTreeMap<String, String> = read
-                .into_iter()
-                .zip(digests)
-                .map(|(f, d)| {
-                    let v = if f.symlink {
-                        format!("{d}@")
-                    } else {
-                        format!("{d}:{:o}", f.mode & 0o777)
-                    };
-                    (f.rel, v)
-                })
-                .collect();
-            Ok((files, plan.bases))
-        })
-        .await
-        .map_err(|e| TaskError::Failed(e.to_string()))??;
-
-        let mut extras = BTreeMap::new();
-        if !bases.is_empty() {
             let d = self.docker.get().await?;
-            for base in bases {
-                let id = match d.inspect_image(&base).await {
+            let base_ids = futures_util::future::join_all(bases.iter().map(|b| d.inspect_image(b)));
+            let prefetch = async {
+                match &previous {
+                    Some(id) => Some(d.inspect_image(id).await),
+                    None => None,
+                }
+            };
+            let (base_ids, prefetched) = tokio::join!(base_ids, prefetch);
+            if let (Some(id), Some(result)) = (previous, prefetched) {
+                *self.prefetched.lock().unwrap() = Some((id, result));
+            }
+            let mut extras = BTreeMap::new();
+            for (base, r) in bases.iter().zip(base_ids) {
+                let id = match r {
                     Ok(img) => img.id.unwrap_or_default(),
                     Err(bollard::errors::Error::DockerResponseServerError {
                         status_code: 404,
@@ -175,8 +208,14 @@ impl Task for ImageTask {
                 };
                 extras.insert(format!("base image {base}"), id);
             }
-        }
-        Ok(TaskInputs { files, extras })
+            Ok(extras)
+        };
+        let (files, extras) = tokio::join!(hashing, docker_calls);
+        let files = files.map_err(|e| TaskError::Failed(e.to_string()))??;
+        Ok(TaskInputs {
+            files,
+            extras: extras?,
+        })
     }
 
     async fn probe(&self, cx: &ProbeCx<'_>) -> Result<Probe, TaskError> {
@@ -189,7 +228,19 @@ impl Task for ImageTask {
             .and_then(|v| v.as_str());
         let mut found = None;
         if let Some(id) = recorded {
-            match d.inspect_image(id).await {
+            // Fetched while the key was computed, when the record's image is this one.
+            let prefetched = self
+                .prefetched
+                .lock()
+                .unwrap()
+                .take()
+                .filter(|(p, _)| p == id)
+                .map(|(_, r)| r);
+            let inspected = match prefetched {
+                Some(r) => r,
+                None => d.inspect_image(id).await,
+            };
+            match inspected {
                 Ok(img) => {
                     let labels = img.config.and_then(|c| c.labels).unwrap_or_default();
                     if labels.get(KEY_LABEL) == Some(&key) {
