@@ -459,3 +459,65 @@ fn platform_is_passed_to_the_build_and_is_part_of_the_key() {
     ]);
     assert_eq!(arch, "linux/amd64");
 }
+
+#[test]
+fn an_image_chain_rebuilds_in_one_run_when_its_first_link_changes() {
+    // `app` is FROM the tag `lib` gives its image, and both run in one `lifeos build`: the
+    // base ID in `app`'s key must be that of the image `lib` has just built. (`lib` and
+    // `tool` share a base, which the engine is asked about once per run.)
+    let fx = Fx::new();
+    let lib = fx.tag("lib");
+    fx.p.file("lib/v.txt", "1")
+        .file(
+            "lib/Dockerfile",
+            &format!("FROM {}\nCOPY v.txt /v.txt\n", fx.base()),
+        )
+        .file("app/Dockerfile", &format!("FROM {lib}\nRUN cat /v.txt\n"))
+        .file(
+            "tool/Dockerfile",
+            &format!("FROM {}\nRUN echo tool\n", fx.base()),
+        )
+        .config(&format!(
+            r#"
+[tasks.lib]
+kind = "image"
+context = "lib"
+tag = "{lib}"
+labels = {{ "lifeos.test" = "{id}" }}
+
+[tasks.tool]
+kind = "image"
+context = "tool"
+tag = "{tool}"
+labels = {{ "lifeos.test" = "{id}" }}
+
+[tasks.app]
+kind = "image"
+context = "app"
+tag = "{app}"
+deps = ["lib"]
+labels = {{ "lifeos.test" = "{id}" }}
+"#,
+            tool = fx.tag("tool"),
+            app = fx.tag("app"),
+            id = fx.id,
+        ));
+    let r = fx.build(&[]);
+    assert_eq!(r.ran(), ["app", "lib", "tool"], "{}", r.all());
+    assert_eq!(fx.build(&[]).cached(), ["app", "lib", "tool"]);
+
+    fs::write(fx.p.p("lib/v.txt"), "2").unwrap();
+    let r = fx.build(&[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.ran(), ["app", "lib"], "{}", r.all());
+    assert_eq!(r.cached(), ["tool"], "{}", r.all());
+    let changes = r.outcome("app")["reason"]["changes"].to_string();
+    assert!(
+        changes.contains(&format!("base image {lib}")),
+        "app reran because its base changed: {changes}"
+    );
+    let v = fx.cli_run(&fx.tag("app"), &["cat", "/v.txt"]);
+    assert_eq!(v, "2", "app is built on the new lib");
+    // And the next run is a no-op: the key recorded the new base's ID.
+    assert_eq!(fx.build(&[]).cached(), ["app", "lib", "tool"]);
+}

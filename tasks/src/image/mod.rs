@@ -93,6 +93,7 @@ impl ImageTask {
             )
             .await
             .map_err(|e| classify(e, &format!("tag {tag}")))?;
+            self.docker.forget_base(tag);
         }
         Ok(())
     }
@@ -182,10 +183,11 @@ impl Task for ImageTask {
             .map(str::to_owned);
         let docker_calls = async {
             if bases.is_empty() && previous.is_none() {
-                return Ok(BTreeMap::new());
+                return Ok::<_, TaskError>(BTreeMap::new());
             }
             let d = self.docker.get().await?;
-            let base_ids = futures_util::future::join_all(bases.iter().map(|b| d.inspect_image(b)));
+            let base_ids =
+                futures_util::future::join_all(bases.iter().map(|b| self.docker.base_id(b)));
             let prefetch = async {
                 match &previous {
                     Some(id) => Some(d.inspect_image(id).await),
@@ -197,16 +199,8 @@ impl Task for ImageTask {
                 *self.prefetched.lock().unwrap() = Some((id, result));
             }
             let mut extras = BTreeMap::new();
-            for (base, r) in bases.iter().zip(base_ids) {
-                let id = match r {
-                    Ok(img) => img.id.unwrap_or_default(),
-                    Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    }) => "absent (the build will try to pull it)".into(),
-                    Err(e) => return Err(classify(e, &format!("inspect base image {base}"))),
-                };
-                extras.insert(format!("base image {base}"), id);
+            for (base, id) in bases.iter().zip(base_ids) {
+                extras.insert(format!("base image {base}"), id?);
             }
             Ok(extras)
         };
