@@ -67,11 +67,9 @@ impl Graph {
                 edges.push((d, i));
             }
         }
-        // A dependency listed twice is one edge.
-        edges.sort_unstable();
-        edges.dedup();
         for (d, i) in edges {
-            g.add_edge(d, i, ());
+            // A dependency listed twice is one edge.
+            g.update_edge(d, i, ());
         }
         let graph = Self { g, index, order };
         if toposort(&graph.g, None).is_err() {
