@@ -331,7 +331,19 @@ impl Drop for DockerFx {
             &["network", "rm"],
             &["network", "ls", "-q", "--filter", &label],
         );
-        rm(&["rmi", "-f"], &["images", "-q", "--filter", &label]);
+        // An image with children cannot go before them, and one `rmi` of a list stops at
+        // such a conflict: repeat until nothing is left (or nothing more goes).
+        let mut left = usize::MAX;
+        for _ in 0..4 {
+            let now = docker_ok(&["images", "-q", "--filter", &label])
+                .map(|ids| ids.lines().filter(|l| !l.is_empty()).count())
+                .unwrap_or(0);
+            if now == 0 || now >= left {
+                break;
+            }
+            left = now;
+            rm(&["rmi", "-f"], &["images", "-q", "--filter", &label]);
+        }
     }
 }
 
