@@ -1,13 +1,13 @@
 //! Runs a selection of the graph. One loop owns the state (remaining dependencies, outcomes);
-//! each ready node runs as its own tokio task: key → cache check → execute → record.
+//! each ready node is polled once in place and, if it has to wait, runs on as its own tokio
+//! task: key → cache check → execute → record.
 //! Fail-fast by default: after a failure no new task starts, running ones finish.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use std::future::Future;
 
 use futures_util::FutureExt;
 use lifeos_cache::{ActionRecord, BlobStore, CacheDir, RecordStore, Snapshot};
