@@ -144,9 +144,9 @@ pub struct Stamp {
     pub file: PathBuf,
     /// blake3 of lifeos.toml.
     pub source: String,
-    pub env: Option<String>,
-    pub set: Vec<(String, String)>,
-    pub cache_dir: Option<PathBuf>,
+    /// blake3 of `--env`, `--set` and `--cache-dir`: a value passed with `--set` is not
+    /// written down in the clear.
+    pub options: String,
 }
 
 impl Stamp {
@@ -156,9 +156,10 @@ impl Stamp {
             build: build_id(),
             file: file.to_path_buf(),
             source: blake3::hash(source).to_hex().to_string(),
-            env: opts.env.clone(),
-            set: opts.set.clone(),
-            cache_dir: opts.cache_dir.clone(),
+            options: {
+                let o = serde_json::json!([opts.env, opts.set, opts.cache_dir]);
+                blake3::hash(o.to_string().as_bytes()).to_hex().to_string()
+            },
         }
     }
 }
@@ -225,6 +226,7 @@ name = "demo"
 
 [vars]
 greeting = "hi"
+unused = "x"
 
 [environments.prod.vars]
 greeting = "hello"
@@ -388,6 +390,25 @@ deps = ["db"]
                 assert_eq!(y.full().image.reference(), "demo/img:1");
             }
         }
+    }
+
+    #[test]
+    fn set_values_are_not_written_in_the_clear() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("app")).unwrap();
+        fs::create_dir_all(t.path().join(".lifeos")).unwrap();
+        fs::write(t.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
+        let file = t.path().join("lifeos.toml");
+        fs::write(&file, CONFIG).unwrap();
+        let opts = LoadOptions {
+            set: vec![("unused".into(), "TOPSECRET-1234".into())],
+            ..Default::default()
+        };
+        load(&file, &opts, &Docker::new()).unwrap();
+        let saved = fs::read_to_string(t.path().join(".lifeos").join(super::FILE_NAME)).unwrap();
+        assert!(saved.contains("\"options\""), "a compiled config was saved");
+        assert!(!saved.contains("TOPSECRET"), "{saved}");
+        assert!(load(&file, &opts, &Docker::new()).unwrap().compiled);
     }
 
     #[test]
