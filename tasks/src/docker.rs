@@ -59,7 +59,10 @@ impl Docker {
         let answer = cell
             .get_or_init(|| async {
                 let d = self.get().await.map_err(split)?;
-                match d.inspect_image(reference).await {
+                let answer = tokio::time::timeout(QUICK, d.inspect_image(reference))
+                    .await
+                    .map_err(|_| (true, connect_error("no answer within 15 s")))?;
+                match answer {
                     Ok(img) => Ok(img.id.unwrap_or_default()),
                     Err(bollard::errors::Error::DockerResponseServerError {
                         status_code: 404,
@@ -108,6 +111,9 @@ const API: bollard::ClientVersion = bollard::ClientVersion {
     minor_version: 41,
 };
 const TIMEOUT_SECS: u64 = 600;
+/// For calls that answer at once when the engine is well: an engine that accepts
+/// connections but does not answer is an environment error after this, not after 600 s.
+pub const QUICK: Duration = Duration::from_secs(15);
 
 async fn connect() -> Result<bollard::Docker, String> {
     let host = host();

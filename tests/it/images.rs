@@ -333,6 +333,33 @@ fn an_unreachable_engine_is_exit_3_naming_the_host() {
 }
 
 #[test]
+fn an_engine_that_accepts_but_never_answers_is_exit_3_after_a_timeout() {
+    // A socket that takes connections and never replies: lifeos does not ping first, so
+    // its first call must not wait out the 600 s build timeout.
+    let p = crate::support::Project::new();
+    let sock = p.p("hung.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    p.file(
+        "d/Dockerfile",
+        "FROM lifeos-no-such-base:1
+",
+    );
+    p.config("[tasks.x]\nkind = \"image\"\ncontext = \"d\"\n");
+    let host = format!("unix://{}", sock.display());
+    let r = p.run_env(&["build"], &[("DOCKER_HOST", host.as_str())]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    // The short timeout's message, not the build timeout's.
+    assert!(r.stderr.contains("no answer within 15 s"), "{}", r.all());
+    assert!(r.stderr.contains(&host), "{}", r.all());
+}
+
+#[test]
 fn build_rejects_non_image_tasks() {
     let p = crate::support::Project::new();
     p.config("[tasks.e]\nkind = \"exec\"\nrun = \"true\"\n");

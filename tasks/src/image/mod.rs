@@ -190,7 +190,10 @@ impl Task for ImageTask {
                 futures_util::future::join_all(bases.iter().map(|b| self.docker.base_id(b)));
             let prefetch = async {
                 match &previous {
-                    Some(id) => Some(d.inspect_image(id).await),
+                    // A hung engine is left to `base_id`'s timeout or the probe's inspect.
+                    Some(id) => tokio::time::timeout(crate::docker::QUICK, d.inspect_image(id))
+                        .await
+                        .ok(),
                     None => None,
                 }
             };
