@@ -12,6 +12,8 @@ use tokio::sync::OnceCell;
 #[derive(Clone, Default)]
 pub struct Docker {
     inner: Arc<OnceCell<Result<bollard::Docker, String>>>,
+    /// Whether the engine answered `/_ping` (unix sockets are only connected to at first).
+    pinged: Arc<OnceCell<Result<(), String>>>,
     /// Base image IDs by reference, inspected once per run however many image tasks build
     /// FROM them (on a 2-core machine each concurrent inspect costs the engine ~0.3 ms).
     bases: Arc<Mutex<HashMap<String, Arc<BaseCell>>>>,
@@ -37,8 +39,28 @@ impl Docker {
         Self::default()
     }
 
-    /// The connected client, or an environment error (exit code 3) naming the host tried.
+    /// The client of an engine that answers (`/_ping` once per run), or an environment
+    /// error (exit code 3) naming the host tried.
     pub async fn get(&self) -> Result<bollard::Docker, TaskError> {
+        let d = self.connected().await?;
+        self.pinged
+            .get_or_init(|| async {
+                match tokio::time::timeout(QUICK, d.ping()).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(connect_error(e)),
+                    Err(_) => Err(connect_error("no answer within 15 s")),
+                }
+            })
+            .await
+            .clone()
+            .map_err(TaskError::Environment)?;
+        Ok(d)
+    }
+
+    /// The client without the ping, for calls that carry their own short timeout (a no-op
+    /// image build is three inspects; a ping before them would be a fourth, in series). On
+    /// a unix socket something is known to be listening.
+    pub async fn connected(&self) -> Result<bollard::Docker, TaskError> {
         self.inner
             .get_or_init(connect)
             .await
@@ -58,7 +80,7 @@ impl Docker {
             .clone();
         let answer = cell
             .get_or_init(|| async {
-                let d = self.get().await.map_err(split)?;
+                let d = self.connected().await.map_err(split)?;
                 let answer = tokio::time::timeout(QUICK, d.inspect_image(reference))
                     .await
                     .map_err(|_| (true, connect_error("no answer within 15 s")))?;
@@ -124,12 +146,9 @@ async fn connect() -> Result<bollard::Docker, String> {
         ));
     }
     let d = if let Some(path) = host.strip_prefix("unix://") {
-        // A local socket: a connect shows whether anything listens, without the `/_ping`
-        // round trip (a no-op `lifeos build` makes only two or three calls in all).
+        // A local socket: a connect shows whether anything listens; `get` pings.
         std::os::unix::net::UnixStream::connect(path).map_err(connect_error)?;
-        let d =
-            bollard::Docker::connect_with_unix(path, TIMEOUT_SECS, &API).map_err(connect_error)?;
-        return Ok(fix_registry_auth(d));
+        bollard::Docker::connect_with_unix(path, TIMEOUT_SECS, &API).map_err(connect_error)?
     } else if !tls && (host.starts_with("tcp://") || host.starts_with("http://")) {
         bollard::Docker::connect_with_http(&host, TIMEOUT_SECS, &API).map_err(connect_error)?
     } else {
@@ -143,13 +162,7 @@ async fn connect() -> Result<bollard::Docker, String> {
             Err(_) => Err(connect_error("no answer within 15 s")),
         };
     };
-    let d = fix_registry_auth(d);
-    // `/_ping` is the cheapest call: an absent engine is an environment error up front.
-    match tokio::time::timeout(Duration::from_secs(15), d.ping()).await {
-        Ok(Ok(_)) => Ok(d),
-        Ok(Err(e)) => Err(connect_error(e)),
-        Err(_) => Err(connect_error("no answer within 15 s")),
-    }
+    Ok(fix_registry_auth(d))
 }
 
 /// bollard sends X-Registry-Auth in standard base64; Docker decodes URL-safe base64 and

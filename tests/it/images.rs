@@ -345,18 +345,24 @@ fn an_engine_that_accepts_but_never_answers_is_exit_3_after_a_timeout() {
             held.push(c);
         }
     });
-    p.file(
-        "d/Dockerfile",
-        "FROM lifeos-no-such-base:1
-",
+    p.file("d/Dockerfile", "FROM lifeos-no-such-base:1\n");
+    p.config(
+        "[tasks.x]\nkind = \"image\"\ncontext = \"d\"\n\n\
+         [tasks.s]\nkind = \"service\"\nimage = \"lifeos-no-such-base:1\"\n",
     );
-    p.config("[tasks.x]\nkind = \"image\"\ncontext = \"d\"\n");
     let host = format!("unix://{}", sock.display());
-    let r = p.run_env(&["build"], &[("DOCKER_HOST", host.as_str())]);
-    assert_eq!(r.code, 3, "{}", r.all());
-    // The short timeout's message, not the build timeout's.
-    assert!(r.stderr.contains("no answer within 15 s"), "{}", r.all());
-    assert!(r.stderr.contains(&host), "{}", r.all());
+    // Image keys (their own short timeouts) and services (a ping first) alike.
+    for cmd in ["build", "up"] {
+        let r = p.run_env(&[cmd], &[("DOCKER_HOST", host.as_str())]);
+        assert_eq!(r.code, 3, "{cmd}: {}", r.all());
+        // The short timeout's message, not the build timeout's.
+        assert!(
+            r.stderr.contains("no answer within 15 s"),
+            "{cmd}: {}",
+            r.all()
+        );
+        assert!(r.stderr.contains(&host), "{cmd}: {}", r.all());
+    }
 }
 
 #[test]

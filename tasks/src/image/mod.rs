@@ -185,7 +185,7 @@ impl Task for ImageTask {
             if bases.is_empty() && previous.is_none() {
                 return Ok::<_, TaskError>(BTreeMap::new());
             }
-            let d = self.docker.get().await?;
+            let d = self.docker.connected().await?;
             let base_ids =
                 futures_util::future::join_all(bases.iter().map(|b| self.docker.base_id(b)));
             let prefetch = async {
@@ -216,7 +216,7 @@ impl Task for ImageTask {
     }
 
     async fn probe(&self, cx: &ProbeCx<'_>) -> Result<Probe, TaskError> {
-        let d = self.docker.get().await?;
+        let d = self.docker.connected().await?;
         let key = cx.key.to_hex();
         // The recorded image first: one inspect, and it is the image lifeos built.
         let recorded = cx
@@ -235,7 +235,14 @@ impl Task for ImageTask {
                 .map(|(_, r)| r);
             let inspected = match prefetched {
                 Some(r) => r,
-                None => d.inspect_image(id).await,
+                None => tokio::time::timeout(crate::docker::QUICK, d.inspect_image(id))
+                    .await
+                    .map_err(|_| {
+                        TaskError::Environment(format!(
+                            "the Docker engine at {} gave no answer within 15 s",
+                            crate::docker::host()
+                        ))
+                    })?,
             };
             match inspected {
                 Ok(img) => {
