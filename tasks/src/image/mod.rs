@@ -269,11 +269,36 @@ impl Task for ImageTask {
                 .await
                 .map_err(|e| classify(e, "list images"))?;
             // Images built FROM this one inherit its labels, and are always newer: the
-            // oldest match is the one lifeos built.
-            found = images
-                .into_iter()
-                .min_by_key(|i| (i.created, i.id.clone()))
-                .map(|i| (i.id, i.repo_tags));
+            // oldest match is the one lifeos built. The list's `Created` is in whole
+            // seconds, and a child built in the same second as its parent ties with it, so
+            // several matches are told apart by the inspected, nanosecond `Created` (and
+            // then by layer count: a child has at least its parent's layers).
+            found = if images.len() <= 1 {
+                images.into_iter().next().map(|i| (i.id, i.repo_tags))
+            } else {
+                let mut oldest = None;
+                for i in images {
+                    let img = match d.inspect_image(&i.id).await {
+                        Ok(img) => img,
+                        // Removed since the list: not a candidate.
+                        Err(bollard::errors::Error::DockerResponseServerError {
+                            status_code: 404,
+                            ..
+                        }) => continue,
+                        Err(e) => return Err(classify(e, "inspect image")),
+                    };
+                    let layers = img
+                        .root_fs
+                        .as_ref()
+                        .and_then(|r| r.layers.as_ref())
+                        .map_or(0, Vec::len);
+                    let order = (img.created, layers, i.id.clone());
+                    if oldest.as_ref().is_none_or(|(o, _)| order < *o) {
+                        oldest = Some((order, (i.id, i.repo_tags)));
+                    }
+                }
+                oldest.map(|(_, found)| found)
+            };
         }
         let Some((id, tags)) = found else {
             return Ok(Probe::Missing("image missing".into()));
