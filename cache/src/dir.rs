@@ -60,7 +60,7 @@ impl CacheDir {
     }
 
     pub fn index_path(&self) -> PathBuf {
-        self.root.join("index.json")
+        self.root.join(crate::records::INDEX_FILE)
     }
 
     pub fn stat_cache_path(&self) -> PathBuf {
@@ -149,7 +149,7 @@ impl CacheDir {
             }
         }
         // The index must not point at removed records.
-        let index = self.root.join("index.json");
+        let index = self.index_path();
         if let Ok(bytes) = fs::read(&index) {
             if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
                 if let Some(tasks) = v.get_mut("tasks").and_then(|t| t.as_object_mut()) {
@@ -199,7 +199,7 @@ impl CacheDir {
 }
 
 fn records_indexed(root: &Path) -> usize {
-    fs::read(root.join("index.json"))
+    fs::read(root.join(crate::records::INDEX_FILE))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v.get("tasks").and_then(|t| t.as_object()).map(|o| o.len()))

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{ActionKey, FileDigest};
 
 pub const RECORD_VERSION: u32 = 1;
+/// The index's file name in the cache directory.
+pub const INDEX_FILE: &str = "index.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct OutputFile {
@@ -64,7 +66,7 @@ impl RecordStore {
     /// Load the index. A corrupt index is a warning and an empty index, never an error.
     pub fn open(root: PathBuf) -> Self {
         let mut warnings = Vec::new();
-        let path = root.join("index.json");
+        let path = root.join(INDEX_FILE);
         let index = match fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<IndexFile>(&bytes) {
                 Ok(f) if f.version == RECORD_VERSION => f.tasks,
@@ -141,7 +143,7 @@ impl RecordStore {
             return Ok(());
         }
         let _guard = lock.lock()?;
-        let path = self.root.join("index.json");
+        let path = self.root.join(INDEX_FILE);
         let mut index = fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice::<IndexFile>(&b).ok())

@@ -187,6 +187,15 @@ impl Compiled {
     /// The compiled config in `cache_dir` if it matches `stamp` and its checked paths hold.
     pub fn load(cache_dir: &Path, stamp: &Stamp, root: &Path) -> Option<Compiled> {
         let bytes = std::fs::read(cache_dir.join(FILE_NAME)).ok()?;
+        // The stamp alone first: after an edit the tasks are not worth building.
+        #[derive(Deserialize)]
+        struct Head {
+            stamp: Stamp,
+        }
+        let head: Head = serde_json::from_slice(&bytes).ok()?;
+        if head.stamp != *stamp {
+            return None;
+        }
         let c: Compiled = serde_json::from_slice(&bytes).ok()?;
         let holds = c.present.iter().all(|(p, dir)| {
             let p = root.join(p);
@@ -196,7 +205,7 @@ impl Compiled {
                 p.is_file()
             }
         });
-        (c.stamp == *stamp && c.cache_dir == cache_dir && holds).then_some(c)
+        (c.cache_dir == cache_dir && holds).then_some(c)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -273,6 +282,18 @@ user = "1000"
 deps = ["db"]
 "#;
 
+    /// A project with CONFIG, its Dockerfile and source dir, and a cache directory.
+    fn fixture() -> (tempfile::TempDir, std::path::PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        for dir in ["app", "src", ".lifeos"] {
+            fs::create_dir_all(t.path().join(dir)).unwrap();
+        }
+        fs::write(t.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
+        let file = t.path().join("lifeos.toml");
+        fs::write(&file, CONFIG).unwrap();
+        (t, file)
+    }
+
     /// Everything a node exposes, as text, for comparing two loads.
     fn shape(p: &Project) -> Vec<String> {
         p.graph
@@ -294,13 +315,7 @@ deps = ["db"]
 
     #[test]
     fn a_compiled_load_builds_the_same_project_as_a_parse() {
-        let t = tempfile::tempdir().unwrap();
-        fs::create_dir_all(t.path().join("app")).unwrap();
-        fs::create_dir_all(t.path().join("src")).unwrap();
-        fs::create_dir_all(t.path().join(".lifeos")).unwrap();
-        fs::write(t.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
-        let file = t.path().join("lifeos.toml");
-        fs::write(&file, CONFIG).unwrap();
+        let (_t, file) = fixture();
         let docker = Docker::new();
         for env in [None, Some("prod".to_string())] {
             let opts = LoadOptions {
@@ -328,13 +343,7 @@ deps = ["db"]
 
     #[test]
     fn an_edit_a_corrupt_file_or_a_missing_path_means_a_fresh_parse() {
-        let t = tempfile::tempdir().unwrap();
-        fs::create_dir_all(t.path().join("app")).unwrap();
-        fs::create_dir_all(t.path().join("src")).unwrap();
-        fs::create_dir_all(t.path().join(".lifeos")).unwrap();
-        fs::write(t.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
-        let file = t.path().join("lifeos.toml");
-        fs::write(&file, CONFIG).unwrap();
+        let (t, file) = fixture();
         let (docker, opts) = (Docker::new(), LoadOptions::default());
         load(&file, &opts, &docker).unwrap();
         assert!(load(&file, &opts, &docker).unwrap().compiled);
@@ -362,12 +371,7 @@ deps = ["db"]
 
     #[test]
     fn container_fields_outside_the_key_survive_the_round_trip() {
-        let t = tempfile::tempdir().unwrap();
-        let file = t.path().join("lifeos.toml");
-        fs::create_dir_all(t.path().join("app")).unwrap();
-        fs::create_dir_all(t.path().join("src")).unwrap();
-        fs::write(t.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
-        fs::write(&file, CONFIG).unwrap();
+        let (t, file) = fixture();
         let p = load(&file, &LoadOptions::default(), &Docker::new()).unwrap();
         assert!(!p.compiled);
         // What `load` saves for the next run, read back.
@@ -394,12 +398,7 @@ deps = ["db"]
 
     #[test]
     fn set_values_are_not_written_in_the_clear() {
-        let t = tempfile::tempdir().unwrap();
-        fs::create_dir_all(t.path().join("app")).unwrap();
-        fs::create_dir_all(t.path().join(".lifeos")).unwrap();
-        fs::write(t.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
-        let file = t.path().join("lifeos.toml");
-        fs::write(&file, CONFIG).unwrap();
+        let (t, file) = fixture();
         let opts = LoadOptions {
             set: vec![("unused".into(), "TOPSECRET-1234".into())],
             ..Default::default()

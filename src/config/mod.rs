@@ -92,14 +92,7 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
     }
     let (compiled, dep_spans) = resolve(&source, &file, &root, opts, stamp)?;
     let save = (compiled.cache_dir == cache_guess).then(|| compiled.to_bytes());
-    let display = pathdiff(&file);
-    let fail = |d: Diagnostic| {
-        LoadError::Config(Box::new(Diagnostics {
-            path: display.clone(),
-            source: source.clone(),
-            errors: vec![d],
-        }))
-    };
+    let fail = |d: Diagnostic| config_error(&file, &source, vec![d]);
     let project = project(compiled, &root, &file, docker).map_err(|e| match e {
         ProjectError::Graph(GraphError::Cycle { path }) => {
             let span = dep_spans
@@ -119,6 +112,15 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
         Compiled::save(&cache_guess, &bytes);
     }
     Ok(project)
+}
+
+/// Errors with places in `file`, for the diagnostic renderer.
+fn config_error(file: &Path, source: &str, errors: Vec<Diagnostic>) -> LoadError {
+    LoadError::Config(Box::new(Diagnostics {
+        path: pathdiff(file),
+        source: source.to_string(),
+        errors,
+    }))
 }
 
 enum ProjectError {
@@ -160,14 +162,7 @@ fn resolve(
     opts: &LoadOptions,
     stamp: Stamp,
 ) -> Result<(Compiled, DepSpans), LoadError> {
-    let display = pathdiff(file);
-    let fail = |errors: Vec<Diagnostic>| {
-        LoadError::Config(Box::new(Diagnostics {
-            path: display.clone(),
-            source: source.to_string(),
-            errors,
-        }))
-    };
+    let fail = |errors: Vec<Diagnostic>| config_error(file, source, errors);
     let raw: RawConfig = toml::from_str(source).map_err(|e| {
         let d = Diagnostic::new(e.message().to_string());
         fail(vec![match e.span() {

@@ -99,6 +99,11 @@ impl ImageTask {
     }
 }
 
+/// The image a record names (what `execute` wrote into its data).
+fn image_id(record: &lifeos_cache::ActionRecord) -> Option<&str> {
+    record.data.get("image_id").and_then(|v| v.as_str())
+}
+
 /// The context files the target's stages read, plus the Dockerfile, with their digests (and
 /// mode: a `COPY` keeps it), from the stat cache where it can.
 fn context_digests(
@@ -176,11 +181,7 @@ impl Task for ImageTask {
         let (root, snap, spec2) = (cx.root.clone(), cx.snapshot.clone(), spec.clone());
         let hashing =
             tokio::task::spawn_blocking(move || context_digests(&root, &snap, &spec2, &plan));
-        let previous = cx
-            .previous
-            .and_then(|r| r.data.get("image_id"))
-            .and_then(|v| v.as_str())
-            .map(str::to_owned);
+        let previous = cx.previous.and_then(image_id).map(str::to_owned);
         let docker_calls = async {
             if bases.is_empty() && previous.is_none() {
                 return Ok::<_, TaskError>(BTreeMap::new());
@@ -219,10 +220,7 @@ impl Task for ImageTask {
         let d = self.docker.connected().await?;
         let key = cx.key.to_hex();
         // The recorded image first: one inspect, and it is the image lifeos built.
-        let recorded = cx
-            .record
-            .and_then(|r| r.data.get("image_id"))
-            .and_then(|v| v.as_str());
+        let recorded = cx.record.and_then(image_id);
         let mut found = None;
         if let Some(id) = recorded {
             // Fetched while the key was computed, when the record's image is this one.
