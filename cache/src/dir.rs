@@ -67,6 +67,11 @@ impl CacheDir {
         self.root.join("stat-cache.json")
     }
 
+    /// What lifeos last learned about the engine's images (lifeos-tasks `docker/view.rs`).
+    pub fn engine_view_path(&self) -> PathBuf {
+        self.root.join("engine.json")
+    }
+
     pub fn lock(&self) -> io::Result<CacheLock> {
         fs::create_dir_all(&self.root)?;
         let f = fs::OpenOptions::new()

@@ -84,6 +84,9 @@ const STAT_CACHE_VERSION: u32 = 1;
 /// second write within the same clock tick (git's "racily clean" problem).
 const RACY_WINDOW_NS: i64 = 2_000_000_000;
 
+/// Changed files totalling less than this are hashed on the calling thread.
+const SEQUENTIAL_BYTES: u64 = 256 * 1024;
+
 pub struct Snapshot {
     root: PathBuf,
     skip_dirs: Vec<PathBuf>,
@@ -138,6 +141,11 @@ impl Snapshot {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// How many files the stat cache knows: a measure of the tree, before any walk.
+    pub fn known_files(&self) -> usize {
+        self.stat.lock().unwrap().len()
     }
 
     /// How many files had their contents read and hashed in this run.
@@ -295,10 +303,14 @@ impl Snapshot {
         if misses.is_empty() {
             return Ok(out.into_iter().map(Option::unwrap).collect());
         }
-        let hashed: Vec<io::Result<FileDigest>> = misses
-            .par_iter()
-            .map(|&i| hash_file(&self.root.join(&files[i].rel), files[i].symlink))
-            .collect();
+        let hash = |&i: &usize| hash_file(&self.root.join(&files[i].rel), files[i].symlink);
+        // A few small files hash sooner here than it takes rayon's pool to start.
+        let small = misses.iter().map(|&i| files[i].size).sum::<u64>() < SEQUENTIAL_BYTES;
+        let hashed: Vec<io::Result<FileDigest>> = if small {
+            misses.iter().map(hash).collect()
+        } else {
+            misses.par_iter().map(hash).collect()
+        };
         self.hashed
             .fetch_add(misses.len(), std::sync::atomic::Ordering::Relaxed);
         let mut stat = self.stat.lock().unwrap();

@@ -529,13 +529,15 @@ async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outco
                 })
                 .await;
             match probe {
-                Ok(Probe::Fresh(location)) => {
+                Ok(p @ (Probe::Fresh(_) | Probe::FreshAt { .. })) => {
+                    let (location, data) = match p {
+                        Probe::FreshAt { location, data } => (location, Some(data)),
+                        Probe::Fresh(location) => (location, None),
+                        Probe::Missing(_) => unreachable!(),
+                    };
                     let saved_ms = record.as_ref().map(|r| r.duration_ms).unwrap_or(0);
-                    if record.is_none() && !sh.opts.dry_run {
-                        // Proof found in the world without a local record: adopt it.
-                        if let Err(e) =
-                            write_record(sh, node, &fp, key, 0, None, Default::default())
-                        {
+                    if !sh.opts.dry_run {
+                        if let Err(e) = adopt(sh, node, &fp, key, record.as_deref(), data) {
                             return failed(Some(key), e, &sh.redactor, vec![]);
                         }
                     }
@@ -661,6 +663,33 @@ async fn execute(node: &Node, sh: &Shared, fp: &Fingerprint, key: Key, reason: R
         }
     }
     Outcome::Ran { key, reason }
+}
+
+/// A result the probe found in the world: record it when there is no record yet, or when
+/// the probe found it elsewhere than the record says (else every later check would search
+/// again).
+fn adopt(
+    sh: &Shared,
+    node: &Node,
+    fp: &Fingerprint,
+    key: Key,
+    record: Option<&ActionRecord>,
+    data: Option<serde_json::Value>,
+) -> Result<(), TaskError> {
+    match (record, data) {
+        (None, data) => {
+            let executed = crate::task::Executed {
+                outputs: vec![],
+                data: data.unwrap_or_default(),
+            };
+            write_record(sh, node, fp, key, 0, None, executed)
+        }
+        (Some(r), Some(data)) if r.data != data => sh
+            .records
+            .put(ActionRecord { data, ..r.clone() })
+            .map_err(|e| TaskError::Failed(format!("cannot write the cache record: {e}"))),
+        _ => Ok(()),
+    }
 }
 
 fn write_record(

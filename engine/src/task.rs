@@ -181,6 +181,12 @@ pub struct ProbeCx<'a> {
 pub enum Probe {
     /// Yes; where it was found (or "outputs restored").
     Fresh(String),
+    /// Yes, but not where the record says (or with no record): where, and what the record
+    /// should say from now on (an image ID), so the next check goes straight to it.
+    FreshAt {
+        location: String,
+        data: serde_json::Value,
+    },
     /// No, and why (for example "image missing").
     Missing(String),
 }

@@ -149,6 +149,7 @@ impl Preload {
         let root = file.parent().unwrap_or(Path::new("/")).to_path_buf();
         let cache_dir = g.cache_dir.clone().unwrap_or_else(|| root.join(".lifeos"));
         let cache = CacheDir::new(cache_dir.clone());
+        lifeos_tasks::docker::send_early(cache.engine_view_path());
         let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         if size(cache.index_path()) + size(cache.stat_cache_path()) < PRELOAD_MIN_BYTES {
             return;

@@ -143,6 +143,7 @@ pub async fn execute(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let ui = ui::spawn(rx, g, dry_run);
     let (records, snapshot) = open_run_cache(project);
+    project.docker.keep_view_in(cache.engine_view_path());
     let cx = RunContext {
         root: project.root.clone(),
         cache,
@@ -153,6 +154,9 @@ pub async fn execute(
     };
     let result = scheduler::run(Arc::clone(&project.graph), selection, opts, cx).await;
     let _ = ui.await;
+    if project.cache_dir.is_dir() {
+        project.docker.save_view();
+    }
     if uses_containers && result.as_ref().is_ok_and(|r| r.interrupted) {
         // Ctrl-C: nothing this run started may outlive it.
         if let Ok(d) = project.docker.get().await {

@@ -557,3 +557,76 @@ labels = {{ "lifeos.test" = "{id}" }}
     // And the next run is a no-op: the key recorded the new base's ID.
     assert_eq!(fx.build(&[]).cached(), ["app", "lib", "tool"]);
 }
+
+/// `lifeos plan --json web`: web's outcome.
+fn plan(fx: &Fx) -> serde_json::Value {
+    let r = fx.p.run(&["plan", "--json", "web"]);
+    let rows: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{}", r.all()));
+    rows[0]["outcome"].clone()
+}
+
+/// A no-op skips the inspects when the engine's event log shows no image event since the
+/// facts were saved (`.lifeos/engine.json`), and asks the engine again after any.
+#[test]
+fn saved_image_facts_are_used_only_while_the_engine_logs_no_image_change() {
+    let fx = Fx::new();
+    fx.monorepo("classic");
+    assert_eq!(fx.build(&["web"]).code, 0);
+    let view_path = fx.p.p(".lifeos/engine.json");
+    let base = fx.base();
+    let fake = format!("sha256:{}", "0".repeat(64));
+    // Saved facts that lie about the base: believed only if no inspect was made. Other tests
+    // make image events at any time (and then the lie is rightly not believed), so this
+    // tries until it gets a quiet moment.
+    let believed = (0..40).any(|_| {
+        let r = fx.build(&["web"]);
+        assert_eq!(r.cached(), ["web"], "{}", r.all());
+        let mut view: serde_json::Value =
+            serde_json::from_slice(&fs::read(&view_path).unwrap()).unwrap();
+        assert!(view["mark"]["time_nano"].is_i64(), "{view}");
+        if view["images"][&base].is_null() {
+            return false; // learned before the mark moved; the next run saves it
+        }
+        view["images"][&base]["id"] = fake.clone().into();
+        fs::write(&view_path, view.to_string()).unwrap();
+        plan(&fx)["outcome"] == "would_run"
+    });
+    assert!(believed, "the saved facts were never used");
+
+    // An image event (a new tag, of any image) means the engine is asked again: the real
+    // base, the image is cached.
+    let mut view: serde_json::Value =
+        serde_json::from_slice(&fs::read(&view_path).unwrap()).unwrap();
+    view["images"][&base]["id"] = fake.into();
+    fs::write(&view_path, view.to_string()).unwrap();
+    docker(&["tag", &base, &fx.tag("unrelated")]);
+    assert_eq!(plan(&fx)["outcome"], "cached");
+
+    // An outside tag moved onto another image is put back by the no-op.
+    let web_id = fx.inspect(&fx.tag("web"));
+    docker(&["tag", &base, &fx.tag("web")]);
+    let r = fx.build(&["web"]);
+    assert_eq!(r.cached(), ["web"], "{}", r.all());
+    assert_eq!(fx.inspect(&fx.tag("web")), web_id);
+}
+
+/// An image found by its `lifeos.key` label (the local cache was lost) is recorded, so the
+/// next no-op looks it up by ID instead of searching every image again.
+#[test]
+fn an_image_found_without_a_record_is_recorded_for_the_next_no_op() {
+    let fx = Fx::new();
+    fx.monorepo("buildkit");
+    assert_eq!(fx.build(&["web"]).code, 0);
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", &fx.tag("web")]);
+    fs::remove_dir_all(fx.p.p(".lifeos")).unwrap();
+    let r = fx.build(&["web"]);
+    assert_eq!(r.cached(), ["web"], "{}", r.all());
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(fx.p.p(".lifeos/index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["tasks"]["web"]["data"]["image_id"],
+        id.as_str(),
+        "{index}"
+    );
+}

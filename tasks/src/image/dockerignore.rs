@@ -62,6 +62,7 @@ impl DockerIgnore {
                 self.patterns.push(Pattern {
                     negated: true,
                     alts: vec![literal(clean)],
+                    literal: Some(clean.to_string()),
                 });
             }
         }
@@ -142,6 +143,8 @@ struct Pattern {
     negated: bool,
     /// The path matches when any alternative does.
     alts: Vec<Vec<Tok>>,
+    /// The pattern when it has no wildcard at all (`base/`, `.env`): a string compare.
+    literal: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,15 +191,32 @@ impl Pattern {
         };
         // moby validates with filepath.Match(p, ".") and reports Go's ErrBadPattern.
         go_path_match(p, ".").map_err(|_| "syntax error in pattern".to_string())?;
+        let alts = compile(p)?;
+        let literal = match alts.as_slice() {
+            [only] => only
+                .iter()
+                .map(|t| match t {
+                    Tok::Lit(c) => Some(*c),
+                    _ => None,
+                })
+                .collect(),
+            _ => None,
+        };
         Ok(Some(Pattern {
             negated,
-            alts: compile(p)?,
+            alts,
+            literal,
         }))
     }
 
     /// moby's MatchesOrParentMatches for one pattern, in a single pass: the NFA's state right
     /// before each '/' says whether that parent directory matches.
     fn matches_or_parent(&self, rel: &str) -> bool {
+        if let Some(lit) = &self.literal {
+            return rel
+                .strip_prefix(lit.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        }
         self.alts.iter().any(|alt| {
             let mut nfa = Nfa::new(alt);
             for c in rel.chars() {

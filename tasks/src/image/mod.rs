@@ -17,9 +17,12 @@ use lifeos_engine::{ExecCx, Executed, KeyCx, Probe, ProbeCx, Task, TaskError, Ta
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::docker::{classify, Docker};
+use crate::docker::{classify, Docker, ImageFacts};
 
 pub const KEY_LABEL: &str = "lifeos.key";
+
+/// Below this many files in the stat cache, context keying stays on the runtime's thread.
+const INLINE_FILES: usize = 2048;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -57,7 +60,7 @@ impl ImageSpec {
     }
 }
 
-type Inspected = Result<bollard::models::ImageInspect, bollard::errors::Error>;
+type Inspected = Result<Option<ImageFacts>, TaskError>;
 
 pub struct ImageTask {
     pub spec: ImageSpec,
@@ -93,7 +96,7 @@ impl ImageTask {
             )
             .await
             .map_err(|e| classify(e, &format!("tag {tag}")))?;
-            self.docker.forget_base(tag);
+            self.docker.forget(tag, id);
         }
         Ok(())
     }
@@ -167,8 +170,8 @@ impl Task for ImageTask {
 
     async fn inputs(&self, cx: &KeyCx) -> Result<TaskInputs, TaskError> {
         // The Dockerfile first (one small file): it names the bases. Then three things at
-        // once: the context's digests (blocking pool), the bases' image IDs, and the image
-        // the last record names, which `probe` will check. A no-op pays one round trip.
+        // once: the bases' image IDs, the image the last record names (which `probe` will
+        // check), and the context's digests. A no-op pays one engine round trip, or none.
         let spec = &self.spec;
         let text = std::fs::read_to_string(cx.root.join(&spec.dockerfile))
             .map_err(|e| TaskError::Failed(format!("cannot read {}: {e}", spec.dockerfile)))?;
@@ -178,23 +181,31 @@ impl Task for ImageTask {
             .plan(spec.target.as_deref(), &spec.build_args)
             .map_err(|e| TaskError::Failed(format!("{}: {e}", spec.dockerfile)))?;
         let bases = plan.bases.clone();
-        let (root, snap, spec2) = (cx.root.clone(), cx.snapshot.clone(), spec.clone());
-        let hashing =
-            tokio::task::spawn_blocking(move || context_digests(&root, &snap, &spec2, &plan));
+        // A small tree the stat cache knows is keyed sooner on this thread than it takes to
+        // start a blocking thread. It yields first, so that an engine call below can go out
+        // (the runtime only writes it when it next turns) and be answered meanwhile.
+        let inline = (1..INLINE_FILES).contains(&cx.snapshot.known_files());
+        let hashing = async {
+            if inline {
+                tokio::task::yield_now().await;
+                context_digests(&cx.root, &cx.snapshot, spec, &plan)
+            } else {
+                let (root, snap, spec) = (cx.root.clone(), cx.snapshot.clone(), spec.clone());
+                tokio::task::spawn_blocking(move || context_digests(&root, &snap, &spec, &plan))
+                    .await
+                    .map_err(|e| TaskError::Failed(e.to_string()))?
+            }
+        };
         let previous = cx.previous.and_then(image_id).map(str::to_owned);
         let docker_calls = async {
             if bases.is_empty() && previous.is_none() {
                 return Ok::<_, TaskError>(BTreeMap::new());
             }
-            let d = self.docker.connected().await?;
             let base_ids =
                 futures_util::future::join_all(bases.iter().map(|b| self.docker.base_id(b)));
             let prefetch = async {
                 match &previous {
-                    // A hung engine is left to `base_id`'s timeout or the probe's inspect.
-                    Some(id) => tokio::time::timeout(crate::docker::QUICK, d.inspect_image(id))
-                        .await
-                        .ok(),
+                    Some(id) => Some(self.docker.image(id).await),
                     None => None,
                 }
             };
@@ -208,8 +219,8 @@ impl Task for ImageTask {
             }
             Ok(extras)
         };
-        let (files, extras) = tokio::join!(hashing, docker_calls);
-        let files = files.map_err(|e| TaskError::Failed(e.to_string()))??;
+        let (extras, files) = tokio::join!(docker_calls, hashing);
+        let files = files?;
         Ok(TaskInputs {
             files,
             extras: extras?,
@@ -217,7 +228,6 @@ impl Task for ImageTask {
     }
 
     async fn probe(&self, cx: &ProbeCx<'_>) -> Result<Probe, TaskError> {
-        let d = self.docker.connected().await?;
         let key = cx.key.to_hex();
         // The recorded image first: one inspect, and it is the image lifeos built.
         let recorded = cx.record.and_then(image_id);
@@ -233,29 +243,16 @@ impl Task for ImageTask {
                 .map(|(_, r)| r);
             let inspected = match prefetched {
                 Some(r) => r,
-                None => tokio::time::timeout(crate::docker::QUICK, d.inspect_image(id))
-                    .await
-                    .map_err(|_| {
-                        TaskError::Environment(format!(
-                            "the Docker engine at {} gave no answer within 15 s",
-                            crate::docker::host()
-                        ))
-                    })?,
+                None => self.docker.image(id).await,
             };
-            match inspected {
-                Ok(img) => {
-                    let labels = img.config.and_then(|c| c.labels).unwrap_or_default();
-                    if labels.get(KEY_LABEL) == Some(&key) {
-                        found = Some((id.to_string(), img.repo_tags.unwrap_or_default()));
-                    }
+            if let Some(img) = inspected? {
+                if img.key.as_deref() == Some(key.as_str()) {
+                    found = Some((id.to_string(), img.tags));
                 }
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => {}
-                Err(e) => return Err(classify(e, "inspect image")),
             }
         }
         if found.is_none() {
+            let d = self.docker.connected().await?;
             let filters =
                 HashMap::from([("label".to_string(), vec![format!("{KEY_LABEL}={key}")])]);
             let images = d
@@ -301,7 +298,8 @@ impl Task for ImageTask {
         let Some((id, tags)) = found else {
             return Ok(Probe::Missing("image missing".into()));
         };
-        if !cx.dry_run {
+        if !cx.dry_run && self.spec.tags.iter().any(|t| !tags.contains(t)) {
+            let d = self.docker.connected().await?;
             self.ensure_tags(&d, &id, &tags).await?;
         }
         let short = id
@@ -309,10 +307,16 @@ impl Task for ImageTask {
             .chars()
             .take(12)
             .collect::<String>();
-        Ok(Probe::Fresh(format!(
-            "image {short} ({})",
-            self.spec.tags.join(", ")
-        )))
+        let location = format!("image {short} ({})", self.spec.tags.join(", "));
+        if recorded == Some(id.as_str()) {
+            return Ok(Probe::Fresh(location));
+        }
+        // Found by its label: the record names it from now on, so the next no-op is one
+        // look-up rather than a search of every image.
+        Ok(Probe::FreshAt {
+            location,
+            data: json!({ "image_id": id, "tags": self.spec.tags }),
+        })
     }
 
     async fn execute(&self, cx: &ExecCx<'_>) -> Result<Executed, TaskError> {

@@ -1,13 +1,19 @@
 //! The Docker Engine connection: made on first use (exec-only projects never need Docker),
 //! honouring DOCKER_HOST, with the API version negotiated and the registry-auth header fixed.
 
+mod view;
+
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
 use lifeos_engine::TaskError;
 use tokio::sync::OnceCell;
+
+use view::View;
+pub use view::{send_early, ImageFacts};
 
 #[derive(Clone, Default)]
 pub struct Docker {
@@ -17,17 +23,20 @@ pub struct Docker {
     /// Base image IDs by reference, inspected once per run however many image tasks build
     /// FROM them (on a 2-core machine each concurrent inspect costs the engine ~0.3 ms).
     bases: Arc<Mutex<HashMap<String, Arc<BaseCell>>>>,
+    /// Where the engine view is kept between runs (`.lifeos/engine.json`), once a run says.
+    view_path: Arc<OnceLock<PathBuf>>,
+    view: Arc<OnceCell<Mutex<View>>>,
 }
 
-/// A base's ID (or "absent ..."), or the error as (environment?, message).
-type BaseCell = OnceCell<Result<String, (bool, String)>>;
+/// A base's facts (None: absent), or the error as (environment?, message).
+type BaseCell = OnceCell<Result<Option<ImageFacts>, (bool, String)>>;
 
 /// Where bollard will connect, for messages.
 pub fn host() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
-fn connect_error(e: impl std::fmt::Display) -> String {
+pub(crate) fn connect_error(e: impl std::fmt::Display) -> String {
     format!(
         "cannot reach the Docker engine at {}: {e}\n  start it (scripts/setup.sh starts dockerd on this machine) or point DOCKER_HOST at a running engine",
         host()
@@ -68,8 +77,68 @@ impl Docker {
             .map_err(TaskError::Environment)
     }
 
+    /// Keep the engine view (see `view.rs`) in `path` between runs.
+    pub fn keep_view_in(&self, path: PathBuf) {
+        let _ = self.view_path.set(path);
+    }
+
+    /// Save what this run learned about images, if anything (a failure only costs the next
+    /// run its shortcut, the file is written atomically).
+    pub fn save_view(&self) {
+        if let Some(v) = self.view.get() {
+            let _ = v.lock().unwrap().save();
+        }
+    }
+
+    /// The run's engine view, checked against the engine's event log on first use. Remote
+    /// engines get an empty one (see `view.rs`).
+    async fn view(&self) -> Result<&Mutex<View>, TaskError> {
+        self.view
+            .get_or_try_init(|| async {
+                let host = host();
+                if !host.starts_with("unix://") {
+                    return Ok(Mutex::new(View::default()));
+                }
+                let path = self.view_path.get().cloned();
+                let v = view::open(self, path, &host).await?;
+                Ok(Mutex::new(v))
+            })
+            .await
+    }
+
+    /// What the engine has under `reference` (a tag or an image ID): from the engine view
+    /// when no image changed since it was learned, else one inspect. None: no such image.
+    pub async fn image(&self, reference: &str) -> Result<Option<ImageFacts>, TaskError> {
+        let view = self.view().await?;
+        if let Some(known) = view.lock().unwrap().get(reference) {
+            return Ok(known);
+        }
+        let d = self.connected().await?;
+        let answer = tokio::time::timeout(QUICK, d.inspect_image(reference))
+            .await
+            .map_err(|_| TaskError::Environment(connect_error("no answer within 15 s")))?;
+        let facts = match answer {
+            Ok(img) => {
+                let config = img.config.unwrap_or_default();
+                Some(ImageFacts {
+                    id: img.id.unwrap_or_default(),
+                    key: config
+                        .labels
+                        .and_then(|mut l| l.remove(crate::image::KEY_LABEL)),
+                    tags: img.repo_tags.unwrap_or_default(),
+                })
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => None,
+            Err(e) => return Err(classify(e, &format!("inspect image {reference}"))),
+        };
+        view.lock().unwrap().put(reference, facts.clone());
+        Ok(facts)
+    }
+
     /// The ID of base image `reference` as a key records it: the image ID, or "absent" when
-    /// the engine has none (the build will try to pull it).
+    /// the engine has none (the build will try to pull it). Asked once per run.
     pub async fn base_id(&self, reference: &str) -> Result<String, TaskError> {
         let cell = self
             .bases
@@ -79,40 +148,30 @@ impl Docker {
             .or_default()
             .clone();
         let answer = cell
-            .get_or_init(|| async {
-                let d = self.connected().await.map_err(split)?;
-                let answer = tokio::time::timeout(QUICK, d.inspect_image(reference))
-                    .await
-                    .map_err(|_| (true, connect_error("no answer within 15 s")))?;
-                match answer {
-                    Ok(img) => Ok(img.id.unwrap_or_default()),
-                    Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    }) => Ok("absent (the build will try to pull it)".into()),
-                    Err(e) => Err(split(classify(
-                        e,
-                        &format!("inspect base image {reference}"),
-                    ))),
-                }
-            })
+            .get_or_init(|| async { self.image(reference).await.map_err(split) })
             .await;
-        answer.clone().map_err(|(environment, m)| {
-            if environment {
-                TaskError::Environment(m)
-            } else {
-                TaskError::Failed(m)
-            }
-        })
+        match answer.clone() {
+            Ok(Some(facts)) => Ok(facts.id),
+            Ok(None) => Ok("absent (the build will try to pull it)".into()),
+            Err((true, m)) => Err(TaskError::Environment(m)),
+            Err((false, m)) => Err(TaskError::Failed(m)),
+        }
     }
 
-    /// Forget what [`Docker::base_id`] learned of `reference`: a task just pointed it at
-    /// another image.
-    pub fn forget_base(&self, reference: &str) {
+    /// Forget what this run learned of `reference` and of image `id`: a task just pointed
+    /// the one at the other.
+    pub fn forget(&self, reference: &str, id: &str) {
         let mut bases = self.bases.lock().unwrap();
         bases.remove(reference);
         if let Some(short) = reference.strip_suffix(":latest") {
             bases.remove(short);
+        }
+        if let Some(v) = self.view.get() {
+            let mut v = v.lock().unwrap();
+            v.forget(reference, id);
+            if let Some(short) = reference.strip_suffix(":latest") {
+                v.forget(short, id);
+            }
         }
     }
 }
