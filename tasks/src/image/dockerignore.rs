@@ -393,14 +393,34 @@ struct Nfa<'a> {
     next_inside: Vec<bool>,
 }
 
+thread_local! {
+    /// Buffers of finished simulations. Every path is matched against every pattern, and
+    /// four fresh vectors per pattern per path were half of the matching time.
+    static SPARE: std::cell::RefCell<Vec<[Vec<bool>; 4]>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl<'a> Nfa<'a> {
     fn new(toks: &'a [Tok]) -> Self {
+        let [mut at, mut inside, mut next_at, mut next_inside] = SPARE
+            .try_with(|s| s.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        for (v, n) in [
+            (&mut at, toks.len() + 1),
+            (&mut inside, toks.len()),
+            (&mut next_at, toks.len() + 1),
+            (&mut next_inside, toks.len()),
+        ] {
+            v.clear();
+            v.resize(n, false);
+        }
         let mut nfa = Nfa {
             toks,
-            at: vec![false; toks.len() + 1],
-            inside: vec![false; toks.len()],
-            next_at: vec![false; toks.len() + 1],
-            next_inside: vec![false; toks.len()],
+            at,
+            inside,
+            next_at,
+            next_inside,
         };
         nfa.at[0] = true;
         nfa.close();
@@ -464,6 +484,18 @@ impl<'a> Nfa<'a> {
 
     fn dead(&self) -> bool {
         !self.accepting() && !self.alive()
+    }
+}
+
+impl Drop for Nfa<'_> {
+    fn drop(&mut self) {
+        let bufs = [
+            std::mem::take(&mut self.at),
+            std::mem::take(&mut self.inside),
+            std::mem::take(&mut self.next_at),
+            std::mem::take(&mut self.next_inside),
+        ];
+        let _ = SPARE.try_with(|s| s.borrow_mut().push(bufs));
     }
 }
 
