@@ -528,13 +528,8 @@ async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outco
                     dry_run: sh.opts.dry_run,
                 })
                 .await;
-            match probe {
-                Ok(p @ (Probe::Fresh(_) | Probe::FreshAt { .. })) => {
-                    let (location, data) = match p {
-                        Probe::FreshAt { location, data } => (location, Some(data)),
-                        Probe::Fresh(location) => (location, None),
-                        Probe::Missing(_) => unreachable!(),
-                    };
+            match probe.map(Probe::found) {
+                Ok(Ok((location, data))) => {
                     let saved_ms = record.as_ref().map(|r| r.duration_ms).unwrap_or(0);
                     if !sh.opts.dry_run {
                         if let Err(e) = adopt(sh, node, &fp, key, record.as_deref(), data) {
@@ -552,7 +547,7 @@ async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outco
                         saved_ms,
                     };
                 }
-                Ok(Probe::Missing(detail)) => match &record {
+                Ok(Err(detail)) => match &record {
                     Some(_) => Reason::ResultMissing { detail },
                     None => reason_from_history(sh, &spec.id, &fp),
                 },

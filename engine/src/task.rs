@@ -191,6 +191,18 @@ pub enum Probe {
     Missing(String),
 }
 
+impl Probe {
+    /// Found: where, and what the record should say from now on (None: as it is). Not
+    /// found: why.
+    pub fn found(self) -> Result<(String, Option<serde_json::Value>), String> {
+        match self {
+            Probe::Fresh(location) => Ok((location, None)),
+            Probe::FreshAt { location, data } => Ok((location, Some(data))),
+            Probe::Missing(detail) => Err(detail),
+        }
+    }
+}
+
 /// Given to [`Task::execute`].
 pub struct ExecCx<'a> {
     pub root: &'a Path,

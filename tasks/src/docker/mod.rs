@@ -96,12 +96,11 @@ impl Docker {
         self.view
             .get_or_try_init(|| async {
                 let host = host();
-                if !host.starts_with("unix://") {
+                let Some(socket) = host.strip_prefix("unix://") else {
                     return Ok(Mutex::new(View::default()));
-                }
+                };
                 let path = self.view_path.get().cloned();
-                let v = view::open(self, path, &host).await?;
-                Ok(Mutex::new(v))
+                Ok(Mutex::new(view::open(socket, path, &host).await?))
             })
             .await
     }

@@ -13,15 +13,13 @@
 //! Only for local engines (unix socket): `until` is the client's clock, and a remote engine
 //! with a clock ahead of it would hold the call open until its own time caught up.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bollard::query_parameters::EventsOptionsBuilder;
-use futures_util::StreamExt;
 use lifeos_engine::TaskError;
 use serde::{Deserialize, Serialize};
 
@@ -116,11 +114,7 @@ fn read_state(path: &Path, host: &str) -> Option<State> {
 
 /// Load the saved state and check it against the engine's event log (with the call
 /// [`send_early`] made, when it made one for this file).
-pub async fn open(
-    docker: &super::Docker,
-    path: Option<PathBuf>,
-    host: &str,
-) -> Result<View, TaskError> {
+pub async fn open(socket: &str, path: Option<PathBuf>, host: &str) -> Result<View, TaskError> {
     let early = EARLY
         .lock()
         .unwrap()
@@ -149,7 +143,7 @@ pub async fn open(
     if let Some(mark) = &state.mark {
         let events = match answer.take() {
             Some(a) => a,
-            None => image_events(&docker.connected().await?, Some(mark.time_nano), until).await?,
+            None => image_events(socket, Some(mark.time_nano), until).await?,
         };
         match events {
             Some(events) => (trusted, newest) = judge(mark, events),
@@ -158,7 +152,7 @@ pub async fn open(
     }
     if !trusted && newest.is_none() && !refused {
         // No mark, or it fell out of the buffer: the newest image event the engine still has.
-        newest = image_events(&docker.connected().await?, None, until)
+        newest = image_events(socket, None, until)
             .await?
             .and_then(|mut e| e.pop());
     }
@@ -212,18 +206,9 @@ pub fn send_early(path: PathBuf) {
         return;
     };
     let until = now_nano();
-    let request = format!(
-        "GET /events?since={}&until={}&filters=%7B%22type%22%3A%5B%22image%22%5D%7D HTTP/1.1\r\n\
-         Host: docker\r\nConnection: close\r\n\r\n",
-        timestamp(since),
-        timestamp(until)
-    );
-    let Ok(mut stream) = UnixStream::connect(socket) else {
+    let Ok(stream) = request(socket, Some(since), until) else {
         return;
     };
-    if stream.write_all(request.as_bytes()).is_err() {
-        return;
-    }
     *EARLY.lock().unwrap() = Some(Early {
         path,
         host,
@@ -233,8 +218,8 @@ pub fn send_early(path: PathBuf) {
     });
 }
 
-/// The early call's events, or None when the engine refused it or answered in a way this
-/// does not read (the view is then not trusted).
+/// The events of a [`request`], or None when the engine refused it or answered in a way
+/// this does not read (the view is then not trusted).
 async fn read_answer(stream: UnixStream) -> Result<Option<Vec<Mark>>, TaskError> {
     use tokio::io::AsyncReadExt;
     let no_answer = || TaskError::Environment(super::connect_error("no answer within 15 s"));
@@ -301,33 +286,36 @@ fn mark_of(ev: bollard::models::EventMessage) -> Mark {
     }
 }
 
-/// The image events the engine still holds from `since` (inclusive) to `until`, oldest
-/// first; None when the engine refused (the facts are then simply not used, and the inspects
-/// that follow report what is wrong). An engine that does not answer is an error here.
+/// Send `GET /events` for the image events from `since` (inclusive; all the engine holds
+/// when None) to `until`, on a new connection, to read with [`read_answer`]. Plain HTTP/1.1
+/// on a blocking socket: it is on the wire when this returns, where bollard's request would
+/// wait for the async runtime's next turn.
+fn request(socket: &str, since: Option<i64>, until: i64) -> std::io::Result<UnixStream> {
+    let since = since
+        .map(|s| format!("since={}&", timestamp(s)))
+        .unwrap_or_default();
+    let request = format!(
+        "GET /events?{since}until={}&filters=%7B%22type%22%3A%5B%22image%22%5D%7D HTTP/1.1\r\n\
+         Host: docker\r\nConnection: close\r\n\r\n",
+        timestamp(until)
+    );
+    let mut stream = UnixStream::connect(socket)?;
+    stream.write_all(request.as_bytes())?;
+    Ok(stream)
+}
+
+/// The image events the engine still holds from `since` to `until`, oldest first; None when
+/// the engine cannot be reached or refused (the facts are then simply not used, and the
+/// inspects that follow report what is wrong). An engine that does not answer is an error.
 async fn image_events(
-    d: &bollard::Docker,
+    socket: &str,
     since: Option<i64>,
     until: i64,
 ) -> Result<Option<Vec<Mark>>, TaskError> {
-    let filters = HashMap::from([("type".to_string(), vec!["image".to_string()])]);
-    let mut opts = EventsOptionsBuilder::new()
-        .until(&timestamp(until))
-        .filters(&filters);
-    if let Some(s) = since {
-        opts = opts.since(&timestamp(s));
+    match request(socket, since, until) {
+        Ok(stream) => read_answer(stream).await,
+        Err(_) => Ok(None),
     }
-    let read = async {
-        let mut out = Vec::new();
-        let mut stream = d.events(Some(opts.build()));
-        while let Some(ev) = stream.next().await {
-            let Ok(ev) = ev else { return None };
-            out.push(mark_of(ev));
-        }
-        Some(out)
-    };
-    tokio::time::timeout(super::QUICK, read)
-        .await
-        .map_err(|_| TaskError::Environment(super::connect_error("no answer within 15 s")))
 }
 
 fn now_nano() -> i64 {
