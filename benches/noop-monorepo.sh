@@ -14,7 +14,7 @@
 #
 # Goal: no-op under 100 ms.
 #
-# Env: LIFEOS (binary; default target/release/lifeos, built if missing), RUNS (no-op
+# Env: LIFEOS (binary; default: what scripts/build-release.sh builds), RUNS (no-op
 # runs, default 30), COLD_RUNS (default 5), KEEP=1 keeps the temp dir.
 set -euo pipefail
 

@@ -26,7 +26,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-LIFEOS=${LIFEOS:-$root/target/release/lifeos}
+LIFEOS=${LIFEOS:-$("$root/scripts/build-release.sh")}
 RUNS=${RUNS:-3}
 BUILDERS=${BUILDERS:-buildkit classic}
 PIN=lifeos-bench-base:par
@@ -35,10 +35,7 @@ for tool in hyperfine jq docker; do
     command -v "$tool" >/dev/null || { echo "parallel-images: needs $tool" >&2; exit 2; }
 done
 docker info >/dev/null 2>&1 || { echo "parallel-images: no Docker engine" >&2; exit 2; }
-if [[ ! -x $LIFEOS ]]; then
-    echo "parallel-images: building lifeos (cargo build --release)"
-    (cd "$root" && cargo build --release)
-fi
+[[ -x $LIFEOS ]] || { echo "parallel-images: LIFEOS=$LIFEOS is not an executable" >&2; exit 2; }
 export CI=1 NO_COLOR=1
 
 tmp=$(mktemp -d /tmp/lifeos-bench-par.XXXXXX)

@@ -6,8 +6,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-lifeos=${LIFEOS:-$root/target/release/lifeos}
-[[ -x $lifeos ]] || { echo "build lifeos first: cargo build --release" >&2; exit 1; }
+lifeos=${LIFEOS:-$("$root/scripts/build-release.sh")}
+[[ -x $lifeos ]] || { echo "up: LIFEOS=$lifeos is not an executable" >&2; exit 2; }
 command -v hyperfine >/dev/null || { echo "hyperfine is missing: scripts/setup.sh installs it" >&2; exit 1; }
 
 CI=1 "$lifeos" -C "$root" build debian >/dev/null

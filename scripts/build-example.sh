@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README's first command, end to end: prepare the machine, build lifeos
-# (release, reusing target/), then build the example's web and api images.
+# (release, reusing target/: scripts/build-release.sh), then build the example's web and api images.
 # Extra arguments go to `lifeos build`, e.g. scripts/build-example.sh --jobs 2
 set -euo pipefail
 
@@ -15,8 +15,7 @@ if ! command -v cargo >/dev/null 2>&1 && [[ -f $HOME/.cargo/env ]]; then
     . "$HOME/.cargo/env"
 fi
 
-echo "build-example: cargo build --release"
-cargo build --release
+lifeos=$("$root/scripts/build-release.sh")
 
 echo "build-example: lifeos build web api $*"
-exec ./target/release/lifeos build web api "$@"
+exec "$lifeos" build web api "$@"

@@ -3,7 +3,8 @@
 #
 #  1. apt-get install whatever is missing of: docker.io busybox-static
 #     ninja-build docker-registry mmdebstrap postgresql-client redis-tools
-#     curl hyperfine (a ready machine does no apt work at all);
+#     curl hyperfine musl-tools (a ready machine does no apt work at all;
+#     musl-tools is for the static release binary, scripts/build-release.sh);
 #  2. start dockerd in the background unless a Docker Engine already answers
 #     (no systemd needed), and wait until it does;
 #  3. check that cargo is available.
@@ -53,12 +54,13 @@ have() {
         redis-tools)       command -v redis-cli >/dev/null ;;
         curl)              command -v curl >/dev/null ;;
         hyperfine)         command -v hyperfine >/dev/null ;;
+        musl-tools)        command -v musl-gcc >/dev/null ;;
         *)                 pkg_installed "$1" ;;
     esac
 }
 
 packages=(docker.io busybox-static ninja-build docker-registry mmdebstrap
-          postgresql-client redis-tools curl hyperfine)
+          postgresql-client redis-tools curl hyperfine musl-tools)
 missing=()
 for p in "${packages[@]}"; do
     have "$p" || missing+=("$p")

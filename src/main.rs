@@ -3,6 +3,14 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// Huge pages off before the runtime and mimalloc allocate anything: an `.init_array` entry runs
+// ahead of Rust's start-up code. lifeos turns them back on for big projects and child
+// processes (lifeos_tasks::huge_pages says why).
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static HUGE_PAGES_OFF: extern "C" fn() = lifeos_tasks::huge_pages::disable;
+
 fn main() {
     let code = lifeos::cli::main();
     use std::io::Write;

@@ -143,6 +143,10 @@ static PRELOAD: Mutex<Option<Preload>> = Mutex::new(None);
 /// Below this size (index plus stat cache) loading on the main thread beats starting threads.
 const PRELOAD_MIN_BYTES: u64 = 256 * 1024;
 
+/// From this size (config plus index plus stat cache) a run's heap is big enough for huge
+/// pages to pay off (lifeos_tasks::huge_pages).
+const BIG_RUN_BYTES: u64 = 256 * 1024;
+
 impl Preload {
     fn start(file: &Path, g: &Global) {
         let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
@@ -150,8 +154,12 @@ impl Preload {
         let cache_dir = g.cache_dir.clone().unwrap_or_else(|| root.join(".lifeos"));
         let cache = CacheDir::new(cache_dir.clone());
         lifeos_tasks::docker::send_early(cache.engine_view_path());
-        let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        if size(cache.index_path()) + size(cache.stat_cache_path()) < PRELOAD_MIN_BYTES {
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let caches = size(&cache.index_path()) + size(&cache.stat_cache_path());
+        if size(&file) + caches >= BIG_RUN_BYTES {
+            lifeos_tasks::huge_pages::allow();
+        }
+        if caches < PRELOAD_MIN_BYTES {
             return;
         }
         let c = cache_dir.clone();

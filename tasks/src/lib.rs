@@ -3,6 +3,7 @@
 pub mod container;
 pub mod docker;
 pub mod exec;
+pub mod huge_pages;
 pub mod image;
 pub mod outputs;
 pub mod process;

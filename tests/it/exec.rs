@@ -509,3 +509,20 @@ fn plain_output_prefixes_lines_and_prints_a_summary() {
     let r = p.run(&["run"]);
     assert!(r.stderr.contains("0 ran, 1 cached"), "{}", r.all());
 }
+
+/// lifeos runs small projects with transparent huge pages off (lifeos_tasks::huge_pages); the
+/// commands it starts must not inherit that.
+#[test]
+fn commands_run_with_the_system_huge_page_setting() {
+    let p = Project::new();
+    p.config(
+        r#"
+[tasks.thp]
+kind = "exec"
+run = "grep THP_enabled /proc/self/status > thp.txt"
+"#,
+    );
+    let r = p.json(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p.read("thp.txt").trim(), "THP_enabled:\t1");
+}

@@ -17,7 +17,7 @@ fn debian_image() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let repo = env!("CARGO_MANIFEST_DIR");
-        let out = Command::new(env!("CARGO_BIN_EXE_lifeos"))
+        let out = Command::new(crate::support::lifeos_bin())
             .args(["-C", repo, "build", "debian"])
             .env("CI", "1")
             .output()

@@ -119,7 +119,7 @@ impl Project {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_lifeos"));
+        let mut c = Command::new(lifeos_bin());
         c.current_dir(self.path())
             .args(args)
             .env("NO_COLOR", "1")
@@ -354,4 +354,10 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The binary under test: this build's, or `LIFEOS_TEST_BIN` to run the suite against
+/// another one (the static release binary: `LIFEOS_TEST_BIN=$(scripts/build-release.sh)`).
+pub fn lifeos_bin() -> std::ffi::OsString {
+    std::env::var_os("LIFEOS_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_lifeos").into())
 }

@@ -63,6 +63,7 @@ impl DockerIgnore {
                     negated: true,
                     alts: vec![literal(clean)],
                     literal: Some(clean.to_string()),
+                    required: Vec::new(),
                 });
             }
         }
@@ -145,6 +146,10 @@ struct Pattern {
     alts: Vec<Vec<Tok>>,
     /// The pattern when it has no wildcard at all (`base/`, `.env`): a string compare.
     literal: Option<String>,
+    /// Per alternative, its longest run of plain characters: a path that does not contain
+    /// it cannot match that alternative, nor can any of its parents (they are prefixes).
+    /// Most paths fail this substring test, which is far cheaper than the simulation.
+    required: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +175,20 @@ impl Tok {
     fn may_be_empty(&self) -> bool {
         matches!(self, Tok::Star | Tok::DirStar | Tok::DotStar | Tok::AnyRun)
     }
+}
+
+fn longest_literal_run(toks: &[Tok]) -> String {
+    toks.split(|t| !matches!(t, Tok::Lit(_)))
+        .max_by_key(|run| run.len())
+        .map(|run| {
+            run.iter()
+                .filter_map(|t| match t {
+                    Tok::Lit(c) => Some(*c),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn literal(s: &str) -> Vec<Tok> {
@@ -202,10 +221,12 @@ impl Pattern {
                 .collect(),
             _ => None,
         };
+        let required = alts.iter().map(|alt| longest_literal_run(alt)).collect();
         Ok(Some(Pattern {
             negated,
             alts,
             literal,
+            required,
         }))
     }
 
@@ -217,7 +238,10 @@ impl Pattern {
                 .strip_prefix(lit.as_str())
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
         }
-        self.alts.iter().any(|alt| {
+        self.alts.iter().zip(&self.required).any(|(alt, run)| {
+            if !rel.contains(run.as_str()) {
+                return false;
+            }
             let mut nfa = Nfa::new(alt);
             for c in rel.chars() {
                 if c == '/' && nfa.accepting() {
@@ -869,6 +893,74 @@ mod tests {
         assert_eq!(DockerIgnore::parse("[a-]").unwrap_err().line, 1);
         assert_eq!(DockerIgnore::parse("[z-a]").unwrap_err().line, 1);
         assert!(DockerIgnore::parse("a]").is_ok());
+    }
+
+    #[test]
+    fn the_literal_prefilter_never_changes_a_verdict() {
+        let patterns = [
+            "**/dist",
+            "**/*.log",
+            "*.md",
+            ".env.*",
+            "a*b[cd]ef",
+            "x/**/y?z",
+            "**",
+            "d[!a]st/**",
+            "**/node_modules/**",
+            "src/*.rs",
+            "?",
+            "\\*lit",
+        ];
+        let paths = [
+            "dist",
+            "a/dist",
+            "a/dist/b",
+            "a/distx",
+            "b.log",
+            "x/b.log/c",
+            "README.md",
+            "a/README.md",
+            ".env.local",
+            ".env",
+            "abcef",
+            "aXbdef/g",
+            "abef",
+            "x/y1z",
+            "x/q/r/y1z/w",
+            "dost/a",
+            "dast/a",
+            "node_modules/m",
+            "a/node_modules/m/n",
+            "src/main.rs",
+            "src/a/b.rs",
+            "q",
+            "*lit",
+            "lit",
+            "",
+        ];
+        assert_eq!(longest_literal_run(&compile("a*b[cd]ef").unwrap()[0]), "ef");
+        assert_eq!(longest_literal_run(&compile("**").unwrap()[0]), "");
+        for p in patterns {
+            let with = Pattern::new(p).unwrap().unwrap();
+            let mut without = with.clone();
+            without.required = vec![String::new(); without.alts.len()];
+            for rel in paths {
+                assert_eq!(
+                    with.matches_or_parent(rel),
+                    without.matches_or_parent(rel),
+                    "pattern {p:?}, path {rel:?}"
+                );
+            }
+        }
+        // Passing the prefilter is not a match: the simulation still decides.
+        assert!(!Pattern::new("**/dist")
+            .unwrap()
+            .unwrap()
+            .matches_or_parent("a/distx"));
+        assert!(Pattern::new("**/dist")
+            .unwrap()
+            .unwrap()
+            .matches_or_parent("a/dist/b"));
     }
 
     #[test]
