@@ -8,7 +8,8 @@
 #
 # Needs the Rust target <arch>-unknown-linux-musl (added with rustup when missing) and
 # musl-gcc (Debian's musl-tools, installed by scripts/setup.sh) for the C parts (mimalloc,
-# ring). Without them: `cargo build --release`, target/release/lifeos, with a note why.
+# ring). Without them, or if that build fails: `cargo build --release`, target/release/lifeos,
+# with a note why.
 #
 # Env: LIFEOS_RELEASE=glibc skips the musl attempt.
 set -euo pipefail
@@ -33,10 +34,12 @@ fi
 
 if [[ -z $why ]]; then
     echo "build-release: cargo build --release --target $musl" >&2
-    cargo build --release --locked --target "$musl" >&2
-    echo "$root/target/$musl/release/lifeos"
-else
-    echo "build-release: $why; building the default (dynamic glibc) binary" >&2
-    cargo build --release --locked >&2
-    echo "$root/target/release/lifeos"
+    if cargo build --release --locked --target "$musl" >&2; then
+        echo "$root/target/$musl/release/lifeos"
+        exit 0
+    fi
+    why="the $musl build failed (above)"
 fi
+echo "build-release: $why; building the default (dynamic glibc) binary" >&2
+cargo build --release --locked >&2
+echo "$root/target/release/lifeos"

@@ -24,16 +24,15 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Ok(f) => f,
         Err(code) => return code,
     };
-    if matches!(
+    let scheduler = matches!(
         cli.command,
         Cmd::Build { .. }
             | Cmd::Run { .. }
             | Cmd::Plan { .. }
             | Cmd::Explain { .. }
             | Cmd::Up { .. }
-    ) {
-        Preload::start(&file, g);
-    }
+    );
+    Preload::start(&file, g, scheduler);
     let project = match load(g, &file) {
         Ok(p) => p,
         Err(code) => return code,
@@ -148,18 +147,22 @@ const PRELOAD_MIN_BYTES: u64 = 256 * 1024;
 const BIG_RUN_BYTES: u64 = 256 * 1024;
 
 impl Preload {
-    fn start(file: &Path, g: &Global) {
+    /// Before the config is read: huge pages on for a big project, and for a command that
+    /// runs the scheduler (`scheduler`), the early engine call and the preload threads.
+    fn start(file: &Path, g: &Global, scheduler: bool) {
         let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
         let root = file.parent().unwrap_or(Path::new("/")).to_path_buf();
         let cache_dir = g.cache_dir.clone().unwrap_or_else(|| root.join(".lifeos"));
         let cache = CacheDir::new(cache_dir.clone());
-        lifeos_tasks::docker::send_early(cache.engine_view_path());
+        if scheduler {
+            lifeos_tasks::docker::send_early(cache.engine_view_path());
+        }
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let caches = size(&cache.index_path()) + size(&cache.stat_cache_path());
         if size(&file) + caches >= BIG_RUN_BYTES {
             lifeos_tasks::huge_pages::allow();
         }
-        if caches < PRELOAD_MIN_BYTES {
+        if !scheduler || caches < PRELOAD_MIN_BYTES {
             return;
         }
         let c = cache_dir.clone();
