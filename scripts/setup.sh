@@ -3,8 +3,9 @@
 #
 #  1. apt-get install whatever is missing of: docker.io busybox-static
 #     ninja-build docker-registry mmdebstrap postgresql-client redis-tools
-#     curl hyperfine musl-tools (a ready machine does no apt work at all;
-#     musl-tools is for the static release binary, scripts/build-release.sh);
+#     curl hyperfine musl-tools openssh-client openssh-server (a ready machine does
+#     no apt work at all; musl-tools is for the static release binary,
+#     scripts/build-release.sh; the ssh:// engine tests start their own sshd);
 #  2. start dockerd in the background unless a Docker Engine already answers
 #     (no systemd needed), and wait until it does;
 #  3. check that cargo is available.
@@ -55,12 +56,15 @@ have() {
         curl)              command -v curl >/dev/null ;;
         hyperfine)         command -v hyperfine >/dev/null ;;
         musl-tools)        command -v musl-gcc >/dev/null ;;
+        openssh-client)    command -v ssh >/dev/null && command -v ssh-agent >/dev/null ;;
+        openssh-server)    [[ -x /usr/sbin/sshd ]] ;;
         *)                 pkg_installed "$1" ;;
     esac
 }
 
 packages=(docker.io busybox-static ninja-build docker-registry mmdebstrap
-          postgresql-client redis-tools curl hyperfine musl-tools)
+          postgresql-client redis-tools curl hyperfine musl-tools
+          openssh-client openssh-server)
 missing=()
 for p in "${packages[@]}"; do
     have "$p" || missing+=("$p")

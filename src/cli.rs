@@ -171,5 +171,9 @@ pub fn main() -> i32 {
             return exit::ENVIRONMENT;
         }
     };
-    rt.block_on(commands::dispatch(cli))
+    let code = rt.block_on(commands::dispatch(cli));
+    // Not leaked like the project: shutting the runtime down drops the engine connections,
+    // and for an ssh:// engine each one is an ssh process, killed with it.
+    drop(rt);
+    code
 }

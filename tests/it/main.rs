@@ -11,3 +11,4 @@ mod images;
 mod plan_explain;
 mod postgres;
 mod services;
+mod ssh;

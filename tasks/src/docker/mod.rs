@@ -1,6 +1,7 @@
 //! The Docker Engine connection: made on first use (exec-only projects never need Docker),
 //! honouring DOCKER_HOST, with the API version negotiated and the registry-auth header fixed.
 
+mod ssh;
 mod view;
 
 use std::collections::HashMap;
@@ -31,16 +32,47 @@ pub struct Docker {
 /// A base's facts (None: absent), or the error as (environment?, message).
 type BaseCell = OnceCell<Result<Option<ImageFacts>, (bool, String)>>;
 
-/// Where bollard will connect, for messages.
+/// Where lifeos connects, for messages and the engine view: a password in the URL is shown
+/// as `***` (an ssh URL with one is refused, but the refusal names the host).
 pub fn host() -> String {
+    let raw = raw_host();
+    if let Some((scheme, rest)) = raw.split_once("://") {
+        if let Some((userinfo, after)) = rest.split_once('@') {
+            if let Some((user, _password)) = userinfo.split_once(':') {
+                return format!("{scheme}://{user}:***@{after}");
+            }
+        }
+    }
+    raw
+}
+
+fn raw_host() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
+/// An error with its causes: hyper's "client error (Connect)" alone does not say that ssh
+/// refused the key or that nothing listens on the port.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg = format!("{msg}: {text}");
+        }
+        cause = c.source();
+    }
+    msg
+}
+
 pub(crate) fn connect_error(e: impl std::fmt::Display) -> String {
-    format!(
-        "cannot reach the Docker engine at {}: {e}\n  start it (scripts/setup.sh starts dockerd on this machine) or point DOCKER_HOST at a running engine",
-        host()
-    )
+    let host = host();
+    let next = if host.starts_with("ssh://") {
+        "lifeos runs `ssh -o BatchMode=yes [-l USER] [-p PORT] HOST docker system dial-stdio`: check that `ssh -o BatchMode=yes ... HOST docker version` works without a prompt (a key in ssh-agent or ~/.ssh, the docker CLI on HOST)"
+    } else {
+        "start it (scripts/setup.sh starts dockerd on this machine) or point DOCKER_HOST at a running engine"
+    };
+    format!("cannot reach the Docker engine at {host}: {e}\n  {next}")
 }
 
 impl Docker {
@@ -56,7 +88,7 @@ impl Docker {
             .get_or_init(|| async {
                 match tokio::time::timeout(QUICK, d.ping()).await {
                     Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(connect_error(e)),
+                    Ok(Err(e)) => Err(connect_error(with_causes(&e))),
                     Err(_) => Err(connect_error("no answer within 15 s")),
                 }
             })
@@ -196,19 +228,18 @@ const TIMEOUT_SECS: u64 = 600;
 pub const QUICK: Duration = Duration::from_secs(15);
 
 async fn connect() -> Result<bollard::Docker, String> {
-    let host = host();
+    let host = raw_host();
     let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
-    if host.starts_with("ssh://") {
-        return Err(format!(
-            "DOCKER_HOST={host}: ssh engines are not supported yet\n  forward the remote socket instead: ssh -nNT -L /tmp/docker.sock:/var/run/docker.sock HOST, then DOCKER_HOST=unix:///tmp/docker.sock"
-        ));
-    }
     let d = if let Some(path) = host.strip_prefix("unix://") {
         // A local socket: a connect shows whether anything listens; `get` pings.
         std::os::unix::net::UnixStream::connect(path).map_err(connect_error)?;
         bollard::Docker::connect_with_unix(path, TIMEOUT_SECS, &API).map_err(connect_error)?
     } else if !tls && (host.starts_with("tcp://") || host.starts_with("http://")) {
         bollard::Docker::connect_with_http(&host, TIMEOUT_SECS, &API).map_err(connect_error)?
+    } else if host.starts_with("ssh://") {
+        let target = ssh::SshTarget::parse(&host)
+            .map_err(|e| format!("DOCKER_HOST={}: {e}", self::host()))?;
+        ssh::client(target, TIMEOUT_SECS, &API).map_err(connect_error)?
     } else {
         // https and TLS-verified tcp: bollard's own DOCKER_HOST handling, negotiated.
         let d = bollard::Docker::connect_with_defaults()
@@ -216,7 +247,7 @@ async fn connect() -> Result<bollard::Docker, String> {
             .with_timeout(Duration::from_secs(TIMEOUT_SECS));
         return match tokio::time::timeout(Duration::from_secs(15), d.negotiate_version()).await {
             Ok(Ok(d)) => Ok(fix_registry_auth(d)),
-            Ok(Err(e)) => Err(connect_error(e)),
+            Ok(Err(e)) => Err(connect_error(with_causes(&e))),
             Err(_) => Err(connect_error("no answer within 15 s")),
         };
     };
@@ -255,6 +286,6 @@ pub fn classify(e: bollard::errors::Error, what: &str) -> TaskError {
         E::DockerResponseServerError { message, .. } => {
             TaskError::Failed(format!("{what}: {message}"))
         }
-        other => TaskError::Environment(connect_error(other)),
+        other => TaskError::Environment(connect_error(with_causes(&other))),
     }
 }
