@@ -34,20 +34,15 @@ pub fn allow() {
     }
 }
 
-/// Whether THP is off for this process now (the kernel's answer, not ours).
-pub fn disabled() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: as above; PR_GET_THP_DISABLE returns the flag.
-        unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1 }
-    }
-    #[cfg(not(target_os = "linux"))]
-    false
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    /// Whether THP is off for this process now (the kernel's answer, not ours).
+    fn disabled() -> bool {
+        // SAFETY: a plain prctl; PR_GET_THP_DISABLE returns the flag.
+        unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1 }
+    }
 
     /// What a child process started now reports: "THP_enabled:\t0" or "...1".
     fn child_sees() -> String {
