@@ -3,21 +3,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-// Huge pages off before the runtime and mimalloc allocate anything: an `.init_array` entry runs
-// ahead of Rust's start-up code. lifeos turns them back on for big projects and child
-// processes (lifeos_tasks::huge_pages says why).
-#[cfg(target_os = "linux")]
-#[used]
-#[unsafe(link_section = ".init_array")]
-static HUGE_PAGES_OFF: extern "C" fn() = lifeos_tasks::huge_pages::disable;
-
-fn main() {
+fn main() -> std::process::ExitCode {
     let code = lifeos::cli::main();
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    // Straight out, without the exit handlers: they only hand memory back (mimalloc purges
-    // its arenas), which the kernel does anyway, and a no-op is a few milliseconds in all.
-    // SAFETY: every file lifeos writes is closed and renamed by now; stdout is flushed.
-    unsafe { libc::_exit(code) }
+    // Exit codes are 0..=130; anything else would be a bug, reported as a plain failure.
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

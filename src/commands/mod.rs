@@ -142,13 +142,9 @@ static PRELOAD: Mutex<Option<Preload>> = Mutex::new(None);
 /// Below this size (index plus stat cache) loading on the main thread beats starting threads.
 const PRELOAD_MIN_BYTES: u64 = 256 * 1024;
 
-/// From this size (config plus index plus stat cache) a run's heap is big enough for huge
-/// pages to pay off (lifeos_tasks::huge_pages).
-const BIG_RUN_BYTES: u64 = 256 * 1024;
-
 impl Preload {
-    /// Before the config is read: huge pages on for a big project, and for a command that
-    /// runs the scheduler (`scheduler`), the early engine call and the preload threads.
+    /// Before the config is read, for a command that runs the scheduler (`scheduler`): the
+    /// early engine call and the preload threads.
     fn start(file: &Path, g: &Global, scheduler: bool) {
         let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
         let root = file.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -159,9 +155,6 @@ impl Preload {
         }
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let caches = size(&cache.index_path()) + size(&cache.stat_cache_path());
-        if size(&file) + caches >= BIG_RUN_BYTES {
-            lifeos_tasks::huge_pages::allow();
-        }
         if !scheduler || caches < PRELOAD_MIN_BYTES {
             return;
         }

@@ -3,7 +3,6 @@
 pub mod container;
 pub mod docker;
 pub mod exec;
-pub mod huge_pages;
 pub mod image;
 pub mod outputs;
 pub mod process;

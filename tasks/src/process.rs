@@ -44,8 +44,6 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    // The child would inherit lifeos's small-run THP setting.
-    crate::huge_pages::allow();
     let mut child = cmd
         .spawn()
         .map_err(|e| TaskError::Failed(format!("cannot start {what}: {e}")))?;

@@ -125,8 +125,6 @@ impl tower_service::Service<http::Uri> for SshConnector {
     fn call(&mut self, _: http::Uri) -> Self::Future {
         let target = self.target.clone();
         Box::pin(async move {
-            // ssh is a child process like any task's command (see huge_pages).
-            crate::huge_pages::allow();
             let mut child = tokio::process::Command::new("ssh")
                 .args(target.args())
                 .stdin(Stdio::piped())
