@@ -22,7 +22,7 @@ pub async fn up(g: &Global, project: &Project, services: Vec<String>) -> i32 {
         Ok(n) => n,
         Err(code) => return code,
     };
-    let (code, _) = execute(g, project, names.clone(), false).await;
+    let (code, _) = execute(g, project, "up", names.clone(), false).await;
     if code != exit::OK || g.json {
         return code;
     }
@@ -71,16 +71,20 @@ pub async fn status(g: &Global, project: &Project) -> i32 {
     let services = project.of_kind(Kind::Service);
     match ops::status(&d, &project.name, &services).await {
         Ok(rows) if g.json => {
-            println!("{}", serde_json::to_string(&rows).unwrap());
+            crate::outln!("{}", serde_json::to_string(&rows).unwrap());
             exit::OK
         }
         Ok(rows) => {
-            println!(
+            crate::outln!(
                 "{:14} {:10} {:10} {:28} {:28} SINCE",
-                "SERVICE", "STATE", "HEALTH", "PORTS", "IMAGE"
+                "SERVICE",
+                "STATE",
+                "HEALTH",
+                "PORTS",
+                "IMAGE"
             );
             for r in rows {
-                println!(
+                crate::outln!(
                     "{:14} {:10} {:10} {:28} {:28} {}",
                     r.service,
                     r.state,

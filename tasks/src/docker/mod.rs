@@ -14,7 +14,7 @@ use lifeos_engine::TaskError;
 use tokio::sync::OnceCell;
 
 use view::View;
-pub use view::{send_early, ImageFacts};
+pub use view::{forget_early, send_early, ImageFacts};
 
 #[derive(Clone, Default)]
 pub struct Docker {
