@@ -8,8 +8,12 @@ use std::time::{Duration, Instant};
 use crate::support::Project;
 
 /// Wait (bounded generously) until `cond` holds; panics with `what` when it never does.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    wait_up_to(60, what, cond)
+}
+
+fn wait_up_to(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting: {what}");
         std::thread::sleep(Duration::from_millis(20));
@@ -167,5 +171,100 @@ fn no_wait_fails_fast_with_exit_3_naming_the_other_run() {
         p.read("counter.log"),
         "gate\n",
         "the refused run ran nothing"
+    );
+}
+
+/// A process that runs (a zombie waiting to be reaped does not count).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+fn sigkill(child: &mut Child) {
+    // SAFETY: a plain kill(2) of the child this test spawned and has not reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+#[test]
+fn sigkill_of_lifeos_takes_its_task_processes_with_it() {
+    let p = Project::new();
+    // The shell (the task's own process) starts `sleep` as a child of its own: both must go.
+    p.config(
+        r#"
+[tasks.long]
+kind = "exec"
+run = "echo $$ > leader.pid; sleep 120 & echo $! > child.pid; wait"
+"#,
+    );
+    let mut lifeos = p.cmd(&["run"]).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("the task starts its child", || {
+        !p.read("child.pid").trim().is_empty() && !p.read("leader.pid").trim().is_empty()
+    });
+    let leader: i32 = p.read("leader.pid").trim().parse().unwrap();
+    let child: i32 = p.read("child.pid").trim().parse().unwrap();
+    assert!(running(leader) && running(child));
+    sigkill(&mut lifeos);
+    // Gone at once; the bound only keeps a regression from passing once `sleep` ends.
+    wait_up_to(20, "the task's shell dies with lifeos", || !running(leader));
+    wait_up_to(20, "the task's `sleep 120` dies with lifeos", || {
+        !running(child)
+    });
+}
+
+#[test]
+fn a_one_shot_container_left_by_a_killed_run_is_removed_by_the_next_run() {
+    let fx = crate::support::DockerFx::new();
+    let config = |cmd: &str| {
+        fx.p.config(&format!(
+            r#"
+[project]
+name = "{id}"
+
+[tasks.job]
+kind = "container"
+image = "{base}"
+cmd = {cmd}
+labels = {{ "lifeos.test" = "{id}" }}
+"#,
+            id = fx.id,
+            base = fx.base(),
+        ));
+    };
+    config(r#"["sleep", "30"]"#);
+    let mut lifeos = fx.p.cmd(&["run"]).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("the one-shot container runs", || {
+        let id = fx.container("job");
+        !id.is_empty()
+            && crate::support::docker_ok(&["inspect", "-f", "{{.State.Running}}", &id]).as_deref()
+                == Some("true")
+    });
+    let left = fx.container("job");
+    sigkill(&mut lifeos);
+    assert_eq!(
+        fx.container("job"),
+        left,
+        "a SIGKILLed run cannot remove its container"
+    );
+
+    config(r#"["true"]"#);
+    let r = fx.p.json(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stderr.contains("removed container")
+            && r.stderr.contains(&format!("pid {}", lifeos.id())),
+        "{}",
+        r.all()
+    );
+    assert!(
+        crate::support::docker_ok(&["inspect", &left]).is_none(),
+        "the dead run's container is gone"
     );
 }
