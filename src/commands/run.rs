@@ -272,22 +272,45 @@ fn run_id() -> String {
     format!("{:x}{:04x}", t.as_millis(), std::process::id() & 0xffff)
 }
 
+/// Resolves at the next Ctrl-C (SIGINT) or SIGTERM: the two mean the same to lifeos (a
+/// service manager or CI stops with SIGTERM what a person stops with Ctrl-C). Never resolves
+/// if the handlers cannot be installed.
+pub async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
 /// Ctrl-C or SIGTERM: cancel the run (tasks stop their processes and containers). A second
-/// Ctrl-C exits at once.
+/// one exits at once.
 async fn watch_signals(cancel: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
+    // Installed once, before the first signal can arrive, so none is missed in between.
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     ) else {
         return;
     };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
+    for n in 0..2 {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        if n == 0 {
+            eprintln!(
+                "\nlifeos: interrupted; stopping running tasks (Ctrl-C again to quit at once)"
+            );
+            cancel.cancel();
+        }
     }
-    eprintln!("\nlifeos: interrupted; stopping running tasks (Ctrl-C again to quit at once)");
-    cancel.cancel();
-    int.recv().await;
     std::process::exit(exit::INTERRUPTED);
 }

@@ -112,8 +112,12 @@ pub async fn logs(project: &Project, service: &str, follow: bool) -> i32 {
         Ok(d) => d,
         Err(e) => return env_error(e),
     };
-    match ops::logs(&d, &project.name, service, follow).await {
-        Ok(()) => exit::OK,
-        Err(e) => env_error(e),
+    // Ctrl-C and SIGTERM end `logs -f` alike, with 130; nothing to clean up.
+    tokio::select! {
+        r = ops::logs(&d, &project.name, service, follow) => match r {
+            Ok(()) => exit::OK,
+            Err(e) => env_error(e),
+        },
+        _ = super::run::interrupted() => exit::INTERRUPTED,
     }
 }

@@ -268,3 +268,233 @@ labels = {{ "lifeos.test" = "{id}" }}
         "the dead run's container is gone"
     );
 }
+
+/// A unix-socket proxy in front of the real engine that forwards until frozen, then holds
+/// every connection open and answers nothing: an engine that froze, made for this test
+/// alone (the shared dockerd is never paused).
+struct FreezableEngine {
+    dir: tempfile::TempDir,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezableEngine {
+    fn start() -> Self {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let upstream = std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(String::from))
+            .unwrap_or_else(|| "/var/run/docker.sock".into());
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(dir.path().join("docker.sock")).unwrap();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f, s) = (frozen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = conn else { continue };
+                let Ok(engine) = UnixStream::connect(&upstream) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), engine.try_clone().unwrap()),
+                    (engine, client),
+                ] {
+                    let (f, s) = (f.clone(), s.clone());
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let mut buf = [0u8; 16 * 1024];
+                        // Polls so that a frozen pipe can still end when the test does.
+                        from.set_read_timeout(Some(Duration::from_millis(50)))
+                            .unwrap();
+                        loop {
+                            if s.load(Ordering::SeqCst) {
+                                return;
+                            }
+                            if f.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(50));
+                                continue;
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) => {
+                                    let _ = to.shutdown(std::net::Shutdown::Write);
+                                    return;
+                                }
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => return,
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        FreezableEngine { dir, frozen, stop }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("docker.sock").display())
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for FreezableEngine {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees `stop`.
+        let _ = std::os::unix::net::UnixStream::connect(self.dir.path().join("docker.sock"));
+    }
+}
+
+/// A service that starts but never becomes healthy: `up` keeps asking the engine about it.
+fn never_healthy(fx: &crate::support::DockerFx) {
+    fx.p.config(&format!(
+        r#"
+[project]
+name = "{id}"
+
+[tasks.slow]
+kind = "service"
+image = "{base}"
+cmd = ["sleep", "300"]
+health = {{ cmd = ["test", "-f", "/never"], interval = "200ms", retries = 100000 }}
+labels = {{ "lifeos.test" = "{id}" }}
+"#,
+        id = fx.id,
+        base = fx.base()
+    ));
+}
+
+#[test]
+fn an_engine_that_freezes_mid_up_fails_the_run_naming_the_call_and_the_engine() {
+    let fx = crate::support::DockerFx::new();
+    never_healthy(&fx);
+    let engine = FreezableEngine::start();
+    let lifeos =
+        fx.p.cmd(&["up"])
+            .env("DOCKER_HOST", engine.host())
+            .env("LIFEOS_ENGINE_TIMEOUT", "2")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    wait_for("the service's container runs", || {
+        !fx.container("slow").is_empty()
+    });
+    engine.freeze();
+    // Bounded only so that a regression fails instead of hanging the suite.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = lifeos.id() as i32;
+    std::thread::spawn(move || {
+        let _ = tx.send(lifeos.wait_with_output());
+    });
+    let out = match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) of the lifeos this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("lifeos still waits on the frozen engine after 120s");
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the Docker engine at {} did not answer `",
+            engine.host()
+        )) && stderr.contains("for 2s"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sigterm_ends_up_like_ctrl_c_removing_what_the_run_created() {
+    let fx = crate::support::DockerFx::new();
+    never_healthy(&fx);
+    let mut lifeos = fx.p.cmd(&["up"]).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("the service's container runs", || {
+        !fx.container("slow").is_empty()
+    });
+    // SAFETY: kill(2) of the lifeos this test started.
+    unsafe { libc::kill(lifeos.id() as i32, libc::SIGTERM) };
+    assert_eq!(lifeos.wait().unwrap().code(), Some(130));
+    assert!(fx.containers().is_empty(), "left: {:?}", fx.containers());
+}
+
+#[test]
+fn sigterm_ends_logs_follow_with_130() {
+    let fx = crate::support::DockerFx::new();
+    fx.p.config(&format!(
+        r#"
+[project]
+name = "{id}"
+
+[tasks.talk]
+kind = "service"
+image = "{base}"
+cmd = ["sh", "-c", "echo hello; sleep 300"]
+labels = {{ "lifeos.test" = "{id}" }}
+"#,
+        id = fx.id,
+        base = fx.base()
+    ));
+    let r = fx.p.run(&["up"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let mut logs =
+        fx.p.cmd(&["logs", "-f", "talk"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    let mut line = String::new();
+    BufReader::new(logs.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "hello\n");
+    // SAFETY: kill(2) of the lifeos this test started.
+    unsafe { libc::kill(logs.id() as i32, libc::SIGTERM) };
+    assert_eq!(logs.wait().unwrap().code(), Some(130));
+}
+
+#[test]
+fn plan_into_a_closed_pipe_exits_quietly() {
+    // More lines than a pipe holds (64 KiB), so lifeos is still writing when the pipe closes.
+    let p = Project::new();
+    let cfg: String = (0..3000)
+        .map(|i| format!("[tasks.task{i}]\nkind = \"exec\"\nrun = \"true\"\n\n"))
+        .collect();
+    p.config(&cfg);
+    let mut plan = p
+        .cmd(&["plan"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe, as `lifeos plan | head -1` does.
+    let mut out = BufReader::new(plan.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    drop(out);
+    let o = plan.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!first.is_empty());
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+}

@@ -89,8 +89,9 @@ impl Docker {
             .get_or_init(|| async {
                 match tokio::time::timeout(QUICK, d.ping()).await {
                     Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(watchdog::stalled(&e)
-                        .unwrap_or_else(|| connect_error(with_causes(&e)))),
+                    Ok(Err(e)) => {
+                        Err(watchdog::stalled(&e).unwrap_or_else(|| connect_error(with_causes(&e))))
+                    }
                     Err(_) => Err(connect_error("no answer within 15 s")),
                 }
             })
@@ -237,13 +238,11 @@ async fn connect() -> Result<bollard::Docker, String> {
         // A local socket: a connect shows whether anything listens; `get` pings.
         std::os::unix::net::UnixStream::connect(path).map_err(connect_error)?;
         let target = watchdog::Target::Unix(path.into());
-        watchdog::client(target, &self::host(), limit, TIMEOUT_SECS, &API)
-            .map_err(connect_error)?
+        watchdog::client(target, &self::host(), limit, TIMEOUT_SECS, &API).map_err(connect_error)?
     } else if !tls && (host.starts_with("tcp://") || host.starts_with("http://")) {
         let addr = host.split_once("://").map_or(host.as_str(), |(_, a)| a);
         let target = watchdog::Target::Tcp(addr.trim_end_matches('/').to_string());
-        watchdog::client(target, &self::host(), limit, TIMEOUT_SECS, &API)
-            .map_err(connect_error)?
+        watchdog::client(target, &self::host(), limit, TIMEOUT_SECS, &API).map_err(connect_error)?
     } else if host.starts_with("ssh://") {
         let target = ssh::SshTarget::parse(&host)
             .map_err(|e| format!("DOCKER_HOST={}: {e}", self::host()))?;

@@ -131,7 +131,8 @@ impl<S> Watched<S> {
         };
         let line = String::from_utf8_lossy(line);
         let mut parts = line.split(' ');
-        let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+        let (Some(method), Some(target), Some(version)) =
+            (parts.next(), parts.next(), parts.next())
         else {
             return;
         };
@@ -452,7 +453,9 @@ mod tests {
         std::env::set_var(ENV, "5s");
         assert_eq!(limit().unwrap(), Duration::from_secs(5));
         std::env::set_var(ENV, "soon");
-        assert!(limit().unwrap_err().contains("LIFEOS_ENGINE_TIMEOUT=\"soon\""));
+        assert!(limit()
+            .unwrap_err()
+            .contains("LIFEOS_ENGINE_TIMEOUT=\"soon\""));
         std::env::remove_var(ENV);
     }
 
