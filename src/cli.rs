@@ -53,6 +53,9 @@ pub struct Global {
     /// Show every log line, also on a terminal.
     #[arg(short = 'v', long, global = true)]
     pub verbose: bool,
+    /// Fail (exit 3) instead of waiting when another lifeos run is using the cache.
+    #[arg(long, global = true)]
+    pub no_wait: bool,
     /// Cache directory (default: .lifeos next to lifeos.toml).
     #[arg(long, global = true, env = "LIFEOS_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

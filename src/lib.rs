@@ -7,4 +7,5 @@ pub mod commands;
 pub mod config;
 pub mod diagnostic;
 pub mod exit;
+pub mod out;
 pub mod ui;

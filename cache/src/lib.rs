@@ -4,6 +4,7 @@
 //! - [`snapshot`]: one file-system view per run; the stat cache decides what to re-hash.
 //! - [`blobs`]: content-addressed store for outputs, logs and fingerprints.
 //! - [`records`]: action records (key → result) and the per-task index a no-op run loads.
+//! - [`run_lock`]: one run at a time per cache.
 //! - [`dir`]: the cache directory layout, its lock, stats, prune and clean.
 
 pub mod atomic;
@@ -12,6 +13,7 @@ pub mod digest;
 pub mod dir;
 pub mod inputs;
 pub mod records;
+pub mod run_lock;
 pub mod snapshot;
 
 pub use blobs::BlobStore;
@@ -19,4 +21,5 @@ pub use digest::{ActionKey, FileDigest};
 pub use dir::CacheDir;
 pub use inputs::{InputSet, InputSetError};
 pub use records::{ActionRecord, OutputFile, RecordStore};
+pub use run_lock::RunLock;
 pub use snapshot::{FileMeta, Snapshot};

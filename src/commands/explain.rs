@@ -26,7 +26,7 @@ pub async fn explain(g: &Global, project: &Project, task: String) -> i32 {
     if let Err(code) = check_names(project, std::slice::from_ref(&task)) {
         return code;
     }
-    let (code, report) = execute(g, project, vec![task.clone()], true).await;
+    let (code, report) = execute(g, project, "explain", vec![task.clone()], true).await;
     let Some(report) = report else { return code };
     let Some((_, outcome)) = report.outcomes.iter().find(|(t, _)| *t == task) else {
         return exit::TASK_FAILED;
@@ -56,30 +56,30 @@ pub async fn explain(g: &Global, project: &Project, task: String) -> i32 {
             "changes": changes,
             "fingerprint": now,
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap());
+        crate::outln!("{}", serde_json::to_string_pretty(&v).unwrap());
         return exit::OK;
     }
-    println!("task:     {task} ({})", now.kind);
-    println!("key:      {}", now.key());
-    println!("status:   {status}");
+    crate::outln!("task:     {task} ({})", now.kind);
+    crate::outln!("key:      {}", now.key());
+    crate::outln!("status:   {status}");
     match (last, &old) {
-        (None, _) => println!("previous: none: no successful run is recorded"),
-        (Some(r), None) => println!(
+        (None, _) => crate::outln!("previous: none: no successful run is recorded"),
+        (Some(r), None) => crate::outln!(
             "previous: {} (finished {}), but its fingerprint is no longer in the cache",
             r.key.short(),
             ago(r.finished_at)
         ),
         (Some(r), Some(_)) => {
-            println!(
+            crate::outln!(
                 "previous: {} (finished {}, took {:.1}s)",
                 r.key.short(),
                 ago(r.finished_at),
                 r.duration_ms as f64 / 1000.0
             );
             if changes.is_empty() {
-                println!("no differences: the fingerprint equals the last successful one");
+                crate::outln!("no differences: the fingerprint equals the last successful one");
             } else {
-                println!("differences ({}):", changes.len());
+                crate::outln!("differences ({}):", changes.len());
                 let old = old.as_ref().unwrap();
                 for c in &changes {
                     let detail = match c {
@@ -90,7 +90,7 @@ pub async fn explain(g: &Global, project: &Project, task: String) -> i32 {
                         ),
                         _ => String::new(),
                     };
-                    println!("  - {c}{detail}");
+                    crate::outln!("  - {c}{detail}");
                 }
             }
         }

@@ -186,10 +186,11 @@ fn open_snapshot(root: &Path, cache_dir: &Path) -> Snapshot {
     s
 }
 
-/// The index and snapshot for a run on `project`: preloaded when the guess was right.
-pub fn open_run_cache(project: &Project) -> (RecordStore, Arc<Snapshot>) {
+/// The index and snapshot for a run on `project`: preloaded when the guess was right and
+/// nothing may have changed since (`stale`: the run waited for another one).
+pub fn open_run_cache(project: &Project, stale: bool) -> (RecordStore, Arc<Snapshot>) {
     let preloaded = PRELOAD.lock().unwrap().take().and_then(|p| {
-        let hit = p.cache_dir == project.cache_dir && p.root == project.root;
+        let hit = !stale && p.cache_dir == project.cache_dir && p.root == project.root;
         let loaded = (p.records.join(), p.snapshot.join());
         match loaded {
             (Ok(r), Ok(s)) if hit => Some((r, s)),
@@ -216,6 +217,6 @@ fn graph(project: &Project, tasks: &[String], format: Format) -> i32 {
         Format::Mermaid => GraphFormat::Mermaid,
         Format::Json => GraphFormat::Json,
     };
-    print!("{}", project.graph.render(&sel, f));
+    crate::out!("{}", project.graph.render(&sel, f));
     exit::OK
 }

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use lifeos_cache::CacheDir;
+use lifeos_cache::{CacheDir, RunLock};
 use lifeos_engine::scheduler::{self, Force, RunContext, RunReport};
 use lifeos_engine::{Outcome, RunOptions};
 use tokio_util::sync::CancellationToken;
@@ -16,7 +16,7 @@ use crate::ui;
 
 pub async fn build(g: &Global, project: &Project, images: Vec<String>) -> i32 {
     match select_of_kind(project, images, Kind::Image) {
-        Ok(names) => execute(g, project, names, false).await.0,
+        Ok(names) => execute(g, project, "build", names, false).await.0,
         Err(code) => code,
     }
 }
@@ -53,14 +53,14 @@ pub async fn run(g: &Global, project: &Project, tasks: Vec<String>) -> i32 {
     if let Err(code) = check_names(project, &tasks) {
         return code;
     }
-    execute(g, project, tasks, false).await.0
+    execute(g, project, "run", tasks, false).await.0
 }
 
 pub async fn plan(g: &Global, project: &Project, tasks: Vec<String>) -> i32 {
     if let Err(code) = check_names(project, &tasks) {
         return code;
     }
-    let (code, report) = execute(g, project, tasks, true).await;
+    let (code, report) = execute(g, project, "plan", tasks, true).await;
     let Some(report) = report else { return code };
     if g.json {
         let rows: Vec<serde_json::Value> = report
@@ -68,7 +68,7 @@ pub async fn plan(g: &Global, project: &Project, tasks: Vec<String>) -> i32 {
             .iter()
             .map(|(t, o)| serde_json::json!({ "task": t, "outcome": o }))
             .collect();
-        println!("{}", serde_json::to_string(&rows).unwrap());
+        crate::outln!("{}", serde_json::to_string(&rows).unwrap());
     } else {
         let width = report
             .outcomes
@@ -86,16 +86,18 @@ pub async fn plan(g: &Global, project: &Project, tasks: Vec<String>) -> i32 {
                 Outcome::Ran { reason, .. } => ("ran", reason.to_string()),
                 Outcome::Interrupted => ("interrupted", String::new()),
             };
-            println!("{task:width$}  {key}  {status:8}  {why}");
+            crate::outln!("{task:width$}  {key}  {status:8}  {why}");
         }
     }
     code
 }
 
 /// Run the scheduler on `names` (and their dependencies) with the UI attached.
+/// `verb` is the command, for the run lock's message to a run that waits.
 pub async fn execute(
     g: &Global,
     project: &Project,
+    verb: &str,
     names: Vec<String>,
     dry_run: bool,
 ) -> (i32, Option<RunReport>) {
@@ -140,9 +142,48 @@ pub async fn execute(
     });
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(cancel.clone()));
+    // A run that executes tasks has the cache to itself (cache/src/run_lock.rs); `plan` and
+    // `explain` only read, and never wait.
+    let mut waited = false;
+    let _lock = if dry_run {
+        None
+    } else {
+        let command = std::iter::once(format!("lifeos {verb}"))
+            .chain(names.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        match lock_run(g, project, &command, &cancel).await {
+            Ok((lock, w)) => {
+                waited = w;
+                Some(lock)
+            }
+            Err(code) => {
+                signals.abort();
+                return (code, None);
+            }
+        }
+    };
+    if waited {
+        // What was read before the wait may predate the other run's results.
+        lifeos_tasks::docker::forget_early();
+    }
+    let oneshots = selection
+        .iter()
+        .any(|&i| project.kinds.get(&project.graph.node(i).spec.id) == Some(&Kind::Container));
+    if oneshots && !dry_run {
+        // A run that was killed could not remove its one-shot containers: this one does.
+        if let Ok(d) = project.docker.get().await {
+            for (name, pid) in lifeos_tasks::container::owner::remove_dead(&d, &project.name).await
+            {
+                eprintln!(
+                    "lifeos: removed container {name}, left by a lifeos run that died (pid {pid})"
+                );
+            }
+        }
+    }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let ui = ui::spawn(rx, g, dry_run);
-    let (records, snapshot) = open_run_cache(project);
+    let (records, snapshot) = open_run_cache(project, waited);
     project.docker.keep_view_in(cache.engine_view_path());
     let cx = RunContext {
         root: project.root.clone(),
@@ -179,6 +220,51 @@ pub async fn execute(
     }
 }
 
+/// Take the cache's run lock, waiting for the run that holds it (saying so once) unless
+/// `--no-wait`. Returns whether it waited; Err is the exit code (3, or 130 on Ctrl-C).
+async fn lock_run(
+    g: &Global,
+    project: &Project,
+    command: &str,
+    cancel: &CancellationToken,
+) -> Result<(RunLock, bool), i32> {
+    let dir = project.cache_dir.display();
+    let mut waited = false;
+    loop {
+        let holder = match RunLock::try_acquire(&project.cache_dir, command) {
+            Ok(Ok(lock)) => return Ok((lock, waited)),
+            Ok(Err(holder)) => holder,
+            Err(e) => {
+                eprintln!(
+                    "{} cannot lock the cache directory {dir}: {e}\n  check that it is writable and that {} is a plain file",
+                    console::style("error:").red().bold().for_stderr(),
+                    lifeos_cache::run_lock::path(&project.cache_dir).display()
+                );
+                return Err(exit::ENVIRONMENT);
+            }
+        };
+        if g.no_wait {
+            eprintln!(
+                "{} another lifeos run ({}) is using the cache in {dir}\n  let it finish, or leave out --no-wait to wait for it",
+                console::style("error:").red().bold().for_stderr(),
+                holder.describe()
+            );
+            return Err(exit::ENVIRONMENT);
+        }
+        if !waited {
+            eprintln!(
+                "lifeos: waiting for another lifeos run ({}) on {dir} (--no-wait to fail instead)",
+                holder.describe()
+            );
+            waited = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            _ = cancel.cancelled() => return Err(exit::INTERRUPTED),
+        }
+    }
+}
+
 fn run_id() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -186,22 +272,45 @@ fn run_id() -> String {
     format!("{:x}{:04x}", t.as_millis(), std::process::id() & 0xffff)
 }
 
+/// Resolves at the next Ctrl-C (SIGINT) or SIGTERM: the two mean the same to lifeos (a
+/// service manager or CI stops with SIGTERM what a person stops with Ctrl-C). Never resolves
+/// if the handlers cannot be installed.
+pub async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
 /// Ctrl-C or SIGTERM: cancel the run (tasks stop their processes and containers). A second
-/// Ctrl-C exits at once.
+/// one exits at once.
 async fn watch_signals(cancel: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
+    // Installed once, before the first signal can arrive, so none is missed in between.
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     ) else {
         return;
     };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
+    for n in 0..2 {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        if n == 0 {
+            eprintln!(
+                "\nlifeos: interrupted; stopping running tasks (Ctrl-C again to quit at once)"
+            );
+            cancel.cancel();
+        }
     }
-    eprintln!("\nlifeos: interrupted; stopping running tasks (Ctrl-C again to quit at once)");
-    cancel.cancel();
-    int.recv().await;
     std::process::exit(exit::INTERRUPTED);
 }

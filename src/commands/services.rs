@@ -22,7 +22,7 @@ pub async fn up(g: &Global, project: &Project, services: Vec<String>) -> i32 {
         Ok(n) => n,
         Err(code) => return code,
     };
-    let (code, _) = execute(g, project, names.clone(), false).await;
+    let (code, _) = execute(g, project, "up", names.clone(), false).await;
     if code != exit::OK || g.json {
         return code;
     }
@@ -71,16 +71,20 @@ pub async fn status(g: &Global, project: &Project) -> i32 {
     let services = project.of_kind(Kind::Service);
     match ops::status(&d, &project.name, &services).await {
         Ok(rows) if g.json => {
-            println!("{}", serde_json::to_string(&rows).unwrap());
+            crate::outln!("{}", serde_json::to_string(&rows).unwrap());
             exit::OK
         }
         Ok(rows) => {
-            println!(
+            crate::outln!(
                 "{:14} {:10} {:10} {:28} {:28} SINCE",
-                "SERVICE", "STATE", "HEALTH", "PORTS", "IMAGE"
+                "SERVICE",
+                "STATE",
+                "HEALTH",
+                "PORTS",
+                "IMAGE"
             );
             for r in rows {
-                println!(
+                crate::outln!(
                     "{:14} {:10} {:10} {:28} {:28} {}",
                     r.service,
                     r.state,
@@ -108,8 +112,12 @@ pub async fn logs(project: &Project, service: &str, follow: bool) -> i32 {
         Ok(d) => d,
         Err(e) => return env_error(e),
     };
-    match ops::logs(&d, &project.name, service, follow).await {
-        Ok(()) => exit::OK,
-        Err(e) => env_error(e),
+    // Ctrl-C and SIGTERM end `logs -f` alike, with 130; nothing to clean up.
+    tokio::select! {
+        r = ops::logs(&d, &project.name, service, follow) => match r {
+            Ok(()) => exit::OK,
+            Err(e) => env_error(e),
+        },
+        _ = super::run::interrupted() => exit::INTERRUPTED,
     }
 }

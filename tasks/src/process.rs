@@ -20,6 +20,45 @@ impl Drop for GroupGuard {
     }
 }
 
+/// The child is SIGKILLed by the kernel when lifeos dies, however it dies (SIGKILL too), so
+/// a task's command never outlives the run.
+fn die_with_lifeos(cmd: &mut tokio::process::Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: runs in the forked child before exec, and only makes async-signal-safe
+    // syscalls (prctl, getppid, _exit), allocating nothing. PDEATHSIG fires when the
+    // *thread* that forked exits: lifeos spawns from its runtime's one thread (main), which
+    // lives as long as the process. The getppid check closes the race with a parent that
+    // died before the prctl.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// PDEATHSIG reaches only the child itself, not what it started (`sh -c 'a; b'` forks).
+/// A sentinel joins the child's process group with a pipe from lifeos as its stdin: when
+/// lifeos dies the pipe closes, `read` returns and the sentinel kills the group, itself
+/// included. While lifeos lives it only waits; the group kill at the task's end takes it
+/// too. None when it could not start (the task then runs without it, as before).
+fn sentinel(pgid: i32) -> Option<tokio::process::Child> {
+    tokio::process::Command::new("/bin/sh")
+        .args(["-c", "read _; kill -KILL 0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(pgid)
+        .kill_on_drop(true)
+        .spawn()
+        .ok()
+}
+
 async fn pump(r: impl AsyncRead + Unpin, log: LogSink, stream: Stream) {
     let mut lines = BufReader::new(r).lines();
     loop {
@@ -44,10 +83,12 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    die_with_lifeos(&mut cmd);
     let mut child = cmd
         .spawn()
         .map_err(|e| TaskError::Failed(format!("cannot start {what}: {e}")))?;
     let mut guard = GroupGuard(child.id().map(|p| p as i32));
+    let _sentinel = guard.0.and_then(sentinel);
     let out = tokio::spawn(pump(
         child.stdout.take().unwrap(),
         log.clone(),

@@ -3,6 +3,7 @@
 
 pub mod oneshot;
 pub mod ops;
+pub mod owner;
 pub mod service;
 
 use std::collections::BTreeMap;

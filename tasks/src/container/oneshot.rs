@@ -84,7 +84,12 @@ impl Task for ContainerTask {
             ops::image_id(&d, r, Some(&cx.log)).await?;
         }
         let name = format!("{}-{}-{}", self.spec.project, self.spec.task, cx.run_id);
-        let labels = ops::labels_of(&self.spec, None, cx.run_id);
+        let mut labels = ops::labels_of(&self.spec, None, cx.run_id);
+        // For the next run, should this one die before it removes the container.
+        labels.insert(
+            super::owner::OWNER_LABEL.into(),
+            super::owner::label_value(),
+        );
         let id = ops::create(&d, &self.spec, &name, labels, &cx.env, cx.root).await?;
         let result = run_to_end(&d, &id, &self.spec, cx).await;
         ops::remove(&d, &id).await;

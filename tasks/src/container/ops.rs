@@ -637,8 +637,14 @@ pub async fn logs(
     while let Some(item) = s.next().await {
         let chunk = item.map_err(|e| classify(e, "logs"))?;
         let mut out = std::io::stdout().lock();
-        let _ = out.write_all(&chunk.into_bytes());
-        let _ = out.flush();
+        if out
+            .write_all(&chunk.into_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            // The reader went away (`lifeos logs -f api | head`): done, quietly.
+            break;
+        }
     }
     Ok(())
 }

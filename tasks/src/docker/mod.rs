@@ -3,6 +3,7 @@
 
 mod ssh;
 mod view;
+pub mod watchdog;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use lifeos_engine::TaskError;
 use tokio::sync::OnceCell;
 
 use view::View;
-pub use view::{send_early, ImageFacts};
+pub use view::{forget_early, send_early, ImageFacts};
 
 #[derive(Clone, Default)]
 pub struct Docker {
@@ -88,7 +89,9 @@ impl Docker {
             .get_or_init(|| async {
                 match tokio::time::timeout(QUICK, d.ping()).await {
                     Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(connect_error(with_causes(&e))),
+                    Ok(Err(e)) => {
+                        Err(watchdog::stalled(&e).unwrap_or_else(|| connect_error(with_causes(&e))))
+                    }
                     Err(_) => Err(connect_error("no answer within 15 s")),
                 }
             })
@@ -230,12 +233,16 @@ pub const QUICK: Duration = Duration::from_secs(15);
 async fn connect() -> Result<bollard::Docker, String> {
     let host = raw_host();
     let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
+    let limit = watchdog::limit()?;
     let d = if let Some(path) = host.strip_prefix("unix://") {
         // A local socket: a connect shows whether anything listens; `get` pings.
         std::os::unix::net::UnixStream::connect(path).map_err(connect_error)?;
-        bollard::Docker::connect_with_unix(path, TIMEOUT_SECS, &API).map_err(connect_error)?
+        let target = watchdog::Target::Unix(path.into());
+        watchdog::client(target, &self::host(), limit, TIMEOUT_SECS, &API).map_err(connect_error)?
     } else if !tls && (host.starts_with("tcp://") || host.starts_with("http://")) {
-        bollard::Docker::connect_with_http(&host, TIMEOUT_SECS, &API).map_err(connect_error)?
+        let addr = host.split_once("://").map_or(host.as_str(), |(_, a)| a);
+        let target = watchdog::Target::Tcp(addr.trim_end_matches('/').to_string());
+        watchdog::client(target, &self::host(), limit, TIMEOUT_SECS, &API).map_err(connect_error)?
     } else if host.starts_with("ssh://") {
         let target = ssh::SshTarget::parse(&host)
             .map_err(|e| format!("DOCKER_HOST={}: {e}", self::host()))?;
@@ -286,6 +293,10 @@ pub fn classify(e: bollard::errors::Error, what: &str) -> TaskError {
         E::DockerResponseServerError { message, .. } => {
             TaskError::Failed(format!("{what}: {message}"))
         }
-        other => TaskError::Environment(connect_error(with_causes(&other))),
+        other => match watchdog::stalled(&other) {
+            // A frozen engine: the message names the call and the engine already.
+            Some(msg) => TaskError::Environment(format!("{what}: {msg}")),
+            None => TaskError::Environment(connect_error(with_causes(&other))),
+        },
     }
 }
