@@ -6,21 +6,24 @@ use lifeos_engine::TaskSpec;
 use lifeos_tasks::container::{ContainerSpec, Health, ImageRef, Port, Volume};
 use toml::Value;
 
-use super::parse_duration;
+use super::duration;
 use super::raw::{RawHealth, RawTask, S};
 use super::resolve::Resolver;
 use crate::diagnostic::Diagnostic;
 
 impl Resolver<'_> {
-    pub(super) fn duration(&mut self, d: &Option<S<String>>, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        d: &Option<S<String>>,
+        default: Duration,
+        bounds: duration::Bounds,
+    ) -> Duration {
         match d {
             None => default,
-            Some(s) => parse_duration(s.get_ref()).unwrap_or_else(|| {
+            Some(s) => duration::parse_in(s.get_ref(), bounds).unwrap_or_else(|why| {
                 self.err(
-                    Diagnostic::new(format!("invalid duration `{}`", s.get_ref())).at(
-                        s.span(),
-                        "expected a duration such as \"500ms\", \"5s\", \"1m\"",
-                    ),
+                    Diagnostic::new(format!("invalid {} `{}`", bounds.field, s.get_ref()))
+                        .at(s.span(), why),
                 );
                 default
             }),
@@ -48,11 +51,31 @@ impl Resolver<'_> {
         };
         Some(Health {
             test,
-            interval: self.duration(&r.interval, Duration::from_secs(1)),
-            timeout: self.duration(&r.timeout, Duration::from_secs(5)),
-            retries: r.retries.as_ref().map(|x| *x.get_ref()).unwrap_or(30),
-            start_period: self.duration(&r.start_period, Duration::ZERO),
+            interval: self.duration(
+                &r.interval,
+                Duration::from_secs(1),
+                duration::HEALTH_INTERVAL,
+            ),
+            timeout: self.duration(&r.timeout, Duration::from_secs(5), duration::HEALTH_TIMEOUT),
+            retries: self.health_retries(r),
+            start_period: self.duration(&r.start_period, Duration::ZERO, duration::START_PERIOD),
         })
+    }
+
+    /// Failed checks before unhealthy; bounded so the wait for health stays finite.
+    fn health_retries(&mut self, r: &RawHealth) -> u32 {
+        const MAX: u32 = 10_000;
+        match &r.retries {
+            None => 30,
+            Some(x) if *x.get_ref() > MAX => {
+                self.err(
+                    Diagnostic::new(format!("invalid health retries `{}`", x.get_ref()))
+                        .at(x.span(), format!("at most {MAX}")),
+                );
+                MAX
+            }
+            Some(x) => *x.get_ref(),
+        }
     }
 
     pub(super) fn container_spec(

@@ -4,8 +4,10 @@
 
 mod compiled;
 mod containers;
+mod duration;
 mod raw;
 mod resolve;
+mod source;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -72,8 +74,10 @@ pub fn find(dir: &Path) -> Option<PathBuf> {
 }
 
 pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project, LoadError> {
-    let source = std::fs::read_to_string(file)
-        .map_err(|e| LoadError::Usage(format!("cannot read {}: {e}", file.display())))?;
+    let source = source::read(file).map_err(|e| match e {
+        source::SourceError::Usage(m) => LoadError::Usage(m),
+        source::SourceError::Encoding(text, d) => config_error(file, &text, vec![d]),
+    })?;
     let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let root = file.parent().unwrap_or(Path::new("/")).to_path_buf();
     // Where the cache is unless the file moves it; the compiled config lives there.
@@ -312,19 +316,7 @@ fn pathdiff(file: &Path) -> String {
         .unwrap_or_else(|_| file.display().to_string())
 }
 
+/// A positive duration such as `7d` or `30s` (`--older-than`); `None` when malformed.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.')?;
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        "w" => n * 7.0 * 86400.0,
-        _ => return None,
-    };
-    (secs > 0.0).then(|| Duration::from_secs_f64(secs))
+    duration::parse(s)
 }

@@ -11,8 +11,9 @@ use lifeos_tasks::image::{Builder, ImageSpec};
 use toml::Value;
 
 use super::compiled::{Body, Container, Resolved};
+use super::duration;
 use super::raw::{RawConfig, RawTask, S};
-use super::{parse_duration, Kind, LoadError, LoadOptions};
+use super::{Kind, LoadError, LoadOptions};
 use crate::diagnostic::{did_you_mean, Diagnostic};
 
 pub(super) struct Resolver<'a> {
@@ -228,43 +229,56 @@ impl Resolver<'_> {
             spec.secrets.push(s.get_ref().clone());
         }
         if let Some(to) = &t.timeout {
-            match parse_duration(to.get_ref()) {
-                Some(d) => spec.timeout = Some(d),
-                None => self.err(
-                    Diagnostic::new(format!("invalid timeout `{}`", to.get_ref())).at(
-                        to.span(),
-                        "expected a duration such as \"30s\", \"5m\", \"2h\"",
-                    ),
+            match duration::parse_in(to.get_ref(), duration::TIMEOUT) {
+                Ok(d) => spec.timeout = Some(d),
+                Err(why) => self.err(
+                    Diagnostic::new(format!("invalid timeout `{}`", to.get_ref()))
+                        .at(to.span(), why),
                 ),
             }
         }
         if let Some(r) = &t.retries {
-            spec.retries = *r.get_ref();
+            if *r.get_ref() > MAX_RETRIES {
+                self.err(
+                    Diagnostic::new(format!("invalid retries `{}`", r.get_ref()))
+                        .at(r.span(), format!("at most {MAX_RETRIES}")),
+                );
+            }
+            spec.retries = (*r.get_ref()).min(MAX_RETRIES);
         }
         if let Some(c) = &t.cache {
-            spec.cache = match c.get_ref() {
-                Value::Boolean(true) => CachePolicy::Always,
-                Value::Boolean(false) => CachePolicy::Never,
-                Value::Table(tb)
-                    if tb.len() == 1
-                        && tb
-                            .get("every")
-                            .and_then(|v| v.as_str())
-                            .and_then(parse_duration)
-                            .is_some() =>
-                {
-                    CachePolicy::Every(parse_duration(tb["every"].as_str().unwrap()).unwrap())
-                }
-                _ => {
-                    self.err(
-                        Diagnostic::new("invalid `cache` value")
-                            .at(c.span(), "expected true, false or { every = \"24h\" }"),
-                    );
-                    CachePolicy::Always
-                }
-            };
+            spec.cache = self.cache_policy(c);
         }
         spec
+    }
+
+    /// `cache = true | false | { every = "24h" }`.
+    fn cache_policy(&mut self, c: &S<Value>) -> CachePolicy {
+        let every = match c.get_ref() {
+            Value::Boolean(true) => return CachePolicy::Always,
+            Value::Boolean(false) => return CachePolicy::Never,
+            Value::Table(tb) if tb.len() == 1 => tb.get("every").and_then(|v| v.as_str()),
+            _ => None,
+        };
+        let Some(every) = every else {
+            self.err(
+                Diagnostic::new("invalid `cache` value")
+                    .at(c.span(), "expected true, false or { every = \"24h\" }"),
+            );
+            return CachePolicy::Always;
+        };
+        match duration::parse_in(every, duration::CACHE_EVERY) {
+            Ok(d) => CachePolicy::Every(d),
+            Err(why) => {
+                // Inline tables keep no spans of their own: point at the value inside.
+                let span = self.sub_span(c.span(), every);
+                self.err(
+                    Diagnostic::new(format!("invalid `cache` value: every = \"{every}\""))
+                        .at(span, why),
+                );
+                CachePolicy::Always
+            }
+        }
     }
 
     pub(super) fn task(
@@ -486,24 +500,11 @@ impl Resolver<'_> {
     }
 }
 
+/// Retries of a task: more would never finish and `retries + 1` attempts must not overflow.
+pub(super) const MAX_RETRIES: u32 = 100;
+
 fn valid_env_name(n: &str) -> bool {
     let mut c = n.chars();
     matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_')
         && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    pub(super) fn durations() {
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86400)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86400)));
-        assert_eq!(parse_duration("ten"), None);
-        assert_eq!(parse_duration("10"), None);
-    }
 }
