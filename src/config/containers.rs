@@ -9,6 +9,7 @@ use toml::Value;
 use super::duration;
 use super::raw::{RawHealth, RawTask, S};
 use super::resolve::Resolver;
+use super::Kind;
 use crate::diagnostic::Diagnostic;
 
 impl Resolver<'_> {
@@ -96,6 +97,30 @@ impl Resolver<'_> {
             return None;
         };
         let image_ref = self.interp(image)?;
+        if let Some(kind) = self.kinds.get(&image_ref).filter(|k| **k != Kind::Image) {
+            let what = if image_ref == id {
+                "names this task itself".to_string()
+            } else {
+                format!("names task `{image_ref}` of kind `{}`", kind.name())
+            };
+            self.err(
+                Diagnostic::new(format!("invalid `image` of task `{id}`"))
+                    .at(image.span(), what)
+                    .help(format!(
+                        "name an image task, or a reference with a tag such as `{image_ref}:latest`"
+                    )),
+            );
+            return None;
+        }
+        if !self.image_tags.contains_key(&image_ref) {
+            if let Some(why) = super::names::reference_problem(&image_ref, true) {
+                self.err(
+                    Diagnostic::new(format!("invalid image reference `{image_ref}`"))
+                        .at(image.span(), why),
+                );
+                return None;
+            }
+        }
         let image = match self.image_tags.get(&image_ref) {
             Some(tag) => {
                 if !spec.deps.contains(&image_ref) {
@@ -116,7 +141,11 @@ impl Resolver<'_> {
         for p in t.ports.iter().flatten() {
             let text = self.interp(p)?;
             match Port::parse(&text) {
-                Some(port) => ports.push(port),
+                Some(port) => match port_problem(&port) {
+                    None => ports.push(port),
+                    Some(why) => self
+                        .err(Diagnostic::new(format!("invalid port `{text}`")).at(p.span(), why)),
+                },
                 None => self.err(
                     Diagnostic::new(format!("invalid port `{text}`"))
                         .at(p.span(), "expected \"HOST:CONTAINER\", \"IP:HOST:CONTAINER\" or \"PORT\", optionally /udp"),
@@ -176,4 +205,15 @@ impl Resolver<'_> {
             labels,
         })
     }
+}
+
+/// Docker publishes ports 1-65535 on an IP address of this host.
+fn port_problem(p: &Port) -> Option<String> {
+    if p.host_port == 0 || p.container_port == 0 {
+        return Some("ports are 1 to 65535".into());
+    }
+    if p.host_ip.parse::<std::net::IpAddr>().is_err() {
+        return Some(format!("`{}` is not an IP address", p.host_ip));
+    }
+    None
 }

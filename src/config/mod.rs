@@ -5,6 +5,8 @@
 mod compiled;
 mod containers;
 mod duration;
+mod names;
+mod overlap;
 mod raw;
 mod resolve;
 mod source;
@@ -178,23 +180,33 @@ fn resolve(
         vars: BTreeMap::new(),
         image_tags: HashMap::new(),
         project: String::new(),
+        kinds: HashMap::new(),
         errors: Vec::new(),
         source,
         root,
         present: Vec::new(),
+        protected: Vec::new(),
     };
     cx.collect_vars(&raw, opts)?;
 
-    let name = raw
-        .project
-        .as_ref()
-        .and_then(|p| p.name.as_ref())
-        .map(|n| n.get_ref().clone())
-        .unwrap_or_else(|| {
-            root.file_name()
+    let name = match raw.project.as_ref().and_then(|p| p.name.as_ref()) {
+        Some(n) => {
+            if let Some(why) = names::project_problem(n.get_ref()) {
+                cx.err(
+                    Diagnostic::new("invalid project name")
+                        .at(n.span(), why)
+                        .help("the name prefixes container, network and volume names: use letters, digits, `_`, `.` and `-`, starting with a letter or digit"),
+                );
+            }
+            n.get_ref().clone()
+        }
+        None => names::project_from_dir(
+            &root
+                .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "lifeos".into())
-        });
+                .unwrap_or_default(),
+        ),
+    };
     let cache_dir = match (
         &opts.cache_dir,
         raw.project.as_ref().and_then(|p| p.cache_dir.as_ref()),
@@ -203,6 +215,7 @@ fn resolve(
         (None, Some(d)) => root.join(cx.interp(d).unwrap_or_default()),
         (None, None) => root.join(".lifeos"),
     };
+    cx.protected = protected(file, root, &cache_dir);
 
     // Declaration order, not the map's sorted order.
     let mut tasks: Vec<(&S<String>, &S<RawTask>)> =
@@ -236,6 +249,10 @@ fn resolve(
     }
     cx.errors.truncate(before);
     cx.image_tags = image_tags;
+    cx.kinds = tasks
+        .iter()
+        .map(|(k, t)| (k.get_ref().clone(), *t.get_ref().kind.get_ref()))
+        .collect();
     cx.project = name.clone();
     let mut resolved: Vec<Resolved> = Vec::with_capacity(tasks.len());
     let mut dep_spans = DepSpans::default();
@@ -292,6 +309,37 @@ fn resolve(
     ))
 }
 
+/// What outputs may not match: the config file, the cache directory (when inside the
+/// project) and `.git`.
+fn protected(file: &Path, root: &Path, cache_dir: &Path) -> Vec<resolve::Protected> {
+    let rel = |p: &Path| -> Option<String> {
+        let p = std::path::absolute(p).ok()?;
+        let r = p.strip_prefix(root).ok()?;
+        let plain = r
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        (plain && !r.as_os_str().is_empty()).then(|| r.to_string_lossy().into_owned())
+    };
+    let mut v = Vec::new();
+    if let Some(f) = rel(file) {
+        v.push(resolve::Protected {
+            paths: overlap::Paths::new(&[&f]),
+            what: format!("the config file `{f}`"),
+        });
+    }
+    if let Some(c) = rel(cache_dir) {
+        v.push(resolve::Protected {
+            paths: overlap::Paths::new(&[&c]),
+            what: format!("the cache directory `{c}/`"),
+        });
+    }
+    v.push(resolve::Protected {
+        paths: overlap::Paths::new(&[".git"]),
+        what: "`.git/`".into(),
+    });
+    v
+}
+
 /// Where each dependency is written, for a cycle's message.
 type DepSpans = HashMap<(String, String), Range<usize>>;
 
@@ -302,11 +350,13 @@ fn name_str(raw: &RawConfig) -> Option<String> {
         .map(|n| n.get_ref().clone())
 }
 
+/// An image task's tag when it sets none. Repository names are lowercase.
 fn name_for_tags(project: &Option<String>, task: &str) -> String {
     match project {
         Some(p) => format!("{p}-{task}:latest"),
         None => format!("{task}:latest"),
     }
+    .to_lowercase()
 }
 
 fn pathdiff(file: &Path) -> String {

@@ -12,6 +12,7 @@ use toml::Value;
 
 use super::compiled::{Body, Container, Resolved};
 use super::duration;
+use super::overlap::Paths;
 use super::raw::{RawConfig, RawTask, S};
 use super::{Kind, LoadError, LoadOptions};
 use crate::diagnostic::{did_you_mean, Diagnostic};
@@ -20,11 +21,21 @@ pub(super) struct Resolver<'a> {
     pub(super) vars: BTreeMap<String, String>,
     pub(super) image_tags: HashMap<String, String>,
     pub(super) project: String,
+    /// Every task's kind, to refuse an `image` that names a task that is not an image.
+    pub(super) kinds: HashMap<String, Kind>,
     pub(super) errors: Vec<Diagnostic>,
     pub(super) source: &'a str,
     pub(super) root: &'a Path,
     /// Paths found present (`true`: a directory), for the compiled config to check again.
     pub(super) present: Vec<(String, bool)>,
+    /// Paths no output may match: the config file, the cache directory, `.git`.
+    pub(super) protected: Vec<Protected>,
+}
+
+/// A project path that outputs must leave alone, and how to name it.
+pub(super) struct Protected {
+    pub(super) paths: Paths,
+    pub(super) what: String,
 }
 
 fn value_string(v: &Value) -> Option<String> {
@@ -252,6 +263,61 @@ impl Resolver<'_> {
         spec
     }
 
+    /// Outputs are restored over the tree: they may not match the config, the cache, `.git`
+    /// or an input of the same task (a restore would silently revert it).
+    fn check_outputs(
+        &mut self,
+        id: &str,
+        inputs: &[String],
+        outputs: &[String],
+        spans: &[S<String>],
+    ) {
+        if outputs.is_empty() {
+            return;
+        }
+        let outs = Paths::new(outputs);
+        let mut clash: Option<(String, String, &'static str)> = None;
+        for p in &self.protected {
+            if let Some(path) = outs.common(&p.paths) {
+                clash = Some((
+                    path,
+                    p.what.clone(),
+                    "outputs must name what the task writes, e.g. `dist/**`",
+                ));
+                break;
+            }
+        }
+        if clash.is_none() && !inputs.is_empty() {
+            if let Some(path) = outs.common(&Paths::new(inputs)) {
+                clash = Some((
+                    path,
+                    format!("an input of task `{id}`"),
+                    "exclude the outputs from the inputs (e.g. `!dist/**`) or narrow the outputs",
+                ));
+            }
+        }
+        let Some((path, what, help)) = clash else {
+            return;
+        };
+        // The pattern that matches the example path.
+        let span = outputs
+            .iter()
+            .zip(spans)
+            .find(|(o, _)| {
+                !o.starts_with('!')
+                    && lifeos_cache::InputSet::new(&[o.as_str()]).is_ok_and(|s| s.matches(&path))
+            })
+            .map(|(_, s)| s.span())
+            .unwrap_or_else(|| spans[0].span());
+        self.err(
+            Diagnostic::new(format!("outputs of task `{id}` may not include {what}"))
+                .at(span, format!("matches `{}`", path.escape_debug()))
+                .help(format!(
+                    "a cache hit restores outputs over the tree and would overwrite it; {help}"
+                )),
+        );
+    }
+
     /// `cache = true | false | { every = "24h" }`.
     fn cache_policy(&mut self, c: &S<Value>) -> CachePolicy {
         let every = match c.get_ref() {
@@ -383,6 +449,9 @@ impl Resolver<'_> {
                     .unwrap_or_default();
                 let inputs = self.globs(t.inputs.as_deref().unwrap_or(&[]), "inputs");
                 let outputs = self.globs(t.outputs.as_deref().unwrap_or(&[]), "outputs");
+                if let (Some(i), Some(o), Some(spans)) = (&inputs, &outputs, &t.outputs) {
+                    self.check_outputs(id, i, o, spans);
+                }
                 Body::Exec {
                     run: command?,
                     cwd,
@@ -447,19 +516,21 @@ impl Resolver<'_> {
                     (None, None) => vec![default_tag.to_string()],
                 };
                 for (i, tag) in tags.iter_mut().enumerate() {
+                    if let Some(why) = super::names::reference_problem(tag, false) {
+                        let span = match (&t.tag, &t.tags) {
+                            (Some(s), _) => s.span(),
+                            (None, Some(v)) => v[i].span(),
+                            (None, None) => name.span(),
+                        };
+                        let d = Diagnostic::new(format!("invalid image tag `{tag}`")).at(span, why);
+                        self.err(if t.tag.is_none() && t.tags.is_none() {
+                            d.help("this is the default tag `<project>-<task>`; set `tag`")
+                        } else {
+                            d
+                        });
+                    }
                     if !tag.rsplit('/').next().unwrap_or("").contains(':') {
                         tag.push_str(":latest");
-                    }
-                    if tag.contains(char::is_whitespace) || tag.is_empty() {
-                        let span = t
-                            .tag
-                            .as_ref()
-                            .map(|s| s.span())
-                            .or_else(|| t.tags.as_ref().map(|v| v[i].span()));
-                        self.err(
-                            Diagnostic::new(format!("invalid image tag `{tag}`"))
-                                .at(span.unwrap_or(0..0), "here"),
-                        );
                     }
                 }
                 let builder = match t.builder.as_ref().map(|b| (b.get_ref().as_str(), b.span())) {

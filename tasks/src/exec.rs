@@ -94,6 +94,13 @@ impl Task for ExecTask {
         if record.outputs.is_empty() {
             return Ok(Probe::Fresh("record".into()));
         }
+        // Never restore over an input (a record from before the config said so).
+        if let Some(f) = record.outputs.iter().find(|f| self.inputs.matches(&f.path)) {
+            return Ok(Probe::Missing(format!(
+                "recorded output {:?} is an input",
+                f.path
+            )));
+        }
         // A few stats are cheaper inline than a trip to the blocking pool.
         if record.outputs.len() <= 8 {
             return check_outputs(cx.root, cx.snapshot, &record.outputs, cx.blobs, cx.dry_run);
@@ -141,6 +148,12 @@ impl Task for ExecTask {
                 .await
                 .map_err(|e| TaskError::Failed(e.to_string()))?
                 .map_err(|e| TaskError::Failed(format!("cannot archive outputs: {e}")))?;
+        if let Some(f) = files.iter().find(|f| self.inputs.matches(&f.path)) {
+            return Err(TaskError::Failed(format!(
+                "output {:?} is also an input of this task; a cache hit would restore it over the tree",
+                f.path
+            )));
+        }
         if files.is_empty() {
             cx.log.line(
                 lifeos_engine::Stream::Stderr,
