@@ -127,6 +127,10 @@ impl Task for ExecTask {
             }
         };
         cmd.current_dir(cx.root.join(&self.cwd));
+        // A clean environment: what the task declares, plus the base a shell needs. An
+        // undeclared host variable (a token, a key) never reaches the command.
+        cmd.env_clear();
+        cmd.envs(std::env::vars_os().filter(|(k, _)| k.to_str().is_some_and(is_base_env)));
         cmd.envs(cx.env.iter().map(|(k, v)| (k, v)));
         cmd.env("LIFEOS_RUN_ID", cx.run_id);
         crate::process::run(cmd, "command", &cx.log, &cx.cancel).await?;
@@ -168,6 +172,15 @@ impl Task for ExecTask {
             data: serde_json::Value::Null,
         })
     }
+}
+
+/// Host variables every exec task gets without declaring them (README: exec environment).
+pub const BASE_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TMPDIR", "TZ", "LANG", "LANGUAGE",
+];
+
+fn is_base_env(name: &str) -> bool {
+    BASE_ENV.contains(&name) || name.starts_with("LC_")
 }
 
 /// A hit's outputs: intact, restored from the blob store, or (when they cannot be) a miss.

@@ -10,5 +10,6 @@ mod exec;
 mod images;
 mod plan_explain;
 mod postgres;
+mod secrets;
 mod services;
 mod ssh;
