@@ -323,7 +323,7 @@ fn protected(file: &Path, root: &Path, cache_dir: &Path) -> Vec<resolve::Protect
     let mut v = Vec::new();
     if let Some(f) = rel(file) {
         v.push(resolve::Protected {
-            paths: overlap::Paths::new(&[&f]),
+            paths: overlap::Paths::file(&f),
             what: format!("the config file `{f}`"),
         });
     }

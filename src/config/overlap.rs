@@ -22,6 +22,8 @@ pub struct Paths {
     exclude: Vec<String>,
     /// Every pattern is a plain path.
     literal: bool,
+    /// Plain paths name one file, not a directory and what is below it.
+    file: bool,
 }
 
 fn has_meta(s: &str) -> bool {
@@ -46,6 +48,7 @@ impl Paths {
             include: vec![],
             exclude: vec![],
             literal: true,
+            file: false,
         };
         for raw in patterns {
             let raw = raw.as_ref();
@@ -63,15 +66,31 @@ impl Paths {
         p
     }
 
+    /// Exactly one file (the config): nothing below it.
+    pub fn file(path: &str) -> Self {
+        Paths {
+            file: true,
+            ..Paths::new(&[path])
+        }
+    }
+
+    fn covers(&self, lit: &str, rel: &str) -> bool {
+        if self.file {
+            lit == rel
+        } else {
+            under(lit, rel)
+        }
+    }
+
     /// A path that both sets match, `None` when there is none (or the search gave up).
     pub fn common(&self, other: &Paths) -> Option<String> {
         if self.literal && other.literal && self.exclude.is_empty() && other.exclude.is_empty() {
             // Two plain paths overlap when one is (under) the other: name the deeper one.
             return self.include.iter().find_map(|a| {
                 other.include.iter().find_map(|b| {
-                    if under(a, b) {
+                    if self.covers(a, b) {
                         Some(b.clone())
-                    } else if under(b, a) {
+                    } else if other.covers(b, a) {
                         Some(a.clone())
                     } else {
                         None
@@ -82,9 +101,9 @@ impl Paths {
         let mut must = Vec::new();
         let mut must_not = Vec::new();
         for side in [self, other] {
-            must.push(Automaton::new(&side.include)?);
+            must.push(Automaton::new(&side.include, side.file)?);
             if !side.exclude.is_empty() {
-                must_not.push(Automaton::new(&side.exclude)?);
+                must_not.push(Automaton::new(&side.exclude, side.file)?);
             }
         }
         must.push(Automaton::path_shape()?);
@@ -99,7 +118,8 @@ struct Automaton {
 }
 
 impl Automaton {
-    fn new(patterns: &[String]) -> Option<Self> {
+    fn new(patterns: &[String], file: bool) -> Option<Self> {
+        let below = if file { "" } else { "(?:/.*)?" };
         let regexes = patterns
             .iter()
             .map(|p| {
@@ -112,7 +132,7 @@ impl Automaton {
                         .ok()
                         .map(|g| g.regex().to_string())
                 } else {
-                    Some(format!("(?s-u)^{}(?:/.*)?$", escape(p)))
+                    Some(format!("(?s-u)^{}{below}$", escape(p)))
                 }
             })
             .collect::<Option<Vec<_>>>()?;
@@ -243,6 +263,11 @@ mod tests {
     /// The common path, checked against `InputSet` (the matcher the walk uses).
     fn common(a: &[&str], b: &[&str]) -> Option<String> {
         let w = Paths::new(a).common(&Paths::new(b))?;
+        assert_eq!(
+            Paths::new(b).common(&Paths::new(a)).is_some(),
+            true,
+            "symmetric"
+        );
         for set in [a, b] {
             assert!(InputSet::new(set).unwrap().matches(&w), "{set:?} ∌ {w}");
         }
