@@ -6,6 +6,7 @@ mod support;
 
 mod cache_cmd;
 mod config_errors;
+mod config_props;
 mod config_validation;
 mod exec;
 mod images;
