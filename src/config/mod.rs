@@ -181,6 +181,7 @@ fn resolve(
         image_tags: HashMap::new(),
         project: String::new(),
         kinds: HashMap::new(),
+        secret_names: HashMap::new(),
         errors: Vec::new(),
         source,
         root,
@@ -249,6 +250,13 @@ fn resolve(
     }
     cx.errors.truncate(before);
     cx.image_tags = image_tags;
+    for (k, t) in &tasks {
+        for s in &t.get_ref().secrets {
+            cx.secret_names
+                .entry(s.get_ref().clone())
+                .or_insert_with(|| k.get_ref().clone());
+        }
+    }
     cx.kinds = tasks
         .iter()
         .map(|(k, t)| (k.get_ref().clone(), *t.get_ref().kind.get_ref()))

@@ -23,6 +23,8 @@ pub(super) struct Resolver<'a> {
     pub(super) project: String,
     /// Every task's kind, to refuse an `image` that names a task that is not an image.
     pub(super) kinds: HashMap<String, Kind>,
+    /// Every name some task declares in `secrets`, with the first such task.
+    pub(super) secret_names: HashMap<String, String>,
     pub(super) errors: Vec<Diagnostic>,
     pub(super) source: &'a str,
     pub(super) root: &'a Path,
@@ -226,6 +228,18 @@ impl Resolver<'_> {
                         .at(e.span(), "expected `NAME` (from the host) or `NAME=value`"),
                 );
                 continue;
+            }
+            if var.value.is_none() {
+                if let Some(owner) = self.secret_names.get(&var.name) {
+                    let d = Diagnostic::new(format!("`{}` is a secret", var.name)).at(
+                        e.span(),
+                        format!("declared in `secrets` of task `{owner}`"),
+                    );
+                    self.err(d.help(
+                        "list it under `secrets` here too: `env` keeps the value in the cache in clear",
+                    ));
+                    continue;
+                }
             }
             spec.env.push(var);
         }

@@ -177,3 +177,31 @@ labels = {{ "lifeos.test" = "{id}" }}
 
     assert_eq!(fx.p.run(&["down"]).code, 0);
 }
+
+#[test]
+fn a_secret_passed_as_plain_env_elsewhere_is_a_config_error() {
+    let p = Project::new();
+    p.config(
+        r#"[tasks.deploy]
+kind = "exec"
+run = "true"
+secrets = ["API_TOKEN"]
+
+[tasks.debug]
+kind = "exec"
+run = "touch ran"
+env = ["MODE=x", "API_TOKEN"]
+"#,
+    );
+    let r = p.run_env(&["run"], &[("API_TOKEN", "tok-1618-0339")]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("lifeos.toml:9:18"), "{}", r.all());
+    assert!(
+        r.stderr.contains("`API_TOKEN` is a secret")
+            && r.stderr.contains("declared in `secrets` of task `deploy`"),
+        "{}",
+        r.all()
+    );
+    assert!(!p.p("ran").exists());
+    assert_run_masked(&r, "tok-1618-0339");
+}
