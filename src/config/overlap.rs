@@ -6,6 +6,7 @@
 //! match, which the error then names.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::OnceLock;
 
 use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::hybrid::LazyStateID;
@@ -24,6 +25,9 @@ pub struct Paths {
     literal: bool,
     /// Plain paths name one file, not a directory and what is below it.
     file: bool,
+    /// The automata of `include` and `exclude`, built on first need and reused (one task's
+    /// outputs are compared with several sets).
+    dfas: OnceLock<Option<(DFA, Option<DFA>)>>,
 }
 
 fn has_meta(s: &str) -> bool {
@@ -49,6 +53,7 @@ impl Paths {
             exclude: vec![],
             literal: true,
             file: false,
+            dfas: OnceLock::new(),
         };
         for raw in patterns {
             let raw = raw.as_ref();
@@ -72,6 +77,47 @@ impl Paths {
             file: true,
             ..Paths::new(&[path])
         }
+    }
+
+    /// The leading components of each include without glob characters.
+    fn roots(&self) -> impl Iterator<Item = &str> {
+        self.include.iter().map(|p| {
+            let end = p
+                .split('/')
+                .take_while(|c| !has_meta(c))
+                .map(|c| c.len() + 1)
+                .sum::<usize>();
+            &p[..end.saturating_sub(1).min(p.len())]
+        })
+    }
+
+    /// Every path this set includes is excluded by `other` (judged on plain excludes and
+    /// `DIR/**` ones, which cover everything below a directory).
+    fn excluded_by(&self, other: &Paths) -> bool {
+        if self.file || other.file {
+            return false;
+        }
+        let dirs: Vec<(&str, bool)> = other
+            .exclude
+            .iter()
+            .filter_map(|e| match e.strip_suffix("/**") {
+                Some(d) if !has_meta(d) => Some((d, true)),
+                _ if !has_meta(e) => Some((e.as_str(), false)),
+                _ => None,
+            })
+            .collect();
+        !self.include.is_empty()
+            && self.include.iter().zip(self.roots()).all(|(p, root)| {
+                // A glob matches only below its root; a plain path, itself and below.
+                let strictly_below = has_meta(p);
+                dirs.iter().any(|&(d, only_below)| {
+                    if strictly_below {
+                        under(d, root)
+                    } else {
+                        under(d, p) && !(only_below && d == p)
+                    }
+                })
+            })
     }
 
     fn covers(&self, lit: &str, rel: &str) -> bool {
@@ -98,67 +144,109 @@ impl Paths {
                 })
             });
         }
+        // Every match of a pattern lies under its literal leading components: sets whose
+        // roots are apart share nothing, and most tasks' are (`src/**` and `dist/**`).
+        // (A file has nothing below it.)
+        let related = self.roots().any(|a| {
+            other
+                .roots()
+                .any(|b| (!self.file && under(a, b)) || (!other.file && under(b, a)) || a == b)
+        });
+        if !related {
+            return None;
+        }
+        // The common shape `inputs = ["**", "!dist/**"]`, `outputs = ["dist/**"]`: one side's
+        // excludes cover the other's includes.
+        if self.excluded_by(other) || other.excluded_by(self) {
+            return None;
+        }
         let mut must = Vec::new();
         let mut must_not = Vec::new();
         for side in [self, other] {
-            must.push(Automaton::new(&side.include, side.file)?);
-            if !side.exclude.is_empty() {
-                must_not.push(Automaton::new(&side.exclude, side.file)?);
+            let (inc, exc) = side.automata()?;
+            must.push(Automaton::of(inc));
+            if let Some(e) = exc {
+                must_not.push(Automaton::of(e));
             }
         }
-        must.push(Automaton::path_shape()?);
+        must.push(Automaton::of(path_shape()?));
         search(must, must_not)
+    }
+
+    fn automata(&self) -> Option<&(DFA, Option<DFA>)> {
+        self.dfas
+            .get_or_init(|| {
+                let inc = dfa(&self.include, self.file)?;
+                let exc = match self.exclude.is_empty() {
+                    true => None,
+                    false => Some(dfa(&self.exclude, self.file)?),
+                };
+                Some((inc, exc))
+            })
+            .as_ref()
     }
 }
 
-/// One lazy DFA with its cache. Its state IDs stay valid while the cache is never cleared.
-struct Automaton {
-    dfa: DFA,
+/// Paths a walk can find: non-empty components, no `.` or `..`, no NUL.
+fn path_shape() -> Option<&'static DFA> {
+    static SHAPE: OnceLock<Option<DFA>> = OnceLock::new();
+    SHAPE
+        .get_or_init(|| {
+            let c = r"(?:[^/\x00.][^/\x00]*|\.[^/\x00.][^/\x00]*|\.\.[^/\x00]+)";
+            build(&[format!("(?s-u)^{c}(?:/{c})*$")])
+        })
+        .as_ref()
+}
+
+/// One automaton for patterns with `InputSet`'s meaning.
+fn dfa(patterns: &[String], file: bool) -> Option<DFA> {
+    let below = if file { "" } else { "(?:/.*)?" };
+    let regexes = patterns
+        .iter()
+        .map(|p| {
+            if has_meta(p) {
+                // The regex globset itself matches with (InputSet's options).
+                globset::GlobBuilder::new(p)
+                    .literal_separator(true)
+                    .backslash_escape(true)
+                    .build()
+                    .ok()
+                    .map(|g| g.regex().to_string())
+            } else {
+                Some(format!("(?s-u)^{}{below}$", escape(p)))
+            }
+        })
+        .collect::<Option<Vec<_>>>()?;
+    build(&regexes)
+}
+
+fn build(regexes: &[String]) -> Option<DFA> {
+    DFA::builder()
+        .syntax(
+            syntax::Config::new()
+                .utf8(false)
+                .unicode(false)
+                .dot_matches_new_line(true),
+        )
+        .thompson(regex_automata::nfa::thompson::Config::new().utf8(false))
+        .configure(DFA::config().cache_capacity(CACHE_BYTES))
+        .build_many(regexes)
+        .ok()
+}
+
+/// One lazy DFA with its own cache. Its state IDs stay valid while the cache is never
+/// cleared.
+struct Automaton<'a> {
+    dfa: &'a DFA,
     cache: Cache,
 }
 
-impl Automaton {
-    fn new(patterns: &[String], file: bool) -> Option<Self> {
-        let below = if file { "" } else { "(?:/.*)?" };
-        let regexes = patterns
-            .iter()
-            .map(|p| {
-                if has_meta(p) {
-                    // The regex globset itself matches with (InputSet's options).
-                    globset::GlobBuilder::new(p)
-                        .literal_separator(true)
-                        .backslash_escape(true)
-                        .build()
-                        .ok()
-                        .map(|g| g.regex().to_string())
-                } else {
-                    Some(format!("(?s-u)^{}{below}$", escape(p)))
-                }
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Self::build(&regexes)
-    }
-
-    /// Paths a walk can find: non-empty components, no `.` or `..`, no NUL.
-    fn path_shape() -> Option<Self> {
-        let c = r"(?:[^/\x00.][^/\x00]*|\.[^/\x00.][^/\x00]*|\.\.[^/\x00]+)";
-        Self::build(&[format!("(?s-u)^{c}(?:/{c})*$")])
-    }
-
-    fn build(regexes: &[String]) -> Option<Self> {
-        let dfa = DFA::builder()
-            .syntax(
-                syntax::Config::new()
-                    .utf8(false)
-                    .unicode(false)
-                    .dot_matches_new_line(true),
-            )
-            .thompson(regex_automata::nfa::thompson::Config::new().utf8(false))
-            .configure(DFA::config().cache_capacity(CACHE_BYTES))
-            .build_many(regexes)
-            .ok()?;
-        let cache = dfa.create_cache();
-        Some(Self { dfa, cache })
+impl<'a> Automaton<'a> {
+    fn of(dfa: &'a DFA) -> Self {
+        Self {
+            dfa,
+            cache: dfa.create_cache(),
+        }
     }
 
     fn start(&mut self) -> Option<LazyStateID> {
@@ -180,7 +268,7 @@ impl Automaton {
 
 /// Breadth-first over the product of the automata: the shortest path every `must` accepts
 /// and no `must_not` does.
-fn search(mut must: Vec<Automaton>, mut must_not: Vec<Automaton>) -> Option<String> {
+fn search<'a>(mut must: Vec<Automaton<'a>>, mut must_not: Vec<Automaton<'a>>) -> Option<String> {
     let n = must.len();
     let mut all: Vec<&mut Automaton> = must.iter_mut().chain(must_not.iter_mut()).collect();
     let bytes = representatives(&all);
@@ -231,7 +319,7 @@ fn search(mut must: Vec<Automaton>, mut must_not: Vec<Automaton>) -> Option<Stri
 
 /// One byte per class of bytes that every automaton treats alike, readable ones first (so
 /// the example path reads well).
-fn representatives(all: &[&mut Automaton]) -> Vec<u8> {
+fn representatives(all: &[&mut Automaton<'_>]) -> Vec<u8> {
     let readable = (b'a'..=b'z').chain(b'0'..=b'9').chain(*b"._-/");
     let rest = (1..=255u8).filter(|b| !(b.is_ascii_lowercase() || b.is_ascii_digit()));
     let mut seen = std::collections::HashSet::new();
@@ -298,6 +386,12 @@ mod tests {
         assert_eq!(common(&["src/*.rs"], &["src/*.o"]), None);
         assert!(common(&["src/**"], &["src/**/*.o"]).is_some());
         assert_eq!(common(&["**", "!dist/**"], &["dist/**"]), None);
+        assert_eq!(common(&["**", "!dist"], &["dist/a", "dist/*.o"]), None);
+        assert_eq!(
+            common(&["**", "!dist/**"], &["dist"]).as_deref(),
+            Some("dist")
+        );
+        assert!(common(&["**", "!dist/**"], &["dist/**", "x"]).is_some());
         assert_eq!(common(&["**", "!**/*.o"], &["src/**/*.o"]), None);
         assert_eq!(common(&["**/*.{c,h}"], &["out/*.{o,a}"]), None);
         assert!(common(&["**/*.{c,h}"], &["out/*.h"]).is_some());

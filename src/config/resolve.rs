@@ -231,10 +231,8 @@ impl Resolver<'_> {
             }
             if var.value.is_none() {
                 if let Some(owner) = self.secret_names.get(&var.name) {
-                    let d = Diagnostic::new(format!("`{}` is a secret", var.name)).at(
-                        e.span(),
-                        format!("declared in `secrets` of task `{owner}`"),
-                    );
+                    let d = Diagnostic::new(format!("`{}` is a secret", var.name))
+                        .at(e.span(), format!("declared in `secrets` of task `{owner}`"));
                     self.err(d.help(
                         "list it under `secrets` here too: `env` keeps the value in the cache in clear",
                     ));
