@@ -152,15 +152,7 @@ pub async fn run(
     } else {
         [0; 32]
     };
-    let redactor = Arc::new(Redactor::new(selection.iter().flat_map(|&i| {
-        graph
-            .node(i)
-            .spec
-            .secrets
-            .iter()
-            .filter_map(|s| std::env::var(s).ok())
-            .collect::<Vec<_>>()
-    })));
+    let redactor = Arc::new(Redactor::for_graph(&graph));
     for w in records.take_warnings() {
         let _ = cx.events.send(Event::Warning { message: w });
     }

@@ -1,6 +1,6 @@
 //! `lifeos up`, `down`, `status`, `logs`: local development through the same graph.
 
-use lifeos_engine::TaskError;
+use lifeos_engine::{Redactor, TaskError};
 use lifeos_tasks::container::ops;
 
 use super::check_names;
@@ -112,9 +112,35 @@ pub async fn logs(project: &Project, service: &str, follow: bool) -> i32 {
         Ok(d) => d,
         Err(e) => return env_error(e),
     };
+    // Every secret the graph declares, as this shell has them, plus the values the
+    // service's container was started with (a later shell may hold others, or none).
+    let names = project
+        .graph
+        .get(service)
+        .map(|n| n.spec.secrets.clone())
+        .unwrap_or_default();
+    let mut values = Vec::new();
+    if !names.is_empty() {
+        for c in ops::find(&d, &project.name, Some(service))
+            .await
+            .unwrap_or_default()
+        {
+            let Some(id) = c.id else { continue };
+            let Ok(info) = d.inspect_container(&id, None).await else {
+                continue;
+            };
+            for kv in info.config.and_then(|c| c.env).unwrap_or_default() {
+                match kv.split_once('=') {
+                    Some((k, v)) if names.iter().any(|n| n == k) => values.push(v.to_string()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let secrets = Redactor::for_graph_and(&project.graph, values);
     // Ctrl-C and SIGTERM end `logs -f` alike, with 130; nothing to clean up.
     tokio::select! {
-        r = ops::logs(&d, &project.name, service, follow) => match r {
+        r = ops::logs(&d, &project.name, service, follow, &secrets) => match r {
             Ok(()) => exit::OK,
             Err(e) => env_error(e),
         },

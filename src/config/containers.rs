@@ -6,21 +6,25 @@ use lifeos_engine::TaskSpec;
 use lifeos_tasks::container::{ContainerSpec, Health, ImageRef, Port, Volume};
 use toml::Value;
 
-use super::parse_duration;
+use super::duration;
 use super::raw::{RawHealth, RawTask, S};
 use super::resolve::Resolver;
+use super::Kind;
 use crate::diagnostic::Diagnostic;
 
 impl Resolver<'_> {
-    pub(super) fn duration(&mut self, d: &Option<S<String>>, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        d: &Option<S<String>>,
+        default: Duration,
+        bounds: duration::Bounds,
+    ) -> Duration {
         match d {
             None => default,
-            Some(s) => parse_duration(s.get_ref()).unwrap_or_else(|| {
+            Some(s) => duration::parse_in(s.get_ref(), bounds).unwrap_or_else(|why| {
                 self.err(
-                    Diagnostic::new(format!("invalid duration `{}`", s.get_ref())).at(
-                        s.span(),
-                        "expected a duration such as \"500ms\", \"5s\", \"1m\"",
-                    ),
+                    Diagnostic::new(format!("invalid {} `{}`", bounds.field, s.get_ref()))
+                        .at(s.span(), why),
                 );
                 default
             }),
@@ -48,11 +52,31 @@ impl Resolver<'_> {
         };
         Some(Health {
             test,
-            interval: self.duration(&r.interval, Duration::from_secs(1)),
-            timeout: self.duration(&r.timeout, Duration::from_secs(5)),
-            retries: r.retries.as_ref().map(|x| *x.get_ref()).unwrap_or(30),
-            start_period: self.duration(&r.start_period, Duration::ZERO),
+            interval: self.duration(
+                &r.interval,
+                Duration::from_secs(1),
+                duration::HEALTH_INTERVAL,
+            ),
+            timeout: self.duration(&r.timeout, Duration::from_secs(5), duration::HEALTH_TIMEOUT),
+            retries: self.health_retries(r),
+            start_period: self.duration(&r.start_period, Duration::ZERO, duration::START_PERIOD),
         })
+    }
+
+    /// Failed checks before unhealthy; bounded so the wait for health stays finite.
+    fn health_retries(&mut self, r: &RawHealth) -> u32 {
+        const MAX: u32 = 10_000;
+        match &r.retries {
+            None => 30,
+            Some(x) if *x.get_ref() > MAX => {
+                self.err(
+                    Diagnostic::new(format!("invalid health retries `{}`", x.get_ref()))
+                        .at(x.span(), format!("at most {MAX}")),
+                );
+                MAX
+            }
+            Some(x) => *x.get_ref(),
+        }
     }
 
     pub(super) fn container_spec(
@@ -73,6 +97,30 @@ impl Resolver<'_> {
             return None;
         };
         let image_ref = self.interp(image)?;
+        if let Some(kind) = self.kinds.get(&image_ref).filter(|k| **k != Kind::Image) {
+            let what = if image_ref == id {
+                "names this task itself".to_string()
+            } else {
+                format!("names task `{image_ref}` of kind `{}`", kind.name())
+            };
+            self.err(
+                Diagnostic::new(format!("invalid `image` of task `{id}`"))
+                    .at(image.span(), what)
+                    .help(format!(
+                        "name an image task, or a reference with a tag such as `{image_ref}:latest`"
+                    )),
+            );
+            return None;
+        }
+        if !self.image_tags.contains_key(&image_ref) {
+            if let Some(why) = super::names::reference_problem(&image_ref, true) {
+                self.err(
+                    Diagnostic::new(format!("invalid image reference `{image_ref}`"))
+                        .at(image.span(), why),
+                );
+                return None;
+            }
+        }
         let image = match self.image_tags.get(&image_ref) {
             Some(tag) => {
                 if !spec.deps.contains(&image_ref) {
@@ -93,7 +141,11 @@ impl Resolver<'_> {
         for p in t.ports.iter().flatten() {
             let text = self.interp(p)?;
             match Port::parse(&text) {
-                Some(port) => ports.push(port),
+                Some(port) => match port_problem(&port) {
+                    None => ports.push(port),
+                    Some(why) => self
+                        .err(Diagnostic::new(format!("invalid port `{text}`")).at(p.span(), why)),
+                },
                 None => self.err(
                     Diagnostic::new(format!("invalid port `{text}`"))
                         .at(p.span(), "expected \"HOST:CONTAINER\", \"IP:HOST:CONTAINER\" or \"PORT\", optionally /udp"),
@@ -153,4 +205,15 @@ impl Resolver<'_> {
             labels,
         })
     }
+}
+
+/// Docker publishes ports 1-65535 on an IP address of this host.
+fn port_problem(p: &Port) -> Option<String> {
+    if p.host_port == 0 || p.container_port == 0 {
+        return Some("ports are 1 to 65535".into());
+    }
+    if p.host_ip.parse::<std::net::IpAddr>().is_err() {
+        return Some(format!("`{}` is not an IP address", p.host_ip));
+    }
+    None
 }

@@ -4,8 +4,12 @@
 
 mod compiled;
 mod containers;
+mod duration;
+mod names;
+mod overlap;
 mod raw;
 mod resolve;
+mod source;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -72,8 +76,10 @@ pub fn find(dir: &Path) -> Option<PathBuf> {
 }
 
 pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project, LoadError> {
-    let source = std::fs::read_to_string(file)
-        .map_err(|e| LoadError::Usage(format!("cannot read {}: {e}", file.display())))?;
+    let source = source::read(file).map_err(|e| match e {
+        source::SourceError::Usage(m) => LoadError::Usage(m),
+        source::SourceError::Encoding(text, d) => config_error(file, &text, vec![d]),
+    })?;
     let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let root = file.parent().unwrap_or(Path::new("/")).to_path_buf();
     // Where the cache is unless the file moves it; the compiled config lives there.
@@ -174,23 +180,34 @@ fn resolve(
         vars: BTreeMap::new(),
         image_tags: HashMap::new(),
         project: String::new(),
+        kinds: HashMap::new(),
+        secret_names: HashMap::new(),
         errors: Vec::new(),
         source,
         root,
         present: Vec::new(),
+        protected: Vec::new(),
     };
     cx.collect_vars(&raw, opts)?;
 
-    let name = raw
-        .project
-        .as_ref()
-        .and_then(|p| p.name.as_ref())
-        .map(|n| n.get_ref().clone())
-        .unwrap_or_else(|| {
-            root.file_name()
+    let name = match raw.project.as_ref().and_then(|p| p.name.as_ref()) {
+        Some(n) => {
+            if let Some(why) = names::project_problem(n.get_ref()) {
+                cx.err(
+                    Diagnostic::new("invalid project name")
+                        .at(n.span(), why)
+                        .help("the name prefixes container, network and volume names: use letters, digits, `_`, `.` and `-`, starting with a letter or digit"),
+                );
+            }
+            n.get_ref().clone()
+        }
+        None => names::project_from_dir(
+            &root
+                .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "lifeos".into())
-        });
+                .unwrap_or_default(),
+        ),
+    };
     let cache_dir = match (
         &opts.cache_dir,
         raw.project.as_ref().and_then(|p| p.cache_dir.as_ref()),
@@ -199,6 +216,7 @@ fn resolve(
         (None, Some(d)) => root.join(cx.interp(d).unwrap_or_default()),
         (None, None) => root.join(".lifeos"),
     };
+    cx.protected = protected(file, root, &cache_dir);
 
     // Declaration order, not the map's sorted order.
     let mut tasks: Vec<(&S<String>, &S<RawTask>)> =
@@ -232,6 +250,17 @@ fn resolve(
     }
     cx.errors.truncate(before);
     cx.image_tags = image_tags;
+    for (k, t) in &tasks {
+        for s in &t.get_ref().secrets {
+            cx.secret_names
+                .entry(s.get_ref().clone())
+                .or_insert_with(|| k.get_ref().clone());
+        }
+    }
+    cx.kinds = tasks
+        .iter()
+        .map(|(k, t)| (k.get_ref().clone(), *t.get_ref().kind.get_ref()))
+        .collect();
     cx.project = name.clone();
     let mut resolved: Vec<Resolved> = Vec::with_capacity(tasks.len());
     let mut dep_spans = DepSpans::default();
@@ -288,6 +317,37 @@ fn resolve(
     ))
 }
 
+/// What outputs may not match: the config file, the cache directory (when inside the
+/// project) and `.git`.
+fn protected(file: &Path, root: &Path, cache_dir: &Path) -> Vec<resolve::Protected> {
+    let rel = |p: &Path| -> Option<String> {
+        let p = std::path::absolute(p).ok()?;
+        let r = p.strip_prefix(root).ok()?;
+        let plain = r
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        (plain && !r.as_os_str().is_empty()).then(|| r.to_string_lossy().into_owned())
+    };
+    let mut v = Vec::new();
+    if let Some(f) = rel(file) {
+        v.push(resolve::Protected {
+            paths: overlap::Paths::file(&f),
+            what: format!("the config file `{f}`"),
+        });
+    }
+    if let Some(c) = rel(cache_dir) {
+        v.push(resolve::Protected {
+            paths: overlap::Paths::new(&[&c]),
+            what: format!("the cache directory `{c}/`"),
+        });
+    }
+    v.push(resolve::Protected {
+        paths: overlap::Paths::new(&[".git"]),
+        what: "`.git/`".into(),
+    });
+    v
+}
+
 /// Where each dependency is written, for a cycle's message.
 type DepSpans = HashMap<(String, String), Range<usize>>;
 
@@ -298,11 +358,13 @@ fn name_str(raw: &RawConfig) -> Option<String> {
         .map(|n| n.get_ref().clone())
 }
 
+/// An image task's tag when it sets none. Repository names are lowercase.
 fn name_for_tags(project: &Option<String>, task: &str) -> String {
     match project {
         Some(p) => format!("{p}-{task}:latest"),
         None => format!("{task}:latest"),
     }
+    .to_lowercase()
 }
 
 fn pathdiff(file: &Path) -> String {
@@ -312,19 +374,7 @@ fn pathdiff(file: &Path) -> String {
         .unwrap_or_else(|_| file.display().to_string())
 }
 
+/// A positive duration such as `7d` or `30s` (`--older-than`); `None` when malformed.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.')?;
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        "w" => n * 7.0 * 86400.0,
-        _ => return None,
-    };
-    (secs > 0.0).then(|| Duration::from_secs_f64(secs))
+    duration::parse(s)
 }

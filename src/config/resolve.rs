@@ -11,19 +11,33 @@ use lifeos_tasks::image::{Builder, ImageSpec};
 use toml::Value;
 
 use super::compiled::{Body, Container, Resolved};
+use super::duration;
+use super::overlap::Paths;
 use super::raw::{RawConfig, RawTask, S};
-use super::{parse_duration, Kind, LoadError, LoadOptions};
+use super::{Kind, LoadError, LoadOptions};
 use crate::diagnostic::{did_you_mean, Diagnostic};
 
 pub(super) struct Resolver<'a> {
     pub(super) vars: BTreeMap<String, String>,
     pub(super) image_tags: HashMap<String, String>,
     pub(super) project: String,
+    /// Every task's kind, to refuse an `image` that names a task that is not an image.
+    pub(super) kinds: HashMap<String, Kind>,
+    /// Every name some task declares in `secrets`, with the first such task.
+    pub(super) secret_names: HashMap<String, String>,
     pub(super) errors: Vec<Diagnostic>,
     pub(super) source: &'a str,
     pub(super) root: &'a Path,
     /// Paths found present (`true`: a directory), for the compiled config to check again.
     pub(super) present: Vec<(String, bool)>,
+    /// Paths no output may match: the config file, the cache directory, `.git`.
+    pub(super) protected: Vec<Protected>,
+}
+
+/// A project path that outputs must leave alone, and how to name it.
+pub(super) struct Protected {
+    pub(super) paths: Paths,
+    pub(super) what: String,
 }
 
 fn value_string(v: &Value) -> Option<String> {
@@ -215,6 +229,16 @@ impl Resolver<'_> {
                 );
                 continue;
             }
+            if var.value.is_none() {
+                if let Some(owner) = self.secret_names.get(&var.name) {
+                    let d = Diagnostic::new(format!("`{}` is a secret", var.name))
+                        .at(e.span(), format!("declared in `secrets` of task `{owner}`"));
+                    self.err(d.help(
+                        "list it under `secrets` here too: `env` keeps the value in the cache in clear",
+                    ));
+                    continue;
+                }
+            }
             spec.env.push(var);
         }
         for s in &t.secrets {
@@ -228,43 +252,111 @@ impl Resolver<'_> {
             spec.secrets.push(s.get_ref().clone());
         }
         if let Some(to) = &t.timeout {
-            match parse_duration(to.get_ref()) {
-                Some(d) => spec.timeout = Some(d),
-                None => self.err(
-                    Diagnostic::new(format!("invalid timeout `{}`", to.get_ref())).at(
-                        to.span(),
-                        "expected a duration such as \"30s\", \"5m\", \"2h\"",
-                    ),
+            match duration::parse_in(to.get_ref(), duration::TIMEOUT) {
+                Ok(d) => spec.timeout = Some(d),
+                Err(why) => self.err(
+                    Diagnostic::new(format!("invalid timeout `{}`", to.get_ref()))
+                        .at(to.span(), why),
                 ),
             }
         }
         if let Some(r) = &t.retries {
-            spec.retries = *r.get_ref();
+            if *r.get_ref() > MAX_RETRIES {
+                self.err(
+                    Diagnostic::new(format!("invalid retries `{}`", r.get_ref()))
+                        .at(r.span(), format!("at most {MAX_RETRIES}")),
+                );
+            }
+            spec.retries = (*r.get_ref()).min(MAX_RETRIES);
         }
         if let Some(c) = &t.cache {
-            spec.cache = match c.get_ref() {
-                Value::Boolean(true) => CachePolicy::Always,
-                Value::Boolean(false) => CachePolicy::Never,
-                Value::Table(tb)
-                    if tb.len() == 1
-                        && tb
-                            .get("every")
-                            .and_then(|v| v.as_str())
-                            .and_then(parse_duration)
-                            .is_some() =>
-                {
-                    CachePolicy::Every(parse_duration(tb["every"].as_str().unwrap()).unwrap())
-                }
-                _ => {
-                    self.err(
-                        Diagnostic::new("invalid `cache` value")
-                            .at(c.span(), "expected true, false or { every = \"24h\" }"),
-                    );
-                    CachePolicy::Always
-                }
-            };
+            spec.cache = self.cache_policy(c);
         }
         spec
+    }
+
+    /// Outputs are restored over the tree: they may not match the config, the cache, `.git`
+    /// or an input of the same task (a restore would silently revert it).
+    fn check_outputs(
+        &mut self,
+        id: &str,
+        inputs: &[String],
+        outputs: &[String],
+        spans: &[S<String>],
+    ) {
+        if outputs.is_empty() {
+            return;
+        }
+        let outs = Paths::new(outputs);
+        let mut clash: Option<(String, String, &'static str)> = None;
+        for p in &self.protected {
+            if let Some(path) = outs.common(&p.paths) {
+                clash = Some((
+                    path,
+                    p.what.clone(),
+                    "outputs must name what the task writes, e.g. `dist/**`",
+                ));
+                break;
+            }
+        }
+        if clash.is_none() && !inputs.is_empty() {
+            if let Some(path) = outs.common(&Paths::new(inputs)) {
+                clash = Some((
+                    path,
+                    format!("an input of task `{id}`"),
+                    "exclude the outputs from the inputs (e.g. `!dist/**`) or narrow the outputs",
+                ));
+            }
+        }
+        let Some((path, what, help)) = clash else {
+            return;
+        };
+        // The pattern that matches the example path.
+        let span = outputs
+            .iter()
+            .zip(spans)
+            .find(|(o, _)| {
+                !o.starts_with('!')
+                    && lifeos_cache::InputSet::new(&[o.as_str()]).is_ok_and(|s| s.matches(&path))
+            })
+            .map(|(_, s)| s.span())
+            .unwrap_or_else(|| spans[0].span());
+        self.err(
+            Diagnostic::new(format!("outputs of task `{id}` may not include {what}"))
+                .at(span, format!("matches `{}`", path.escape_debug()))
+                .help(format!(
+                    "a cache hit restores outputs over the tree and would overwrite it; {help}"
+                )),
+        );
+    }
+
+    /// `cache = true | false | { every = "24h" }`.
+    fn cache_policy(&mut self, c: &S<Value>) -> CachePolicy {
+        let every = match c.get_ref() {
+            Value::Boolean(true) => return CachePolicy::Always,
+            Value::Boolean(false) => return CachePolicy::Never,
+            Value::Table(tb) if tb.len() == 1 => tb.get("every").and_then(|v| v.as_str()),
+            _ => None,
+        };
+        let Some(every) = every else {
+            self.err(
+                Diagnostic::new("invalid `cache` value")
+                    .at(c.span(), "expected true, false or { every = \"24h\" }"),
+            );
+            return CachePolicy::Always;
+        };
+        match duration::parse_in(every, duration::CACHE_EVERY) {
+            Ok(d) => CachePolicy::Every(d),
+            Err(why) => {
+                // Inline tables keep no spans of their own: point at the value inside.
+                let span = self.sub_span(c.span(), every);
+                self.err(
+                    Diagnostic::new(format!("invalid `cache` value: every = \"{every}\""))
+                        .at(span, why),
+                );
+                CachePolicy::Always
+            }
+        }
     }
 
     pub(super) fn task(
@@ -369,6 +461,9 @@ impl Resolver<'_> {
                     .unwrap_or_default();
                 let inputs = self.globs(t.inputs.as_deref().unwrap_or(&[]), "inputs");
                 let outputs = self.globs(t.outputs.as_deref().unwrap_or(&[]), "outputs");
+                if let (Some(i), Some(o), Some(spans)) = (&inputs, &outputs, &t.outputs) {
+                    self.check_outputs(id, i, o, spans);
+                }
                 Body::Exec {
                     run: command?,
                     cwd,
@@ -433,19 +528,21 @@ impl Resolver<'_> {
                     (None, None) => vec![default_tag.to_string()],
                 };
                 for (i, tag) in tags.iter_mut().enumerate() {
+                    if let Some(why) = super::names::reference_problem(tag, false) {
+                        let span = match (&t.tag, &t.tags) {
+                            (Some(s), _) => s.span(),
+                            (None, Some(v)) => v[i].span(),
+                            (None, None) => name.span(),
+                        };
+                        let d = Diagnostic::new(format!("invalid image tag `{tag}`")).at(span, why);
+                        self.err(if t.tag.is_none() && t.tags.is_none() {
+                            d.help("this is the default tag `<project>-<task>`; set `tag`")
+                        } else {
+                            d
+                        });
+                    }
                     if !tag.rsplit('/').next().unwrap_or("").contains(':') {
                         tag.push_str(":latest");
-                    }
-                    if tag.contains(char::is_whitespace) || tag.is_empty() {
-                        let span = t
-                            .tag
-                            .as_ref()
-                            .map(|s| s.span())
-                            .or_else(|| t.tags.as_ref().map(|v| v[i].span()));
-                        self.err(
-                            Diagnostic::new(format!("invalid image tag `{tag}`"))
-                                .at(span.unwrap_or(0..0), "here"),
-                        );
                     }
                 }
                 let builder = match t.builder.as_ref().map(|b| (b.get_ref().as_str(), b.span())) {
@@ -486,24 +583,11 @@ impl Resolver<'_> {
     }
 }
 
+/// Retries of a task: more would never finish and `retries + 1` attempts must not overflow.
+pub(super) const MAX_RETRIES: u32 = 100;
+
 fn valid_env_name(n: &str) -> bool {
     let mut c = n.chars();
     matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_')
         && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    pub(super) fn durations() {
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86400)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86400)));
-        assert_eq!(parse_duration("ten"), None);
-        assert_eq!(parse_duration("10"), None);
-    }
 }

@@ -94,6 +94,13 @@ impl Task for ExecTask {
         if record.outputs.is_empty() {
             return Ok(Probe::Fresh("record".into()));
         }
+        // Never restore over an input (a record from before the config said so).
+        if let Some(f) = record.outputs.iter().find(|f| self.inputs.matches(&f.path)) {
+            return Ok(Probe::Missing(format!(
+                "recorded output {:?} is an input",
+                f.path
+            )));
+        }
         // A few stats are cheaper inline than a trip to the blocking pool.
         if record.outputs.len() <= 8 {
             return check_outputs(cx.root, cx.snapshot, &record.outputs, cx.blobs, cx.dry_run);
@@ -120,6 +127,10 @@ impl Task for ExecTask {
             }
         };
         cmd.current_dir(cx.root.join(&self.cwd));
+        // A clean environment: what the task declares, plus the base a shell needs. An
+        // undeclared host variable (a token, a key) never reaches the command.
+        cmd.env_clear();
+        cmd.envs(std::env::vars_os().filter(|(k, _)| k.to_str().is_some_and(is_base_env)));
         cmd.envs(cx.env.iter().map(|(k, v)| (k, v)));
         cmd.env("LIFEOS_RUN_ID", cx.run_id);
         crate::process::run(cmd, "command", &cx.log, &cx.cancel).await?;
@@ -141,6 +152,12 @@ impl Task for ExecTask {
                 .await
                 .map_err(|e| TaskError::Failed(e.to_string()))?
                 .map_err(|e| TaskError::Failed(format!("cannot archive outputs: {e}")))?;
+        if let Some(f) = files.iter().find(|f| self.inputs.matches(&f.path)) {
+            return Err(TaskError::Failed(format!(
+                "output {:?} is also an input of this task; a cache hit would restore it over the tree",
+                f.path
+            )));
+        }
         if files.is_empty() {
             cx.log.line(
                 lifeos_engine::Stream::Stderr,
@@ -155,6 +172,15 @@ impl Task for ExecTask {
             data: serde_json::Value::Null,
         })
     }
+}
+
+/// Host variables every exec task gets without declaring them (README: exec environment).
+pub const BASE_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TMPDIR", "TZ", "LANG", "LANGUAGE",
+];
+
+fn is_base_env(name: &str) -> bool {
+    BASE_ENV.contains(&name) || name.starts_with("LC_")
 }
 
 /// A hit's outputs: intact, restored from the blob store, or (when they cannot be) a miss.

@@ -6,10 +6,13 @@ mod support;
 
 mod cache_cmd;
 mod config_errors;
+mod config_props;
+mod config_validation;
 mod exec;
 mod images;
 mod plan_explain;
 mod postgres;
 mod runs;
+mod secrets;
 mod services;
 mod ssh;

@@ -611,11 +611,13 @@ pub fn ports_of(c: &ContainerSummary) -> Vec<String> {
 }
 
 /// `lifeos logs [-f]`: copy a service's output to stdout.
+/// A service's log on stdout, with every value `secrets` knows masked.
 pub async fn logs(
     d: &bollard::Docker,
     project: &str,
     task: &str,
     follow: bool,
+    secrets: &lifeos_engine::Redactor,
 ) -> Result<(), TaskError> {
     let found = find(d, project, Some(task)).await?;
     let Some(id) = found.first().and_then(|c| c.id.clone()) else {
@@ -634,17 +636,19 @@ pub async fn logs(
         ),
     );
     use std::io::Write;
+    let mut masked = lifeos_engine::redact::StreamRedactor::new(secrets);
     while let Some(item) = s.next().await {
         let chunk = item.map_err(|e| classify(e, "logs"))?;
         let mut out = std::io::stdout().lock();
         if out
-            .write_all(&chunk.into_bytes())
+            .write_all(&masked.push(&chunk.into_bytes()))
             .and_then(|()| out.flush())
             .is_err()
         {
             // The reader went away (`lifeos logs -f api | head`): done, quietly.
-            break;
+            return Ok(());
         }
     }
+    let _ = std::io::stdout().lock().write_all(&masked.finish());
     Ok(())
 }
