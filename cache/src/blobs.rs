@@ -37,9 +37,17 @@ impl BlobStore {
         fs::symlink_metadata(self.path(d)).is_ok_and(|m| m.is_file())
     }
 
+    /// `blobs/` (and the cache directory, when the store is used on its own).
+    fn ensure_store(&self) -> io::Result<()> {
+        if let Some(root) = self.dir.parent() {
+            crate::marker::ensure_root(root)?;
+        }
+        safe_fs::ensure_dir(&self.dir)
+    }
+
     /// The shard directory for `d`, a real directory of the store (a planted link is replaced).
     fn shard(&self, d: &FileDigest) -> io::Result<PathBuf> {
-        safe_fs::ensure_dir(&self.dir)?;
+        self.ensure_store()?;
         let shard = self.dir.join(&d.to_hex()[..2]);
         safe_fs::ensure_dir(&shard)?;
         Ok(shard)
@@ -66,7 +74,7 @@ impl BlobStore {
             return self.put(target.as_os_str().as_encoded_bytes());
         }
         let f = safe_fs::open_read(src)?;
-        safe_fs::ensure_dir(&self.dir)?;
+        self.ensure_store()?;
         let tmp = safe_fs::temp_in(&self.dir)?;
         let (d, _) = crate::stream::copy_hash(&f, Some(tmp.as_file()))?;
         tmp.as_file().sync_data()?;

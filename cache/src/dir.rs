@@ -182,9 +182,7 @@ impl CacheDir {
     }
 
     fn create(&self) -> Result<(), CacheError> {
-        safe_fs::create_dir_all(&self.root)
-            .map_err(|e| CacheError::Create(self.root.clone(), e))?;
-        marker::write_tag(&self.root).map_err(|e| CacheError::Create(self.root.clone(), e))
+        marker::ensure_root(&self.root).map_err(|e| CacheError::Create(self.root.clone(), e))
     }
 
     fn adopt(&self) -> Result<(), CacheError> {

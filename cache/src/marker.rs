@@ -42,6 +42,16 @@ pub fn write_tag(root: &Path) -> std::io::Result<()> {
     crate::atomic::write(&root.join(TAG_FILE), TAG.as_bytes())
 }
 
+/// Create the cache directory (0700, tagged) if there is none. A run prepares it first
+/// (`CacheDir::prepare`); this keeps a store used on its own from making an untagged one.
+pub fn ensure_root(root: &Path) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(root).is_ok() {
+        return Ok(());
+    }
+    crate::safe_fs::create_dir_all(root)?;
+    write_tag(root)
+}
+
 pub fn is_tmp(name: &OsStr) -> bool {
     name.as_encoded_bytes()
         .starts_with(crate::safe_fs::TMP_PREFIX.as_bytes())

@@ -133,6 +133,7 @@ impl RecordStore {
         let path = self.ac_path(&record.key);
         // `ac/` and the shard are real directories: a planted link is replaced, not followed.
         let shard = path.parent().expect("ac/<shard>/<key>.json");
+        crate::marker::ensure_root(&self.root)?;
         crate::safe_fs::ensure_dir(shard.parent().expect("ac/"))?;
         crate::safe_fs::ensure_dir(shard)?;
         crate::atomic::write_json(&path, &record)?;

@@ -33,7 +33,12 @@ pub fn copy_hash(src: &File, dst: Option<&File>) -> io::Result<(FileDigest, u64)
     let mut buf = vec![0u8; CHUNK.min(len as usize).max(1)];
     let mut pos = 0u64;
     while pos < len {
-        let data = seek(src, pos, libc::SEEK_DATA).unwrap_or(pos).min(len);
+        // A small file is read whole: two seeks would cost more than they could save.
+        let data = if len < CHUNK as u64 {
+            pos
+        } else {
+            seek(src, pos, libc::SEEK_DATA).unwrap_or(pos).min(len)
+        };
         while pos < data {
             let n = (data - pos).min(BLOCK as u64) as usize;
             h.update(&ZEROS[..n]);
@@ -42,9 +47,13 @@ pub fn copy_hash(src: &File, dst: Option<&File>) -> io::Result<(FileDigest, u64)
         if pos >= len {
             break;
         }
-        let hole = seek(src, pos, libc::SEEK_HOLE)
-            .unwrap_or(len)
-            .clamp(pos + 1, len);
+        let hole = if len < CHUNK as u64 {
+            len
+        } else {
+            seek(src, pos, libc::SEEK_HOLE)
+                .unwrap_or(len)
+                .clamp(pos + 1, len)
+        };
         while pos < hole {
             let n = (hole - pos).min(buf.len() as u64) as usize;
             let got = src.read_at(&mut buf[..n], pos)?;

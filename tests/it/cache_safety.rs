@@ -222,6 +222,8 @@ fn a_corrupt_output_blob_is_a_miss_and_the_rerun_repairs_it() {
 }
 
 /// Run `c` and report its exit and its peak resident memory (the child's getrusage).
+// The child is reaped by wait4, which Child::wait cannot do (no rusage).
+#[allow(clippy::zombie_processes)]
 fn output_with_rss(mut c: Command) -> (Run, u64) {
     let out = tempfile::tempfile().unwrap();
     let err = tempfile::tempfile().unwrap();
