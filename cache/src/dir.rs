@@ -195,12 +195,7 @@ impl CacheDir {
     /// is lifeos's (an untagged one is adopted only when it holds nothing but lifeos's own
     /// names), is not a symlink, and is writable.
     pub fn prepare(&self) -> Result<(), CacheError> {
-        match self.state()? {
-            State::Missing => self.create()?,
-            State::Ours => {}
-            State::Adoptable { .. } => self.adopt()?,
-            State::Foreign(names) => return Err(CacheError::Foreign(self.root.clone(), names)),
-        }
+        self.claim()?;
         for dir in [
             self.root.clone(),
             self.root.join("ac"),
@@ -212,6 +207,17 @@ impl CacheDir {
             writable(&dir).map_err(|e| CacheError::NotWritable(dir.clone(), e))?;
         }
         Ok(())
+    }
+
+    /// The cache directory is lifeos's: created (tagged) if missing, an untagged one adopted
+    /// when it holds only lifeos's names; a symlink or a foreign directory is refused.
+    fn claim(&self) -> Result<(), CacheError> {
+        match self.state()? {
+            State::Missing => self.create(),
+            State::Ours => Ok(()),
+            State::Adoptable { .. } => self.adopt(),
+            State::Foreign(names) => Err(CacheError::Foreign(self.root.clone(), names)),
+        }
     }
 
     /// For `clean` and `prune`: None when there is no cache; an untagged directory is refused
@@ -227,12 +233,10 @@ impl CacheDir {
         }
     }
 
-    /// The cache lock. Creates the cache directory (with its tag) if there is none; a
-    /// symlink at the lock's path is removed, never followed.
+    /// The cache lock, in a directory that is lifeos's (see [`CacheDir::prepare`]; created
+    /// with its tag if there is none). A symlink at the lock's path is removed, never followed.
     pub fn lock(&self) -> io::Result<CacheLock> {
-        if !self.root.exists() {
-            self.create().map_err(io::Error::other)?;
-        }
+        self.claim().map_err(io::Error::other)?;
         let path = self.root.join("lock");
         if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
             fs::remove_file(&path)?;

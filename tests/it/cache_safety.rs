@@ -185,6 +185,31 @@ fn links_planted_in_the_cache_are_never_followed() {
     assert!(fs::symlink_metadata(p.p(".lifeos/lock")).unwrap().is_file());
 }
 
+#[test]
+fn a_symlinked_cache_directory_is_refused() {
+    let p = Project::new();
+    p.config(&format!("{OK_TASK}secrets = [\"TOKEN\"]\n"));
+    p.file("victim/index.json", "someone else's");
+    symlink(p.p("victim"), p.p(".lifeos")).unwrap();
+    let victim = tree(&p.p("victim"));
+    for args in [
+        &["run"][..],
+        &["plan"],
+        &["cache", "clean"],
+        &["cache", "prune", "--older-than", "1s"],
+    ] {
+        let r = p.run_env(args, &[("TOKEN", "t")]);
+        assert_eq!(r.code, 3, "{args:?}: {}", r.all());
+        assert!(r.stderr.contains("is a symlink"), "{}", r.all());
+    }
+    assert!(!p.p("a.txt").exists(), "nothing ran");
+    assert_eq!(
+        tree(&p.p("victim")),
+        victim,
+        "nothing written or deleted through the link"
+    );
+}
+
 /// The blob holding `content`, found by content (the test does not hash).
 fn blob_with(p: &Project, content: &[u8]) -> PathBuf {
     tree(&p.p(".lifeos/blobs"))
