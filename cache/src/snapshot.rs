@@ -183,7 +183,7 @@ impl Snapshot {
             "not a regular file"
         };
         self.warnings.lock().unwrap().push(format!(
-            "skipping {} in the inputs: it is {what}, not a regular file",
+            "skipping {}: it is {what}, not a regular file (lifeos never reads one)",
             crate::names::display(rel)
         ));
     }
