@@ -220,7 +220,7 @@ impl CacheDir {
         }
     }
 
-    /// For `clean` and `prune`: None when there is no cache; an untagged directory is refused
+    /// For `clean` and `prune`: false when there is no cache; an untagged directory is refused
     /// unless it holds lifeos's names and nothing else (an older lifeos's cache: adopted).
     fn existing(&self) -> Result<bool, CacheError> {
         match self.state()? {
@@ -578,4 +578,86 @@ fn records_indexed(root: &Path) -> usize {
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v.get("tasks").and_then(|t| t.as_object()).map(|o| o.len()))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cache_may_not_hold_the_project_or_home() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("proj");
+        fs::create_dir_all(&root).unwrap();
+        let home = t.path().join("home");
+        assert!(check_location(&root.join(".lifeos"), &root, Some(&home)).is_ok());
+        assert!(check_location(&root.join("build/../.lifeos"), &root, None).is_ok());
+        for bad in [
+            root.join("."),
+            root.join(".."),
+            root.join("sub/../.."),
+            "/".into(),
+        ] {
+            let e = check_location(&bad, &root, None).unwrap_err();
+            assert!(e.contains("project root") || e.contains('/'), "{e}");
+        }
+        let e = check_location(&home, &root, Some(&home)).unwrap_err();
+        assert!(e.contains("home directory"), "{e}");
+    }
+
+    #[test]
+    fn clean_and_prune_touch_only_lifeos_names_and_never_follow_links() {
+        let t = tempfile::tempdir().unwrap();
+        let c = CacheDir::new(t.path().join(".lifeos"));
+        c.prepare().unwrap();
+        assert!(c.is_ours());
+        let d = c.blobs().put(b"x").unwrap();
+        fs::write(c.root().join("notes.txt"), "mine").unwrap();
+        let outside = t.path().join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        let victim = outside.join("0".repeat(64));
+        fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&outside, c.root().join("blobs/ff")).unwrap();
+
+        assert_eq!(c.stats().blobs, 1, "the linked shard is not counted");
+        let r = c.prune(Duration::from_secs(3600)).unwrap();
+        assert_eq!(r.blobs_removed, 1, "unreferenced: {r:?}");
+        assert!(!c.blobs().contains(&d));
+        assert!(victim.exists(), "nothing deleted through the link");
+        assert!(fs::symlink_metadata(c.root().join("blobs/ff")).is_err());
+
+        std::os::unix::fs::symlink(&outside, c.root().join("blobs/ff")).unwrap();
+        let r = c.clean().unwrap();
+        assert_eq!(r.left, ["notes.txt"]);
+        assert!(victim.exists());
+        assert!(c.is_ours(), "the tag stays");
+        assert_eq!(
+            fs::read_to_string(c.root().join("notes.txt")).unwrap(),
+            "mine"
+        );
+    }
+
+    #[test]
+    fn a_foreign_directory_is_refused_an_old_cache_adopted() {
+        let t = tempfile::tempdir().unwrap();
+        let foreign = CacheDir::new(t.path().to_path_buf());
+        fs::write(t.path().join("photo.jpg"), "x").unwrap();
+        assert!(matches!(foreign.clean(), Err(CacheError::NotOurs(_))));
+        assert!(matches!(foreign.prepare(), Err(CacheError::Foreign(..))));
+        assert!(t.path().join("photo.jpg").exists());
+
+        let old = CacheDir::new(t.path().join("old"));
+        fs::create_dir_all(old.root().join("ac/ab")).unwrap();
+        fs::write(
+            old.root()
+                .join("ac/ab")
+                .join(format!("{}.json", "ab".repeat(32))),
+            "{}",
+        )
+        .unwrap();
+        fs::write(old.index_path(), "{}").unwrap();
+        assert_eq!(old.clean().unwrap().removed, 2);
+        assert!(old.is_ours());
+        assert!(!old.root().join("ac").exists());
+    }
 }
