@@ -36,7 +36,7 @@ impl Drop for CacheLock {
     }
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, Default)]
 pub struct CacheStats {
     pub records: usize,
     pub tasks_indexed: usize,
@@ -283,7 +283,11 @@ impl CacheDir {
         Ok(key)
     }
 
+    /// Counts of what is in the cache. A symlinked cache directory is not looked into.
     pub fn stats(&self) -> CacheStats {
+        if !safe_fs::is_real_dir(&self.root) {
+            return CacheStats::default();
+        }
         let blobs = self.blobs().list().unwrap_or_default();
         let tmps = self.tmp_files();
         CacheStats {
