@@ -569,3 +569,24 @@ fn a_change_behind_a_symlinked_input_reruns_the_task() {
     symlink("../data/copy.txt", p.p("in/link")).unwrap();
     assert_eq!(p.json(&["run"]).ran(), ["a"]);
 }
+
+#[test]
+fn a_non_utf8_name_in_an_image_context_is_sent_as_is() {
+    let fx = crate::support::DockerFx::new();
+    fx.p.file(
+        "app/Dockerfile",
+        &format!("FROM {}\nCOPY . /ctx/\n", fx.base()),
+    )
+    .config(&format!(
+        "[tasks.img]\nkind = \"image\"\ncontext = \"app\"\ntag = \"{}\"\n\
+         labels = {{ \"lifeos.test\" = \"{}\" }}\n",
+        fx.tag("img"),
+        fx.id
+    ));
+    let name = OsStr::from_bytes(b"caf\xe9.txt");
+    fs::write(fx.p.p("app").join(name), "v1").unwrap();
+    let r = fx.p.json(&["build"]);
+    assert_eq!(r.ran(), ["img"], "{}", r.all());
+    let listed = fx.cli_run(&fx.tag("img"), &["sh", "-c", "cat /ctx/caf?.txt"]);
+    assert_eq!(listed.trim(), "v1");
+}
