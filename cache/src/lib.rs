@@ -6,19 +6,26 @@
 //! - [`records`]: action records (key → result) and the per-task index a no-op run loads.
 //! - [`run_lock`]: one run at a time per cache.
 //! - [`dir`]: the cache directory layout, its lock, stats, prune and clean.
+//! - [`marker`]: the `CACHEDIR.TAG` that makes a directory lifeos's, and lifeos's own names.
+//! - [`safe_fs`], [`stream`], [`names`]: no symlink followed in the cache, private modes,
+//!   streaming sparse-aware copies, non-UTF-8 file names.
 
 pub mod atomic;
 pub mod blobs;
 pub mod digest;
 pub mod dir;
 pub mod inputs;
+pub mod marker;
+pub mod names;
 pub mod records;
 pub mod run_lock;
+pub mod safe_fs;
 pub mod snapshot;
+pub mod stream;
 
 pub use blobs::BlobStore;
 pub use digest::{ActionKey, FileDigest};
-pub use dir::CacheDir;
+pub use dir::{CacheDir, CacheError};
 pub use inputs::{InputSet, InputSetError};
 pub use records::{ActionRecord, OutputFile, RecordStore};
 pub use run_lock::RunLock;

@@ -67,7 +67,7 @@ impl RecordStore {
     pub fn open(root: PathBuf) -> Self {
         let mut warnings = Vec::new();
         let path = root.join(INDEX_FILE);
-        let index = match fs::read(&path) {
+        let index = match crate::safe_fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<IndexFile>(&bytes) {
                 Ok(f) if f.version == RECORD_VERSION => f.tasks,
                 Ok(_) => BTreeMap::new(),
@@ -114,7 +114,7 @@ impl RecordStore {
             return Some(Cow::Borrowed(r));
         }
         let path = self.ac_path(key);
-        let bytes = fs::read(&path).ok()?;
+        let bytes = crate::safe_fs::read(&path).ok()?;
         match serde_json::from_slice::<ActionRecord>(&bytes) {
             Ok(r) if r.version == RECORD_VERSION && r.key == *key => Some(Cow::Owned(r)),
             Ok(_) => None,
@@ -130,7 +130,13 @@ impl RecordStore {
 
     /// Record a success durably now; the index is updated by [`RecordStore::flush`].
     pub fn put(&self, record: ActionRecord) -> io::Result<()> {
-        crate::atomic::write_json(&self.ac_path(&record.key), &record)?;
+        let path = self.ac_path(&record.key);
+        // `ac/` and the shard are real directories: a planted link is replaced, not followed.
+        let shard = path.parent().expect("ac/<shard>/<key>.json");
+        crate::marker::ensure_root(&self.root)?;
+        crate::safe_fs::ensure_dir(shard.parent().expect("ac/"))?;
+        crate::safe_fs::ensure_dir(shard)?;
+        crate::atomic::write_json(&path, &record)?;
         self.pending.lock().unwrap().push(record);
         Ok(())
     }
@@ -144,7 +150,7 @@ impl RecordStore {
         }
         let _guard = lock.lock()?;
         let path = self.root.join(INDEX_FILE);
-        let mut index = fs::read(&path)
+        let mut index = crate::safe_fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice::<IndexFile>(&b).ok())
             .filter(|f| f.version == RECORD_VERSION)
@@ -169,17 +175,33 @@ impl RecordStore {
 }
 
 /// Every record under `ac/`, for stats and pruning. Unreadable ones are returned as paths.
+/// Symlinks are not followed (a linked `ac/` or shard is not part of the cache), and only
+/// names lifeos makes are returned, so pruning never removes a foreign file.
 pub(crate) fn all_records(root: &std::path::Path) -> Vec<(PathBuf, Option<ActionRecord>)> {
     let mut out = Vec::new();
-    let Ok(shards) = fs::read_dir(root.join("ac")) else {
+    let ac = root.join("ac");
+    if !crate::safe_fs::is_real_dir(&ac) {
+        return out;
+    }
+    let Ok(shards) = fs::read_dir(ac) else {
         return out;
     };
     for shard in shards.flatten() {
+        if !shard.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
         let Ok(files) = fs::read_dir(shard.path()) else {
             continue;
         };
         for f in files.flatten() {
-            let rec = fs::read(f.path())
+            let name = f.file_name();
+            if !f.file_type().is_ok_and(|t| t.is_file())
+                || crate::marker::is_tmp(&name)
+                || !crate::marker::is_own_in_shard("ac", &name)
+            {
+                continue;
+            }
+            let rec = crate::safe_fs::read(&f.path())
                 .ok()
                 .and_then(|b| serde_json::from_slice::<ActionRecord>(&b).ok());
             out.push((f.path(), rec));

@@ -16,10 +16,14 @@ use serde::{Deserialize, Serialize};
 use crate::digest::FileDigest;
 use crate::inputs::InputSet;
 
-/// A file seen by a walk. Symlinks are not followed: their digest is that of the link target.
+/// A file seen by a walk: a regular file or a symlink (FIFOs, sockets and devices are skipped
+/// with a warning, never opened). A symlink is not walked through; its digest covers the
+/// link text and the content of the file it points at, and its stamp the target's, so a
+/// change behind the link is seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileMeta {
-    /// Relative to the snapshot root, '/'-separated.
+    /// Relative to the snapshot root, '/'-separated, in [`crate::names`] form (exact bytes
+    /// even when not UTF-8).
     pub rel: String,
     pub size: u64,
     pub mtime_ns: i64,
@@ -40,6 +44,25 @@ impl FileMeta {
             mode: m.mode(),
             symlink: m.file_type().is_symlink(),
         }
+    }
+
+    /// `m` is the lstat of `path`. For a symlink the stamp also takes the target's: a write
+    /// behind the link moves its ctime, a new link its own inode and ctime.
+    fn from_path(rel: String, path: &Path, m: &fs::Metadata) -> Self {
+        let mut f = Self::from_metadata(rel, m);
+        if f.symlink {
+            if let Ok(t) = fs::metadata(path) {
+                f.mtime_ns = f.mtime_ns.max(t.mtime() * 1_000_000_000 + t.mtime_nsec());
+                f.ctime_ns = f.ctime_ns.max(t.ctime() * 1_000_000_000 + t.ctime_nsec());
+                f.ino ^= t.ino().rotate_left(32) ^ t.len().rotate_left(16);
+            }
+        }
+        f
+    }
+
+    /// The file's path under `root` (exact bytes, also for a non-UTF-8 name).
+    pub fn path_in(&self, root: &Path) -> PathBuf {
+        crate::names::to_path(root, &self.rel)
     }
 
     pub fn executable(&self) -> bool {
@@ -78,7 +101,8 @@ struct StatCacheFileRef<'a> {
     entries: &'a StatMap,
 }
 
-const STAT_CACHE_VERSION: u32 = 1;
+/// 2: symlinks are stamped and hashed with their target.
+const STAT_CACHE_VERSION: u32 = 2;
 
 /// Files changed this recently are hashed but not remembered: their mtime may not yet show a
 /// second write within the same clock tick (git's "racily clean" problem).
@@ -96,6 +120,7 @@ pub struct Snapshot {
     walks: Mutex<HashMap<String, Arc<Vec<FileMeta>>>>,
     started_ns: i64,
     hashed: std::sync::atomic::AtomicUsize,
+    warnings: Mutex<Vec<String>>,
 }
 
 fn now_ns() -> i64 {
@@ -115,7 +140,10 @@ impl Snapshot {
     /// `cache_file` persists the stat cache between runs; a missing or corrupt one is empty.
     pub fn open(root: &Path, cache_file: Option<PathBuf>) -> Self {
         let mut stat = StatMap::default();
-        if let Some(bytes) = cache_file.as_ref().and_then(|p| fs::read(p).ok()) {
+        if let Some(bytes) = cache_file
+            .as_ref()
+            .and_then(|p| crate::safe_fs::read(p).ok())
+        {
             if let Ok(f) = serde_json::from_slice::<StatCacheFile>(&bytes) {
                 if f.version == STAT_CACHE_VERSION {
                     stat = f.entries;
@@ -131,7 +159,33 @@ impl Snapshot {
             walks: Mutex::new(HashMap::new()),
             started_ns: now_ns(),
             hashed: Default::default(),
+            warnings: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Warnings collected so far (files skipped by walks), drained.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut self.warnings.lock().unwrap())
+    }
+
+    /// A FIFO, socket or device: never opened (a read could block forever or never end).
+    fn skip_special(&self, rel: &str, ft: fs::FileType) {
+        use std::os::unix::fs::FileTypeExt;
+        let what = if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else {
+            "not a regular file"
+        };
+        self.warnings.lock().unwrap().push(format!(
+            "skipping {}: it is {what}, not a regular file (lifeos never reads one)",
+            crate::names::display(rel)
+        ));
     }
 
     /// Never walk into this directory (the cache directory itself, for one).
@@ -187,7 +241,7 @@ impl Snapshot {
         let abs = if rel_root.is_empty() {
             self.root.clone()
         } else {
-            self.root.join(rel_root)
+            crate::names::to_path(&self.root, rel_root)
         };
         let meta = match fs::symlink_metadata(&abs) {
             Ok(m) => m,
@@ -195,7 +249,12 @@ impl Snapshot {
             Err(e) => return Err(e),
         };
         if !meta.is_dir() {
-            return Ok(vec![FileMeta::from_metadata(rel_root.to_string(), &meta)]);
+            let ft = meta.file_type();
+            if !ft.is_file() && !ft.is_symlink() {
+                self.skip_special(rel_root, ft);
+                return Ok(vec![]);
+            }
+            return Ok(vec![FileMeta::from_path(rel_root.to_string(), &abs, &meta)]);
         }
         let files = Mutex::new(Vec::new());
         self.walk_dir(&abs, &files)?;
@@ -206,9 +265,10 @@ impl Snapshot {
 
     /// One file's metadata, fresh from the file system (not memoised); None if absent.
     pub fn stat(&self, rel: &str) -> io::Result<Option<FileMeta>> {
-        match fs::symlink_metadata(self.root.join(rel)) {
-            Ok(m) if m.is_dir() => Ok(None),
-            Ok(m) => Ok(Some(FileMeta::from_metadata(rel.to_string(), &m))),
+        let path = crate::names::to_path(&self.root, rel);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if !m.is_file() && !m.file_type().is_symlink() => Ok(None),
+            Ok(m) => Ok(Some(FileMeta::from_path(rel.to_string(), &path, &m))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -236,15 +296,13 @@ impl Snapshot {
                 }
                 continue;
             }
+            let rel = crate::names::encode(path.strip_prefix(&self.root).unwrap_or(&path));
+            if !ft.is_file() && !ft.is_symlink() {
+                self.skip_special(&rel, ft);
+                continue;
+            }
             match fs::symlink_metadata(&path) {
-                Ok(m) => {
-                    let rel = path
-                        .strip_prefix(&self.root)
-                        .unwrap_or(&path)
-                        .to_string_lossy()
-                        .into_owned();
-                    files.push(FileMeta::from_metadata(rel, &m));
-                }
+                Ok(m) => files.push(FileMeta::from_path(rel, &path, &m)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
@@ -303,7 +361,7 @@ impl Snapshot {
         if misses.is_empty() {
             return Ok(out.into_iter().map(Option::unwrap).collect());
         }
-        let hash = |&i: &usize| hash_file(&self.root.join(&files[i].rel), files[i].symlink);
+        let hash = |&i: &usize| hash_file(&files[i].path_in(&self.root), files[i].symlink);
         // A few small files hash sooner here than it takes rayon's pool to start.
         let small = misses.iter().map(|&i| files[i].size).sum::<u64>() < SEQUENTIAL_BYTES;
         let hashed: Vec<io::Result<FileDigest>> = if small {
@@ -316,7 +374,8 @@ impl Snapshot {
         let mut stat = self.stat.lock().unwrap();
         for (&i, d) in misses.iter().zip(hashed) {
             let d = d.map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot read {}: {e}", files[i].rel))
+                let rel = crate::names::display(&files[i].rel);
+                io::Error::new(e.kind(), format!("cannot read {rel}: {e}"))
             })?;
             let f = &files[i];
             if f.mtime_ns < self.started_ns - RACY_WINDOW_NS {
@@ -345,6 +404,10 @@ impl Snapshot {
         let Some(path) = &self.cache_file else {
             return Ok(());
         };
+        // Only into an existing cache directory (a run prepares it; `plan` makes none).
+        if !path.parent().is_some_and(crate::safe_fs::is_real_dir) {
+            return Ok(());
+        }
         if !*self.dirty.lock().unwrap() {
             return Ok(());
         }
@@ -357,19 +420,37 @@ impl Snapshot {
     }
 }
 
+/// A file's digest: its content, streamed. A symlink's covers its link text and what it
+/// points at: the target's content for a file, else what the target is (a directory, a
+/// special file or nothing), which is never opened.
 pub fn hash_file(path: &Path, symlink: bool) -> io::Result<FileDigest> {
     if symlink {
-        let target = fs::read_link(path)?;
-        return Ok(FileDigest::of(target.as_os_str().as_encoded_bytes()));
+        let link = fs::read_link(path)?;
+        let behind = match fs::metadata(path) {
+            Ok(m) if m.is_file() => {
+                let f = crate::safe_fs::open_target(path)?;
+                crate::stream::copy_hash(&f, None)?.0.to_hex()
+            }
+            Ok(m) if m.is_dir() => "directory".to_string(),
+            Ok(_) => "special file".to_string(),
+            Err(_) => "missing".to_string(),
+        };
+        let mut h = blake3::Hasher::new();
+        h.update(b"symlink\0");
+        h.update(link.as_os_str().as_encoded_bytes());
+        h.update(b"\0");
+        h.update(behind.as_bytes());
+        return Ok(FileDigest::from_hash(h.finalize()));
     }
-    let mut h = blake3::Hasher::new();
-    let f = fs::File::open(path)?;
-    if f.metadata()?.len() > 1 << 20 {
-        h.update_mmap_rayon(path)?;
-    } else {
-        h.update_reader(f)?;
-    }
-    Ok(FileDigest::from_hash(h.finalize()))
+    let f = crate::safe_fs::open_read(path)?;
+    Ok(crate::stream::copy_hash(&f, None)?.0)
+}
+
+/// The digest an output symlink is stored under: its link text (the blob's content).
+pub fn link_digest(path: &Path) -> io::Result<FileDigest> {
+    Ok(FileDigest::of(
+        fs::read_link(path)?.as_os_str().as_encoded_bytes(),
+    ))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use lifeos_cache::names;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -186,9 +187,9 @@ impl std::fmt::Display for Change {
         match self {
             Change::Version => write!(f, "lifeos fingerprint format changed"),
             Change::Kind { old, new } => write!(f, "kind changed from {old} to {new}"),
-            Change::FileChanged { path } => write!(f, "file {path} changed"),
-            Change::FileAdded { path } => write!(f, "file {path} added"),
-            Change::FileRemoved { path } => write!(f, "file {path} removed"),
+            Change::FileChanged { path } => write!(f, "file {} changed", names::display(path)),
+            Change::FileAdded { path } => write!(f, "file {} added", names::display(path)),
+            Change::FileRemoved { path } => write!(f, "file {} removed", names::display(path)),
             Change::Config { field, old, new } => {
                 write!(f, "config field `{field}` changed: {old} → {new}")
             }

@@ -266,6 +266,9 @@ pub async fn run(
         for w in shared.records.take_warnings() {
             let _ = shared.events.send(Event::Warning { message: w });
         }
+        for w in shared.snapshot.take_warnings() {
+            let _ = shared.events.send(Event::Warning { message: w });
+        }
         if outcome.is_success() {
             keys[p] = outcome.key();
             for d in graph.dependents(selection[p]) {

@@ -326,7 +326,7 @@ pub fn archive_outputs(
 ) -> std::io::Result<Vec<OutputFile>> {
     let mut out = Vec::new();
     for f in snapshot.select(set)? {
-        let digest: FileDigest = blobs.put_file(&root.join(&f.rel))?;
+        let digest: FileDigest = blobs.put_file(&f.path_in(root))?;
         out.push(OutputFile {
             path: f.rel,
             digest,

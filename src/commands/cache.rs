@@ -36,6 +36,13 @@ pub fn cache(g: &Global, project: &Project, action: CacheCmd) -> i32 {
                 );
                 println!("blobs:          {} ({})", s.blobs, human(s.blob_bytes));
                 println!("stat cache:     {}", human(s.stat_cache_bytes));
+                if s.tmp_files > 0 {
+                    println!(
+                        "temp files:     {} ({}; left by interrupted runs, `lifeos cache prune` removes them)",
+                        s.tmp_files,
+                        human(s.tmp_bytes)
+                    );
+                }
             }
             exit::OK
         }
@@ -45,26 +52,42 @@ pub fn cache(g: &Global, project: &Project, action: CacheCmd) -> i32 {
                     println!("{}", serde_json::to_string(&r).unwrap());
                 } else {
                     println!(
-                        "removed {} records and {} blobs, freed {}",
+                        "removed {} records, {} blobs and {} temp files, freed {}",
                         r.records_removed,
                         r.blobs_removed,
+                        r.tmp_removed,
                         human(r.bytes_freed)
                     );
                 }
                 exit::OK
             }
             Err(e) => {
-                eprintln!("error: cannot prune {}: {e}", project.cache_dir.display());
+                eprintln!("error: cannot prune: {e}");
                 exit::ENVIRONMENT
             }
         },
         CacheCmd::Clean => match dir.clean() {
-            Ok(()) => {
-                println!("removed the cache in {}", project.cache_dir.display());
+            Ok(r) => {
+                if g.json {
+                    println!("{}", serde_json::to_string(&r).unwrap());
+                } else {
+                    println!(
+                        "removed the cache in {} ({} entries)",
+                        project.cache_dir.display(),
+                        r.removed
+                    );
+                    if !r.left.is_empty() {
+                        println!(
+                            "left {} entries lifeos did not make: {}",
+                            r.left.len(),
+                            r.left.join(", ")
+                        );
+                    }
+                }
                 exit::OK
             }
             Err(e) => {
-                eprintln!("error: cannot clean {}: {e}", project.cache_dir.display());
+                eprintln!("error: cannot clean: {e}");
                 exit::ENVIRONMENT
             }
         },

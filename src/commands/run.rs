@@ -103,12 +103,10 @@ pub async fn execute(
 ) -> (i32, Option<RunReport>) {
     let selection = project.graph.select(&names).expect("names checked");
     let cache = CacheDir::new(project.cache_dir.clone());
+    // Before any task runs: a cache lifeos can write to (and that is lifeos's), or exit 3.
     if !dry_run {
-        if let Err(e) = std::fs::create_dir_all(cache.root()) {
-            eprintln!(
-                "error: cannot create the cache directory {}: {e}",
-                cache.root().display()
-            );
+        if let Err(e) = cache.prepare() {
+            eprintln!("error: {e}");
             return (exit::ENVIRONMENT, None);
         }
     }

@@ -215,7 +215,8 @@ impl Compiled {
     /// Save `bytes` next to the cache (only where the cache already is: loading a config
     /// creates no directories). Best effort: a failure only costs the next load its speed.
     pub fn save(cache_dir: &Path, bytes: &[u8]) {
-        if cache_dir.is_dir() {
+        // Only into lifeos's own cache directory, never a foreign one (or a symlink to one).
+        if lifeos_cache::CacheDir::new(cache_dir.to_path_buf()).may_write() {
             let _ = lifeos_cache::atomic::write(&cache_dir.join(FILE_NAME), bytes);
         }
     }

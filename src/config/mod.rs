@@ -87,6 +87,10 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
         .cache_dir
         .clone()
         .unwrap_or_else(|| root.join(".lifeos"));
+    if let Some(d) = &opts.cache_dir {
+        lifeos_cache::dir::check_location(d, &root, home().as_deref())
+            .map_err(|e| LoadError::Usage(format!("{e} (from --cache-dir / LIFEOS_CACHE_DIR)")))?;
+    }
     let stamp = Stamp::new(&file, source.as_bytes(), opts);
     if let Some(c) = Compiled::load(&cache_guess, &stamp, &root) {
         if let Ok(p) = project(c, &root, &file, docker) {
@@ -213,7 +217,17 @@ fn resolve(
         raw.project.as_ref().and_then(|p| p.cache_dir.as_ref()),
     ) {
         (Some(d), _) => d.clone(),
-        (None, Some(d)) => root.join(cx.interp(d).unwrap_or_default()),
+        (None, Some(d)) => {
+            let dir = root.join(cx.interp(d).unwrap_or_default());
+            if let Err(e) = lifeos_cache::dir::check_location(&dir, root, home().as_deref()) {
+                cx.err(
+                    Diagnostic::new("invalid `cache_dir`")
+                        .at(d.span(), e)
+                        .help("lifeos deletes its cache with `lifeos cache clean`; give it a directory of its own"),
+                );
+            }
+            dir
+        }
         (None, None) => root.join(".lifeos"),
     };
     cx.protected = protected(file, root, &cache_dir);
@@ -377,4 +391,11 @@ fn pathdiff(file: &Path) -> String {
 /// A positive duration such as `7d` or `30s` (`--older-than`); `None` when malformed.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     duration::parse(s)
+}
+
+/// `$HOME`, where a cache directory may not be.
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
 }

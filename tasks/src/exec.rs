@@ -194,13 +194,17 @@ fn check_outputs(
     Ok(match outputs::check(snap, outs, blobs) {
         OutputState::Intact => Probe::Fresh("record, outputs intact".into()),
         OutputState::Unrestorable(why) => Probe::Missing(why),
-        OutputState::Stale(files) if dry => Probe::Fresh(format!(
-            "record, {} output file(s) would be restored",
-            files.len()
-        )),
-        OutputState::Stale(files) => {
-            outputs::restore(root, &files, blobs)?;
-            Probe::Fresh(format!("record, {} output file(s) restored", files.len()))
-        }
+        OutputState::Stale(files) if dry => match outputs::verify(&files, blobs) {
+            Err(why) => Probe::Missing(why),
+            Ok(()) => Probe::Fresh(format!(
+                "record, {} output file(s) would be restored",
+                files.len()
+            )),
+        },
+        OutputState::Stale(files) => match outputs::restore(root, &files, blobs) {
+            Err(outputs::RestoreError::Corrupt(why)) => Probe::Missing(why),
+            Err(outputs::RestoreError::Io(e)) => return Err(e.into()),
+            Ok(()) => Probe::Fresh(format!("record, {} output file(s) restored", files.len())),
+        },
     })
 }

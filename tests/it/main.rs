@@ -5,6 +5,7 @@
 mod support;
 
 mod cache_cmd;
+mod cache_safety;
 mod config_errors;
 mod config_props;
 mod config_validation;

@@ -87,8 +87,10 @@ fn write_tar(
     let mut tar = tar::Builder::new(w);
     tar.follow_symlinks(false);
     for f in files {
-        let abs = root.join(&f.rel);
-        let name = ctx_rel(ctx, &f.rel);
+        // Exact bytes, also for a name that is not UTF-8 (lifeos_cache::names).
+        let abs = f.path_in(root);
+        let name = lifeos_cache::names::decode(ctx_rel(ctx, &f.rel));
+        let name = std::path::Path::new(&*name);
         let mut h = tar::Header::new_gnu();
         h.set_mode(f.mode & 0o7777);
         h.set_mtime((f.mtime_ns / 1_000_000_000).max(0) as u64);
