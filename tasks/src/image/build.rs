@@ -19,9 +19,8 @@ pub async fn build(
     cx: &ExecCx<'_>,
 ) -> Result<String, TaskError> {
     let in_ctx = spec.dockerfile_in_context();
-    let rules = context::ignore_rules(cx.root, &spec.context, in_ctx.as_deref())
-        .map_err(TaskError::Failed)?;
-    let files = {
+    let rules = context::ignore_rules(cx.root, spec).map_err(TaskError::Failed)?;
+    let context::ContextFiles { files, bare_dirs } = {
         let (snap, ctx) = (cx.snapshot.clone(), spec.context.clone());
         tokio::task::spawn_blocking(move || context::files(&snap, &ctx, &rules))
             .await
@@ -39,7 +38,13 @@ pub async fn build(
     };
     cx.log
         .progress(&format!("sending context ({} files)", files.len()));
-    let body = context::stream(cx.root.to_path_buf(), spec.context.clone(), files, extra);
+    let body = context::stream(
+        cx.root.to_path_buf(),
+        spec.context.clone(),
+        files,
+        bare_dirs,
+        extra,
+    );
 
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     labels.insert(KEY_LABEL.into(), cx.key.to_hex());
