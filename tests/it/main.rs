@@ -6,6 +6,7 @@ mod support;
 
 mod cache_cmd;
 mod config_errors;
+mod docker_parity;
 mod exec;
 mod images;
 mod plan_explain;

@@ -89,6 +89,13 @@ pub fn files(snapshot: &Snapshot, ctx: &str, rules: &DockerIgnore) -> io::Result
             bare_dirs.push(dir);
         }
     }
+    // A directory holding a bare directory is implied by it.
+    let implied = |d: &String| {
+        bare_dirs.iter().any(|o| {
+            o.len() > d.len() && o.starts_with(d.as_str()) && o.as_bytes()[d.len()] == b'/'
+        })
+    };
+    let bare_dirs = bare_dirs.iter().filter(|d| !implied(d)).cloned().collect();
     Ok(ContextFiles { files, bare_dirs })
 }
 
@@ -204,4 +211,69 @@ pub fn stream(
     futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{Builder, ImageSpec};
+
+    fn spec(builder: Builder) -> ImageSpec {
+        ImageSpec {
+            context: "ctx".into(),
+            dockerfile: "ctx/Dockerfile".into(),
+            target: None,
+            build_args: Default::default(),
+            labels: Default::default(),
+            tags: vec![],
+            platform: None,
+            builder,
+        }
+    }
+
+    #[test]
+    fn buildkit_reads_the_dockerfiles_own_ignore_file_and_keeps_nothing_back() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("ctx")).unwrap();
+        fs::write(
+            root.join("ctx/.dockerignore"),
+            "Dockerfile\n.dockerignore\nctx-only\n",
+        )
+        .unwrap();
+        // Classic: the context's file, the Dockerfile and .dockerignore kept.
+        let r = ignore_rules(root, &spec(Builder::Classic)).unwrap();
+        assert!(r.is_excluded("ctx-only"));
+        assert!(!r.is_excluded("Dockerfile") && !r.is_excluded(".dockerignore"));
+        // BuildKit: both may be excluded like any file.
+        let r = ignore_rules(root, &spec(Builder::BuildKit)).unwrap();
+        assert!(r.is_excluded("Dockerfile") && r.is_excluded(".dockerignore"));
+        // BuildKit: Dockerfile.dockerignore replaces .dockerignore.
+        fs::write(root.join("ctx/Dockerfile.dockerignore"), "own-only\n").unwrap();
+        let r = ignore_rules(root, &spec(Builder::BuildKit)).unwrap();
+        assert!(r.is_excluded("own-only") && !r.is_excluded("ctx-only"));
+        let r = ignore_rules(root, &spec(Builder::Classic)).unwrap();
+        assert!(!r.is_excluded("own-only") && r.is_excluded("ctx-only"));
+    }
+
+    #[test]
+    fn bare_directories_are_part_of_the_context() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        for d in ["ctx/empty", "ctx/a/deeper/still", "ctx/logs"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        fs::write(root.join("ctx/a/f"), "x").unwrap();
+        fs::write(root.join("ctx/logs/x.log"), "x").unwrap();
+        let snap = Snapshot::open(root, None);
+        let rules = DockerIgnore::parse("*/*.log\n").unwrap();
+        let c = files(&snap, "ctx", &rules).unwrap();
+        let names: Vec<&str> = c.files.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(names, ["ctx/a/f"]);
+        assert_eq!(c.bare_dirs, ["ctx/a/deeper/still", "ctx/empty", "ctx/logs"]);
+        // Docker's walk does not enter an excluded directory: nothing of it is sent.
+        let rules = DockerIgnore::parse("a\n").unwrap();
+        let c = files(&snap, "ctx", &rules).unwrap();
+        assert_eq!(c.bare_dirs, ["ctx/empty"]);
+    }
 }

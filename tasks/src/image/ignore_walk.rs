@@ -97,3 +97,88 @@ impl<'a> Walk<'a> {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Walk;
+    use crate::image::dockerignore::DockerIgnore;
+
+    /// Does Docker's walk send `path`? Its ancestors are walked first, as directories.
+    fn sends(patterns: &str, path: &str) -> bool {
+        let rules = DockerIgnore::parse(patterns).unwrap();
+        let mut walk = Walk::new(&rules);
+        walk.keeps(path, false)
+    }
+
+    #[test]
+    fn patternmatcher_test_table() {
+        #[derive(serde::Deserialize)]
+        struct Case {
+            patterns: Vec<String>,
+            path: String,
+            excluded: bool,
+        }
+        #[derive(serde::Deserialize)]
+        struct Table {
+            cases: Vec<Case>,
+        }
+        let table: Table = serde_json::from_str(include_str!(
+            "../../../tests/data/docker/patternmatcher_matches.json"
+        ))
+        .unwrap();
+        assert!(table.cases.len() > 70);
+        let mut checked = 0;
+        for c in &table.cases {
+            let path = c.path.trim_end_matches('/');
+            if path.is_empty() {
+                continue; // "/" is the context root, which Docker never matches
+            }
+            let text = c.patterns.join("\n");
+            let rules = DockerIgnore::parse(&text).unwrap();
+            assert_eq!(
+                rules.is_excluded(path),
+                c.excluded,
+                "MatchesOrParentMatches({text:?}, {path:?})"
+            );
+            assert_eq!(!sends(&text, path), c.excluded, "walk({text:?}, {path:?})");
+            checked += 1;
+        }
+        assert!(checked > 70);
+    }
+
+    #[test]
+    fn excluded_directories_are_entered_only_for_an_exception_under_them() {
+        // `**` excludes d; `!**/*.go` does not start with "d/": d is never entered.
+        assert!(sends("**\n!**/*.go\n", "a.go"));
+        assert!(!sends("**\n!**/*.go\n", "d/b.go"));
+        assert!(!sends(
+            "**/node_modules\n!**/node_modules/keep/**\n",
+            "node_modules/keep/k.js"
+        ));
+        // An exception naming the directory's path lets the walk in.
+        assert!(sends("dir\n!dir/e*\n", "dir/e-dir/foo"));
+        assert!(!sends("dir\n!dir/e*\n", "dir/foo"));
+        // A pattern not evaluated for the parent is evaluated on the path alone.
+        assert!(sends("a\n!a/keep\na\n", "a/keep"));
+        assert!(!sends("a\n!a/keep\na\n", "a/other"));
+        // No rules: everything.
+        assert!(sends("", "x/y"));
+    }
+
+    #[test]
+    fn backslashes_are_go_regexp_escapes() {
+        let d = |p: &str| DockerIgnore::parse(p).unwrap();
+        assert!(d("x\\d").is_excluded("x1") && !d("x\\d").is_excluded("xd"));
+        assert!(d("x\\t").is_excluded("x\t") && !d("x\\t").is_excluded("xt"));
+        assert!(!d("sub\\a.txt").is_excluded("suba.txt"));
+        assert!(d("sub\\a.txt").is_excluded("sub\u{7}.txt"));
+        assert!(d("\\*.txt").is_excluded("*.txt"));
+        assert!(d("a\\x41").is_excluded("aA") && d("a\\x{42}").is_excluded("aB"));
+        assert!(d("\\w\\s\\D").is_excluded("_ x") && !d("\\w").is_excluded("-"));
+        assert!(d("\\101").is_excluded("A"));
+        for bad in ["x\\y", "x\\1", "x\\b"] {
+            let e = DockerIgnore::parse(bad).unwrap_err();
+            assert_eq!(e.line, 1, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! lifeos against Docker itself on Docker's own test tables: the context each `.dockerignore`
+//! case sends (the Docker CLI's classic build as the oracle), and Dockerfile errors found
+//! before anything runs.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use crate::support::{docker, DockerFx, Project};
+
+#[derive(serde::Deserialize)]
+struct Table {
+    cases: Vec<Case>,
+}
+
+#[derive(serde::Deserialize)]
+struct Case {
+    name: String,
+    files: Vec<String>,
+    #[serde(default)]
+    dirs: Vec<String>,
+    dockerignore: String,
+}
+
+/// (files, directories holding no file) under `ctx/` in an exported image tar listing.
+fn split_listing(paths: &[String]) -> BTreeSet<String> {
+    let files: Vec<&str> = paths
+        .iter()
+        .filter(|p| !p.ends_with('/'))
+        .map(String::as_str)
+        .collect();
+    let mut out: BTreeSet<String> = files.iter().map(|f| f.to_string()).collect();
+    for d in paths.iter().filter(|p| p.ends_with('/')) {
+        if !files.iter().any(|f| f.starts_with(d.as_str()))
+            && !paths.iter().any(|p| p != d && p.starts_with(d.as_str()))
+        {
+            out.insert(d.clone());
+        }
+    }
+    out
+}
+
+#[test]
+fn dockerignore_contexts_match_the_classic_docker_build() {
+    let fx = DockerFx::new();
+    let p = &fx.p;
+    let table: Table =
+        serde_json::from_str(include_str!("../data/docker/dockerignore_contexts.json")).unwrap();
+    let mut config = String::new();
+    for case in &table.cases {
+        let dir = format!("c/{}", case.name);
+        for f in &case.files {
+            p.file(&format!("{dir}/{f}"), f);
+        }
+        for d in &case.dirs {
+            std::fs::create_dir_all(p.p(&format!("{dir}/{d}"))).unwrap();
+        }
+        p.file(&format!("{dir}/.dockerignore"), &case.dockerignore);
+        p.file(&format!("{dir}/Dockerfile"), "FROM scratch\nCOPY . /ctx/\n");
+        config.push_str(&format!(
+            "[tasks.{n}]\nkind = \"image\"\ncontext = \"{dir}\"\ntag = \"{t}\"\nbuilder = \"classic\"\n",
+            n = case.name,
+            t = fx.tag(&case.name)
+        ));
+    }
+    p.config(&config);
+    let label = format!("lifeos.test={}", fx.id);
+    let mut mismatches = Vec::new();
+    for case in &table.cases {
+        let dir = p.p(&format!("c/{}", case.name));
+        // The oracle: the Docker CLI's classic build, its image exported and listed.
+        let tag = fx.tag(&case.name);
+        let o = Command::new("docker")
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "-q", "--label", &label, "-t", &tag])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{}: {}",
+            case.name,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let cid = docker(&["create", "--label", &label, &tag, "none"]);
+        let listing = Command::new("sh")
+            .args(["-c", &format!("docker export {cid} | tar -t")])
+            .output()
+            .unwrap();
+        docker(&["rm", &cid]);
+        let paths: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("ctx/"))
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let theirs: BTreeSet<String> = split_listing(&paths)
+            .into_iter()
+            .filter(|f| f != "Dockerfile" && f != ".dockerignore")
+            .collect();
+        // lifeos: the files and bare directories its key covers (what it sends).
+        let r = p.run(&["explain", &case.name, "--json"]);
+        let v: serde_json::Value =
+            serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{}", r.all()));
+        let prefix = format!("c/{}/", case.name);
+        let ours: BTreeSet<String> = v["fingerprint"]["inputs"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .filter(|f| *f != "Dockerfile" && *f != ".dockerignore")
+            .map(str::to_owned)
+            .collect();
+        if ours != theirs {
+            mismatches.push(format!(
+                "{}: lifeos {ours:?}\n  docker {theirs:?}",
+                case.name
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "contexts differ:\n{}",
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn dockerfile_errors_are_config_errors_before_anything_runs() {
+    let p = Project::new();
+    p.file("marker.sh", "touch ran\n");
+    p.file(
+        "d/Dockerfile",
+        "FROM scratch\nRUN --mount=type=bind,,,=,from=,source= true\n",
+    );
+    p.config(
+        "[tasks.first]\nkind = \"exec\"\nrun = \"sh marker.sh\"\n\n[tasks.img]\nkind = \"image\"\ncontext = \"d\"\ndeps = [\"first\"]\n",
+    );
+    for cmd in [&["plan"][..], &["run"][..], &["build", "img"][..]] {
+        let r = p.run(cmd);
+        assert_eq!(r.code, 2, "{cmd:?}: {}", r.all());
+        assert!(
+            r.stderr.contains("d/Dockerfile")
+                && r.stderr.contains("line 2")
+                && r.stderr.contains("invalid field ''"),
+            "{}",
+            r.all()
+        );
+    }
+    assert!(
+        !p.p("ran").exists(),
+        "nothing runs before a Dockerfile error"
+    );
+    // A later stage named in --from is an image name to Docker, not an error.
+    p.file(
+        "d/Dockerfile",
+        "FROM scratch AS a\nCOPY --from=b /x /x\nFROM scratch AS b\n",
+    );
+    let r = p.run(&["plan", "img"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    // Invalid UTF-8 is accepted, as by Docker, and an error names its line.
+    std::fs::write(
+        p.p("d/Dockerfile"),
+        b"FROM scratch\nLABEL x=\xff\xfe\nWORKDIR\n",
+    )
+    .unwrap();
+    let r = p.run(&["plan", "img"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("line 3") && r.stderr.contains("WORKDIR"),
+        "{}",
+        r.all()
+    );
+}
