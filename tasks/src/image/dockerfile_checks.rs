@@ -173,3 +173,47 @@ mod tests {
         assert!(check("volume", &[], "[\"\"]", Some(&["".to_string()])).is_err());
     }
 }
+
+#[cfg(test)]
+mod table {
+    use crate::image::dockerfile::parse;
+
+    #[derive(serde::Deserialize)]
+    pub(crate) struct Case {
+        pub name: String,
+        pub dockerfile: String,
+        pub docker_parses: bool,
+    }
+
+    #[derive(serde::Deserialize)]
+    pub(crate) struct Table {
+        pub cases: Vec<Case>,
+    }
+
+    /// BuildKit's parser testfiles and the cases: lifeos parses what Docker 20.10
+    /// parsed (recorded from the engine; `tests/it/docker_parity.rs` asks it again), and
+    /// every rejection names a line.
+    #[test]
+    fn buildkit_testfiles_decide_like_docker() {
+        let table: Table =
+            serde_json::from_str(include_str!("../../../tests/data/docker/dockerfiles.json"))
+                .unwrap();
+        assert!(table.cases.len() > 50);
+        let mut differ = Vec::new();
+        for c in &table.cases {
+            let ours = parse(&c.dockerfile);
+            if let Err(e) = &ours {
+                assert!(e.line >= 1, "{}: {e}", c.name);
+            }
+            if ours.is_ok() != c.docker_parses {
+                differ.push(format!(
+                    "{}: docker {} lifeos {:?}",
+                    c.name,
+                    c.docker_parses,
+                    ours.err()
+                ));
+            }
+        }
+        assert!(differ.is_empty(), "{}", differ.join("\n"));
+    }
+}
