@@ -10,6 +10,8 @@ pub mod dockerfile;
 mod dockerfile_checks;
 pub mod dockerignore;
 pub mod ignore_walk;
+#[cfg(test)]
+mod robustness;
 mod stage_vars;
 
 use std::collections::{BTreeMap, HashMap};
