@@ -232,3 +232,121 @@ fn dockerfiles_are_decided_like_the_engine() {
     }
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
+
+/// task → "cached" / "would_run" from `lifeos plan --json`.
+fn plan_outcomes(p: &Project) -> std::collections::BTreeMap<String, String> {
+    let r = p.run(&["plan", "--json"]);
+    let rows: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{}", r.all()));
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["task"].as_str().unwrap().to_string(),
+                row["outcome"]["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// BuildKit through the Engine API: `<Dockerfile>.dockerignore`, what the key covers for
+/// `COPY $VAR` and for empty directories, and what the image holds.
+#[test]
+fn buildkit_contexts_keys_and_images() {
+    let fx = DockerFx::new();
+    let p = &fx.p;
+    p.file("k/app/a.txt", "a")
+        .file("k/etc/app.cfg", "cfg")
+        .file("k/etc/other.cfg", "other")
+        .file("k/other/file.txt", "1")
+        .file("k/secret.txt", "s")
+        .file(
+            "k/only-ctx-ignored.txt",
+            "kept: Dockerfile.all.dockerignore replaces .dockerignore",
+        )
+        .file("k/.dockerignore", "only-ctx-ignored.txt\n")
+        .file(
+            "k/Dockerfile.all.dockerignore",
+            "secret.txt\n.dockerignore\n",
+        )
+        .file(
+            "k/Dockerfile.vars",
+            &format!(
+                "FROM {}\nARG SRC=app\nENV CONF=etc\nCOPY ${{SRC}}/ /x/\nCOPY $CONF/app.cfg /c/\n",
+                fx.base()
+            ),
+        )
+        .file(
+            "k/Dockerfile.all",
+            &format!("FROM {}\nCOPY . /all/\n", fx.base()),
+        );
+    let task = |name: &str| {
+        format!(
+            "[tasks.{name}]\nkind = \"image\"\ncontext = \"k\"\ndockerfile = \"k/Dockerfile.{name}\"\ntag = \"{}\"\nbuilder = \"buildkit\"\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
+            fx.tag(name),
+            fx.id
+        )
+    };
+    p.config(&format!("{}\n{}", task("vars"), task("all")));
+    let r = p.json(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let list = |image: &str, dir: &str| -> BTreeSet<String> {
+        fx.cli_run(
+            image,
+            &["sh", "-c", &format!("cd {dir} && find . | sed 's|^./||'")],
+        )
+        .lines()
+        .filter(|l| *l != ".")
+        .map(str::to_owned)
+        .collect()
+    };
+    let all = list(&fx.tag("all"), "/all");
+    assert!(
+        all.contains("only-ctx-ignored.txt") && all.contains("app/a.txt"),
+        "{all:?}"
+    );
+    assert!(
+        !all.contains("secret.txt") && !all.contains(".dockerignore"),
+        "{all:?}"
+    );
+    assert_eq!(
+        list(&fx.tag("vars"), "/x")
+            .into_iter()
+            .chain(list(&fx.tag("vars"), "/c"))
+            .collect::<Vec<_>>(),
+        ["a.txt", "app.cfg"]
+    );
+
+    // A file `vars` does not read: only `all` rebuilds. (`COPY ${SRC}/` once meant "everything".)
+    p.file("k/other/file.txt", "2");
+    p.file("k/etc/other.cfg", "changed");
+    let o = plan_outcomes(p);
+    assert_eq!(
+        (o["vars"].as_str(), o["all"].as_str()),
+        ("cached", "would_run"),
+        "{o:?}"
+    );
+    assert_eq!(p.json(&["build"]).code, 0);
+
+    // An empty directory changes `COPY . /all/`'s image: `all` rebuilds and holds it.
+    std::fs::create_dir_all(p.p("k/empty/inner")).unwrap();
+    let o = plan_outcomes(p);
+    assert_eq!(
+        (o["vars"].as_str(), o["all"].as_str()),
+        ("cached", "would_run"),
+        "{o:?}"
+    );
+    assert_eq!(p.json(&["build"]).code, 0);
+    assert!(list(&fx.tag("all"), "/all").contains("empty/inner"));
+    let o = plan_outcomes(p);
+    assert_eq!(
+        (o["vars"].as_str(), o["all"].as_str()),
+        ("cached", "cached"),
+        "{o:?}"
+    );
+
+    // What `vars` reads through its variables does rebuild it; so does a build arg.
+    p.file("k/app/a.txt", "a2");
+    assert_eq!(plan_outcomes(p)["vars"], "would_run");
+}
