@@ -280,6 +280,12 @@ fn buildkit_contexts_keys_and_images() {
         .file(
             "k/Dockerfile.all",
             &format!("FROM {}\nCOPY . /all/\n", fx.base()),
+        )
+        // Excluded from its own context: the build still finds it.
+        .file("k/Dockerfile.self.dockerignore", "Dockerfile.self\n")
+        .file(
+            "k/Dockerfile.self",
+            &format!("FROM {}\nCOPY app /app\n", fx.base()),
         );
     let task = |name: &str| {
         format!(
@@ -288,7 +294,12 @@ fn buildkit_contexts_keys_and_images() {
             fx.id
         )
     };
-    p.config(&format!("{}\n{}", task("vars"), task("all")));
+    p.config(&format!(
+        "{}\n{}\n{}",
+        task("vars"),
+        task("all"),
+        task("self")
+    ));
     let r = p.json(&["build"]);
     assert_eq!(r.code, 0, "{}", r.all());
     let list = |image: &str, dir: &str| -> BTreeSet<String> {

@@ -29,7 +29,21 @@ pub async fn build(
     // A Dockerfile outside the context travels in the tar under a name of its own, as the
     // Docker CLI does.
     let (dockerfile_name, extra) = match in_ctx {
-        Some(p) => (p, None),
+        Some(p) if files.iter().any(|f| f.rel == spec.dockerfile) => (p, None),
+        // BuildKit with a `.dockerignore` that excludes the Dockerfile: the Engine API reads
+        // the Dockerfile from the context tar, so it goes in anyway (and so into a
+        // `COPY . ` of the image, where Docker's own client would leave it out).
+        Some(p) => {
+            cx.log.line(
+                Stream::Stderr,
+                &format!(
+                    "note: .dockerignore excludes {p}, but a build through the Engine API \
+                     needs it in the context: a `COPY .` will still copy it"
+                ),
+            );
+            let bytes = std::fs::read(cx.root.join(&spec.dockerfile))?;
+            (p.clone(), Some((p, bytes)))
+        }
         None => {
             let bytes = std::fs::read(cx.root.join(&spec.dockerfile))?;
             let name = format!(".lifeos-dockerfile-{}", cx.key.short());
