@@ -104,7 +104,8 @@ pub(super) fn check(
     }
 }
 
-/// ENV and LABEL: `name=value ...`, or the old `name value` form.
+/// ENV and LABEL: `name=value ...`, or the old `name value` form, which BuildKit splits on
+/// blanks whatever the quotes.
 fn check_name_values(upper: &str, args: &str) -> Result<(), String> {
     let args = args.trim();
     if args.is_empty() {
@@ -166,6 +167,8 @@ mod tests {
         );
         assert!(c("env", &[], "PATH /bin").is_ok());
         assert!(c("env", &[], "A=1 B=2").is_ok());
+        // The old form splits on blanks, quotes or not (Docker 20.10 accepts this).
+        assert!(c("label", &[], "\"key with blanks\"").is_ok());
         assert!(c("arg", &["--whatever"], "A").is_ok());
         assert!(c("healthcheck", &["--interval=1s"], "CMD true").is_ok());
         assert!(c("healthcheck", &[], "NONE x").is_err());
