@@ -118,6 +118,8 @@ pub struct Snapshot {
     stat: Mutex<StatMap>,
     dirty: Mutex<bool>,
     walks: Mutex<HashMap<String, Arc<Vec<FileMeta>>>>,
+    /// Every directory the walks met (root-relative): an image's context holds empty ones.
+    dirs: Mutex<Vec<String>>,
     started_ns: i64,
     hashed: std::sync::atomic::AtomicUsize,
     warnings: Mutex<Vec<String>>,
@@ -157,6 +159,7 @@ impl Snapshot {
             stat: Mutex::new(stat),
             dirty: Mutex::new(false),
             walks: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(Vec::new()),
             started_ns: now_ns(),
             hashed: Default::default(),
             warnings: Mutex::new(Vec::new()),
@@ -263,6 +266,23 @@ impl Snapshot {
         Ok(files)
     }
 
+    /// The directories strictly under `rel_root`, sorted, as the walk of `rel_root` (or of an
+    /// ancestor) met them; call [`Snapshot::walk`] first.
+    pub fn dirs(&self, rel_root: &str) -> Vec<String> {
+        let rel_root = rel_root.trim_end_matches('/');
+        let mut dirs: Vec<String> = self
+            .dirs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|d| d.as_str() != rel_root && under(rel_root, d))
+            .cloned()
+            .collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        dirs
+    }
+
     /// One file's metadata, fresh from the file system (not memoised); None if absent.
     pub fn stat(&self, rel: &str) -> io::Result<Option<FileMeta>> {
         let path = crate::names::to_path(&self.root, rel);
@@ -308,6 +328,15 @@ impl Snapshot {
             }
         }
         out.lock().unwrap().extend(files);
+        if !subdirs.is_empty() {
+            let rels = subdirs.iter().map(|d| {
+                d.strip_prefix(&self.root)
+                    .unwrap_or(d)
+                    .to_string_lossy()
+                    .into_owned()
+            });
+            self.dirs.lock().unwrap().extend(rels);
+        }
         // Fan out only where there is breadth: a small tree walks faster on this thread
         // than it takes to start rayon's pool (a no-op `lifeos build` may need nothing else).
         if subdirs.len() >= 8 {

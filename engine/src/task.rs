@@ -298,6 +298,13 @@ pub trait Task: Send + Sync + 'static {
     /// Canonical config for the fingerprint: sorted maps, project-relative paths.
     fn config(&self) -> serde_json::Value;
 
+    /// Errors in the task's own source files that no run can get past (a Dockerfile Docker
+    /// rejects): checked before anything runs, they are config errors (exit 2). `root` is the
+    /// project root.
+    fn check(&self, _root: &Path) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Files and kind-specific facts the key covers.
     async fn inputs(&self, cx: &KeyCx) -> Result<TaskInputs, TaskError>;
 

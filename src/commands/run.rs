@@ -102,6 +102,23 @@ pub async fn execute(
     dry_run: bool,
 ) -> (i32, Option<RunReport>) {
     let selection = project.graph.select(&names).expect("names checked");
+    // Source files no run can get past (a Dockerfile Docker rejects) are config errors:
+    // reported before anything runs.
+    let mut bad = false;
+    for &i in &selection {
+        let node = project.graph.node(i);
+        if let Err(e) = node.task.check(&project.root) {
+            bad = true;
+            eprintln!(
+                "{} task `{}`: {e}",
+                console::style("error:").red().bold().for_stderr(),
+                node.spec.id
+            );
+        }
+    }
+    if bad {
+        return (exit::USAGE, None);
+    }
     let cache = CacheDir::new(project.cache_dir.clone());
     // Before any task runs: a cache lifeos can write to (and that is lifeos's), or exit 3.
     if !dry_run {

@@ -9,6 +9,7 @@ mod cache_safety;
 mod config_errors;
 mod config_props;
 mod config_validation;
+mod docker_parity;
 mod exec;
 mod images;
 mod plan_explain;

@@ -19,9 +19,8 @@ pub async fn build(
     cx: &ExecCx<'_>,
 ) -> Result<String, TaskError> {
     let in_ctx = spec.dockerfile_in_context();
-    let rules = context::ignore_rules(cx.root, &spec.context, in_ctx.as_deref())
-        .map_err(TaskError::Failed)?;
-    let files = {
+    let rules = context::ignore_rules(cx.root, spec).map_err(TaskError::Failed)?;
+    let context::ContextFiles { files, bare_dirs } = {
         let (snap, ctx) = (cx.snapshot.clone(), spec.context.clone());
         tokio::task::spawn_blocking(move || context::files(&snap, &ctx, &rules))
             .await
@@ -30,7 +29,21 @@ pub async fn build(
     // A Dockerfile outside the context travels in the tar under a name of its own, as the
     // Docker CLI does.
     let (dockerfile_name, extra) = match in_ctx {
-        Some(p) => (p, None),
+        Some(p) if files.iter().any(|f| f.rel == spec.dockerfile) => (p, None),
+        // BuildKit with a `.dockerignore` that excludes the Dockerfile: the Engine API reads
+        // the Dockerfile from the context tar, so it goes in anyway (and so into a
+        // `COPY . ` of the image, where Docker's own client would leave it out).
+        Some(p) => {
+            cx.log.line(
+                Stream::Stderr,
+                &format!(
+                    "note: .dockerignore excludes {p}, but a build through the Engine API \
+                     needs it in the context: a `COPY .` will still copy it"
+                ),
+            );
+            let bytes = std::fs::read(cx.root.join(&spec.dockerfile))?;
+            (p.clone(), Some((p, bytes)))
+        }
         None => {
             let bytes = std::fs::read(cx.root.join(&spec.dockerfile))?;
             let name = format!(".lifeos-dockerfile-{}", cx.key.short());
@@ -39,7 +52,13 @@ pub async fn build(
     };
     cx.log
         .progress(&format!("sending context ({} files)", files.len()));
-    let body = context::stream(cx.root.to_path_buf(), spec.context.clone(), files, extra);
+    let body = context::stream(
+        cx.root.to_path_buf(),
+        spec.context.clone(),
+        files,
+        bare_dirs,
+        extra,
+    );
 
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     labels.insert(KEY_LABEL.into(), cx.key.to_hex());

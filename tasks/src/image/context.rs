@@ -10,6 +10,7 @@ use lifeos_cache::{FileMeta, Snapshot};
 use tokio::sync::mpsc;
 
 use super::dockerignore::DockerIgnore;
+use super::ignore_walk::Walk;
 
 /// Context-relative path of a root-relative one.
 pub fn ctx_rel<'a>(ctx: &str, rel: &'a str) -> &'a str {
@@ -22,31 +23,80 @@ pub fn ctx_rel<'a>(ctx: &str, rel: &'a str) -> &'a str {
     }
 }
 
-/// The `.dockerignore` rules of a context, with the Dockerfile and `.dockerignore` kept in,
-/// as the Docker CLI does.
-pub fn ignore_rules(
-    root: &Path,
-    ctx: &str,
-    dockerfile_in_ctx: Option<&str>,
-) -> Result<DockerIgnore, String> {
-    let path = root.join(ctx).join(".dockerignore");
-    let mut rules = match fs::read_to_string(&path) {
-        Ok(text) => DockerIgnore::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?,
+/// The `.dockerignore` rules of an image's context, as the Docker CLI reads them:
+/// - BuildKit: `<Dockerfile>.dockerignore` next to the Dockerfile replaces the context's
+///   `.dockerignore`, and the Dockerfile and `.dockerignore` may be excluded like any file;
+/// - classic: the context's `.dockerignore`, with the Dockerfile and `.dockerignore` kept in
+///   (the daemon reads them, then removes the excluded ones before the build).
+pub fn ignore_rules(root: &Path, spec: &super::ImageSpec) -> Result<DockerIgnore, String> {
+    let ctx_file = root.join(&spec.context).join(".dockerignore");
+    let path = match spec.builder {
+        super::Builder::BuildKit => {
+            let own = root.join(format!("{}.dockerignore", spec.dockerfile));
+            if own.is_file() {
+                own
+            } else {
+                ctx_file
+            }
+        }
+        super::Builder::Classic => ctx_file,
+    };
+    let mut rules = match fs::read(&path) {
+        Ok(bytes) => DockerIgnore::parse(&String::from_utf8_lossy(&bytes))
+            .map_err(|e| format!("{}: {e}", path.display()))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => DockerIgnore::default(),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    rules.keep_build_files(dockerfile_in_ctx);
+    if spec.builder == super::Builder::Classic {
+        rules.keep_build_files(spec.dockerfile_in_context().as_deref());
+    }
     Ok(rules)
 }
 
-/// Every file of the context that Docker would receive, root-relative, sorted.
-pub fn files(snapshot: &Snapshot, ctx: &str, rules: &DockerIgnore) -> io::Result<Vec<FileMeta>> {
-    Ok(snapshot
-        .walk(ctx)?
+/// What Docker would send of a context: its files (root-relative, sorted) and the directories
+/// that hold none of them (empty, or all of their files excluded), which the image still has.
+pub struct ContextFiles {
+    pub files: Vec<FileMeta>,
+    pub bare_dirs: Vec<String>,
+}
+
+/// Every file and bare directory of the context that Docker would send.
+pub fn files(snapshot: &Snapshot, ctx: &str, rules: &DockerIgnore) -> io::Result<ContextFiles> {
+    let walked = snapshot.walk(ctx)?;
+    let mut walk = Walk::new(rules);
+    let files: Vec<FileMeta> = walked
         .iter()
-        .filter(|f| !rules.is_excluded(ctx_rel(ctx, &f.rel)))
+        .filter(|f| walk.keeps(ctx_rel(ctx, &f.rel), false))
         .cloned()
-        .collect())
+        .collect();
+    let mut walk = Walk::new(rules);
+    let mut bare_dirs = Vec::new();
+    let mut next_file = 0;
+    for dir in snapshot.dirs(ctx) {
+        if !walk.keeps(ctx_rel(ctx, &dir), true) {
+            continue;
+        }
+        // Files and directories share one sort order: the first file at or after `dir`.
+        while next_file < files.len() && files[next_file].rel.as_str() < dir.as_str() {
+            next_file += 1;
+        }
+        let holds_file = files.get(next_file).is_some_and(|f| {
+            f.rel.len() > dir.len()
+                && f.rel.starts_with(&dir)
+                && f.rel.as_bytes()[dir.len()] == b'/'
+        });
+        if !holds_file {
+            bare_dirs.push(dir);
+        }
+    }
+    // A directory holding a bare directory is implied by it.
+    let implied = |d: &String| {
+        bare_dirs.iter().any(|o| {
+            o.len() > d.len() && o.starts_with(d.as_str()) && o.as_bytes()[d.len()] == b'/'
+        })
+    };
+    let bare_dirs = bare_dirs.iter().filter(|d| !implied(d)).cloned().collect();
+    Ok(ContextFiles { files, bare_dirs })
 }
 
 /// Writes tar bytes into a channel in 64 KiB chunks: the request body streams as it is built.
@@ -82,10 +132,29 @@ fn write_tar(
     root: &Path,
     ctx: &str,
     files: &[FileMeta],
+    bare_dirs: &[String],
     extra_dockerfile: Option<(&str, &[u8])>,
 ) -> io::Result<()> {
     let mut tar = tar::Builder::new(w);
     tar.follow_symlinks(false);
+    for dir in bare_dirs {
+        let Ok(meta) = fs::symlink_metadata(root.join(dir)) else {
+            continue; // removed since the walk
+        };
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777);
+        h.set_mtime(
+            meta.modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs()),
+        );
+        h.set_size(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        tar.append_data(&mut h, format!("{}/", ctx_rel(ctx, dir)), io::empty())?;
+    }
     for f in files {
         // Exact bytes, also for a name that is not UTF-8 (lifeos_cache::names).
         let abs = f.path_in(root);
@@ -124,6 +193,7 @@ pub fn stream(
     root: PathBuf,
     ctx: String,
     files: Vec<FileMeta>,
+    bare_dirs: Vec<String>,
     extra_dockerfile: Option<(String, Vec<u8>)>,
 ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
@@ -136,11 +206,76 @@ pub fn stream(
         let extra = extra_dockerfile
             .as_ref()
             .map(|(n, b)| (n.as_str(), b.as_slice()));
-        if let Err(e) = write_tar(w, &root, &ctx, &files, extra) {
+        if let Err(e) = write_tar(w, &root, &ctx, &files, &bare_dirs, extra) {
             let _ = err_tx.blocking_send(Err(e));
         }
     });
     futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{Builder, ImageSpec};
+
+    fn spec(builder: Builder) -> ImageSpec {
+        ImageSpec {
+            context: "ctx".into(),
+            dockerfile: "ctx/Dockerfile".into(),
+            target: None,
+            build_args: Default::default(),
+            labels: Default::default(),
+            tags: vec![],
+            platform: None,
+            builder,
+        }
+    }
+
+    #[test]
+    fn buildkit_reads_the_dockerfiles_own_ignore_file_and_keeps_nothing_back() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("ctx")).unwrap();
+        fs::write(
+            root.join("ctx/.dockerignore"),
+            "Dockerfile\n.dockerignore\nctx-only\n",
+        )
+        .unwrap();
+        // Classic: the context's file, the Dockerfile and .dockerignore kept.
+        let r = ignore_rules(root, &spec(Builder::Classic)).unwrap();
+        assert!(r.is_excluded("ctx-only"));
+        assert!(!r.is_excluded("Dockerfile") && !r.is_excluded(".dockerignore"));
+        // BuildKit: both may be excluded like any file.
+        let r = ignore_rules(root, &spec(Builder::BuildKit)).unwrap();
+        assert!(r.is_excluded("Dockerfile") && r.is_excluded(".dockerignore"));
+        // BuildKit: Dockerfile.dockerignore replaces .dockerignore.
+        fs::write(root.join("ctx/Dockerfile.dockerignore"), "own-only\n").unwrap();
+        let r = ignore_rules(root, &spec(Builder::BuildKit)).unwrap();
+        assert!(r.is_excluded("own-only") && !r.is_excluded("ctx-only"));
+        let r = ignore_rules(root, &spec(Builder::Classic)).unwrap();
+        assert!(!r.is_excluded("own-only") && r.is_excluded("ctx-only"));
+    }
+
+    #[test]
+    fn bare_directories_are_part_of_the_context() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        for d in ["ctx/empty", "ctx/a/deeper/still", "ctx/logs"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        fs::write(root.join("ctx/a/f"), "x").unwrap();
+        fs::write(root.join("ctx/logs/x.log"), "x").unwrap();
+        let snap = Snapshot::open(root, None);
+        let rules = DockerIgnore::parse("*/*.log\n").unwrap();
+        let c = files(&snap, "ctx", &rules).unwrap();
+        let names: Vec<&str> = c.files.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(names, ["ctx/a/f"]);
+        assert_eq!(c.bare_dirs, ["ctx/a/deeper/still", "ctx/empty", "ctx/logs"]);
+        // Docker's walk does not enter an excluded directory: nothing of it is sent.
+        let rules = DockerIgnore::parse("a\n").unwrap();
+        let c = files(&snap, "ctx", &rules).unwrap();
+        assert_eq!(c.bare_dirs, ["ctx/empty"]);
+    }
 }

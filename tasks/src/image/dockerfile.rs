@@ -47,6 +47,20 @@ pub struct Stage {
     pub platform: Option<String>,
     pub copies: Vec<CopyInstr>,
     pub mounts: Vec<MountInstr>,
+    /// The stage's own `ARG`s and `ENV`s, in order (ONBUILD ones left out).
+    pub vars: Vec<VarDecl>,
+}
+
+/// An `ARG` or `ENV` inside a stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VarDecl {
+    Arg(ArgDecl),
+    Env {
+        line: usize,
+        name: String,
+        /// Unexpanded.
+        value: String,
+    },
 }
 
 /// A `COPY` or `ADD`.
@@ -224,9 +238,17 @@ fn source_reads_under(src: &str, dir: &str) -> bool {
         .all(|(p, s)| go_path_match(p, s).unwrap_or(true))
 }
 
+/// How the builder resolves `$VAR` in a stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// BuildKit: an `ARG` sets the variable over the base image's `ENV` of the same name
+    /// (the classic builder lets the image's `ENV` win, which lifeos cannot see).
+    pub arg_beats_image_env: bool,
+}
+
 /// What a stage's `FROM` or a `--from` refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Ref {
+pub(super) enum Ref {
     Stage(usize),
     Image(String),
     Scratch,
@@ -239,6 +261,16 @@ impl Dockerfile {
         &self,
         target: Option<&str>,
         build_args: &BTreeMap<String, String>,
+    ) -> Result<TargetPlan, PlanError> {
+        self.plan_with(target, build_args, PlanOptions::default())
+    }
+
+    /// [`Dockerfile::plan`] knowing how the builder resolves variables.
+    pub fn plan_with(
+        &self,
+        target: Option<&str>,
+        build_args: &BTreeMap<String, String>,
+        opts: PlanOptions,
     ) -> Result<TargetPlan, PlanError> {
         let env = self.global_env(build_args)?;
         // BuildKit expands every stage's FROM, reachable or not, so errors surface alike.
@@ -331,9 +363,31 @@ impl Dockerfile {
                     Some(from) => add_ref(self.resolve_from(from, i, copy.line)?, &mut todo),
                     None => {
                         for src in &copy.sources {
+                            if !copy.add
+                                && (src.starts_with("http://") || src.starts_with("https://"))
+                            {
+                                return Err(PlanError::Expansion {
+                                    line: copy.line,
+                                    message: "source can't be a URL for COPY".into(),
+                                });
+                            }
                             // Remote ADD sources are fetched, not read from the context.
-                            if !(copy.add && is_remote(src)) {
+                            if copy.add && is_remote(src) {
+                                continue;
+                            }
+                            if !src.contains('$') {
                                 context.add(src);
+                                continue;
+                            }
+                            // An ONBUILD trigger runs where the child stage starts.
+                            let at = if copy.onbuild { st.line } else { copy.line };
+                            let vars = self.vars_at(i, at, &parents, &env, build_args, opts)?;
+                            match vars.expand(src, self.escape, copy.line)? {
+                                Some(expanded) if !is_remote(&expanded) || !copy.add => {
+                                    context.add(&expanded)
+                                }
+                                Some(_) => {}
+                                None => context.add_all(),
                             }
                         }
                     }
@@ -395,9 +449,9 @@ impl Dockerfile {
             };
         }
         // --from may name any stage, but BuildKit fails unless it was built first.
-        match self.find_stage(from, self.stages.len()) {
-            Some(j) if j < current => Ok(Ref::Stage(j)),
-            Some(_) => Err(later()),
+        // A name only refers to a stage defined before; a later one is read as an image.
+        match self.find_stage(from, current) {
+            Some(j) => Ok(Ref::Stage(j)),
             None if from.eq_ignore_ascii_case("scratch") => Ok(Ref::Scratch),
             None => Ok(Ref::Image(from.to_string())),
         }
@@ -461,6 +515,10 @@ impl ContextBuilder {
         }
     }
 
+    fn add_all(&mut self) {
+        self.all = true;
+    }
+
     fn finish(self) -> ContextUse {
         if self.all {
             ContextUse::All
@@ -472,6 +530,9 @@ impl ContextBuilder {
 
 // ---------------------------------------------------------------------------------------------
 // Line-level parsing: directives, comments, continuations, heredocs.
+
+/// Go's bufio.Scanner, which Docker reads a Dockerfile with, fails on a line this long.
+const MAX_LINE: usize = 64 * 1024;
 
 struct Parser<'a> {
     lines: Vec<&'a str>,
@@ -491,6 +552,8 @@ enum Instr {
         platform: Option<String>,
     },
     Arg(Vec<ArgDecl>),
+    /// `ENV` pairs, values unexpanded.
+    Env(Vec<(String, String)>),
     Copy(CopyInstr),
     Run(Vec<MountInstr>),
     Onbuild(Box<Instr>),
@@ -515,6 +578,16 @@ impl<'a> Parser<'a> {
             global_args: Vec::new(),
             escape: '\\',
         };
+        if let Some(i) = self.lines.iter().position(|l| l.len() >= MAX_LINE) {
+            return Err(ParseError {
+                line: i + 1,
+                message: format!(
+                    "line too long: {} bytes (Docker reads at most {})",
+                    self.lines[i].len(),
+                    MAX_LINE - 1
+                ),
+            });
+        }
         while self.next < self.lines.len() {
             let token = self.lines[self.next].trim_start();
             self.next += 1;
@@ -721,6 +794,10 @@ fn parse_instruction(line: &str, line_no: usize, escape: char) -> Result<Instr, 
     let (args, flags) = extract_builder_flags(rest);
     let args = args.trim();
     let keyword = cmd.to_ascii_lowercase();
+    if INSTRUCTIONS.contains(&keyword.as_str()) {
+        let json = json_string_array(args);
+        super::dockerfile_checks::check(&keyword, &flags, args, json.as_deref()).map_err(err)?;
+    }
     Ok(match keyword.as_str() {
         "from" => {
             let words = split_whitespace(args);
@@ -767,7 +844,9 @@ fn parse_instruction(line: &str, line_no: usize, escape: char) -> Result<Instr, 
             Instr::Arg(decls)
         }
         "copy" | "add" => {
-            let from = flag_value(&flags, "from").map(str::to_string);
+            let from = flag_value(&flags, "from")
+                .filter(|f| !f.is_empty())
+                .map(str::to_string);
             if from.as_deref().is_some_and(|f| f.contains('$')) {
                 return Err(err(
                     "variable expansion is not supported for --from, define a new \
@@ -832,11 +911,48 @@ fn parse_instruction(line: &str, line_no: usize, escape: char) -> Result<Instr, 
             }
             Instr::Onbuild(Box::new(parse_instruction(args, line_no, escape)?))
         }
-        "cmd" | "entrypoint" | "env" | "expose" | "healthcheck" | "label" | "maintainer"
-        | "shell" | "stopsignal" | "user" | "volume" | "workdir" => Instr::Other,
+        "env" => {
+            let words = parse_words(args, escape);
+            let pairs = match words.first() {
+                Some(first) if !first.contains('=') => {
+                    // The old form: `ENV name value with spaces`.
+                    let value = args.trim()[first.len()..].trim_start();
+                    vec![(first.clone(), value.to_string())]
+                }
+                _ => words
+                    .iter()
+                    .filter_map(|w| w.split_once('='))
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+            };
+            Instr::Env(pairs)
+        }
+        "cmd" | "entrypoint" | "expose" | "healthcheck" | "label" | "maintainer" | "shell"
+        | "stopsignal" | "user" | "volume" | "workdir" => Instr::Other,
         _ => return Err(err(format!("unknown instruction: {cmd}"))),
     })
 }
+
+const INSTRUCTIONS: &[&str] = &[
+    "add",
+    "arg",
+    "cmd",
+    "copy",
+    "entrypoint",
+    "env",
+    "expose",
+    "from",
+    "healthcheck",
+    "label",
+    "maintainer",
+    "onbuild",
+    "run",
+    "shell",
+    "stopsignal",
+    "user",
+    "volume",
+    "workdir",
+];
 
 /// `^[a-z][a-z0-9-_.]*$`
 fn valid_stage_name(name: &str) -> bool {
@@ -870,9 +986,19 @@ fn parse_mount(spec: &str, line: usize) -> Result<MountInstr, ParseError> {
         source: None,
         onbuild: false,
     };
+    let err = |message: String| ParseError { line, message };
     for field in csv_fields(spec) {
         let Some((key, value)) = field.split_once('=') else {
-            continue; // ro, rw, required
+            let key = field.to_ascii_lowercase();
+            if matches!(
+                key.as_str(),
+                "readonly" | "ro" | "readwrite" | "rw" | "required"
+            ) {
+                continue;
+            }
+            return Err(err(format!(
+                "invalid field '{field}' must be a key=value pair"
+            )));
         };
         match key.to_ascii_lowercase().as_str() {
             "type" => {
@@ -894,10 +1020,12 @@ fn parse_mount(spec: &str, line: usize) -> Result<MountInstr, ParseError> {
                             .into(),
                     });
                 }
-                mount.from = Some(value.to_string());
+                mount.from = Some(value.to_string()).filter(|v| !v.is_empty());
             }
             "source" | "src" => mount.source = Some(value.to_string()),
-            _ => {}
+            "target" | "dst" | "destination" | "readonly" | "ro" | "readwrite" | "rw"
+            | "required" | "id" | "sharing" | "mode" | "uid" | "gid" | "size" | "env" => {}
+            k => return Err(err(format!("unexpected key '{k}' in '{field}'"))),
         }
     }
     Ok(mount)
@@ -1267,18 +1395,51 @@ fn json_string_array(args: &str) -> Option<Vec<String>> {
 // Word expansion: the part of BuildKit's shell lexer that FROM and ARG values need.
 
 fn expand_word(word: &str, escape: char, env: &BTreeMap<String, String>) -> Result<String, String> {
+    expand_tracking(word, escape, env).map(|(w, _)| w)
+}
+
+/// Expand, and name every variable looked up.
+pub(super) fn expand_used(
+    word: &str,
+    escape: char,
+    env: &BTreeMap<String, String>,
+) -> Result<(String, Vec<String>), String> {
     let mut lex = Lex {
         chars: word.chars().collect(),
         pos: 0,
         escape,
         env,
+        missing: Vec::new(),
+        track_all: true,
     };
-    lex.word(None)
+    let w = lex.word(None)?;
+    Ok((w, lex.missing))
+}
+
+/// Expand, and name the variables that were looked up but not set.
+fn expand_tracking(
+    word: &str,
+    escape: char,
+    env: &BTreeMap<String, String>,
+) -> Result<(String, Vec<String>), String> {
+    let mut lex = Lex {
+        chars: word.chars().collect(),
+        pos: 0,
+        escape,
+        env,
+        missing: Vec::new(),
+        track_all: false,
+    };
+    let w = lex.word(None)?;
+    Ok((w, lex.missing))
 }
 
 struct Lex<'a> {
     chars: Vec<char>,
     pos: usize,
+    /// Names looked up and not set (or every name looked up, with `track_all`).
+    missing: Vec<String>,
+    track_all: bool,
     escape: char,
     env: &'a BTreeMap<String, String>,
 }
@@ -1370,6 +1531,14 @@ impl Lex<'_> {
         name
     }
 
+    fn lookup(&mut self, name: &str) -> Option<String> {
+        let v = self.env.get(name).cloned();
+        if v.is_none() || self.track_all {
+            self.missing.push(name.to_string());
+        }
+        v
+    }
+
     /// After a `$`.
     fn dollar(&mut self) -> Result<String, String> {
         if self.peek() != Some('{') {
@@ -1377,7 +1546,7 @@ impl Lex<'_> {
             if name.is_empty() {
                 return Ok("$".into());
             }
-            return Ok(self.env.get(&name).cloned().unwrap_or_default());
+            return Ok(self.lookup(&name).unwrap_or_default());
         }
         self.pos += 1;
         match self.peek() {
@@ -1386,7 +1555,7 @@ impl Lex<'_> {
             _ => {}
         }
         let name = self.name();
-        let value = self.env.get(&name).cloned();
+        let value = self.lookup(&name);
         let op = match self.next() {
             Some('}') => return Ok(value.unwrap_or_default()),
             Some(':') => match self.next() {
@@ -1447,6 +1616,7 @@ impl Dockerfile {
                 platform,
                 copies: Vec::new(),
                 mounts: Vec::new(),
+                vars: Vec::new(),
             });
             return Ok(());
         }
@@ -1476,7 +1646,16 @@ impl Dockerfile {
                     .mounts
                     .extend(mounts.into_iter().map(|m| MountInstr { onbuild, ..m }));
             }
-            // Stage-local ARGs only matter to `$` in sources, which the plan treats as "all".
+            Instr::Arg(decls) if !onbuild => stage.vars.extend(decls.into_iter().map(VarDecl::Arg)),
+            Instr::Env(pairs) if !onbuild => {
+                stage
+                    .vars
+                    .extend(pairs.into_iter().map(|(name, value)| VarDecl::Env {
+                        line,
+                        name,
+                        value,
+                    }))
+            }
             _ => {}
         }
         Ok(())
@@ -1667,14 +1846,12 @@ COPY --from=api-builder /app/api/dist /srv/api
             matches!(err, PlanError::LaterStage { line: 2, .. }),
             "{err}"
         );
-        let err = parse("FROM a AS one\nCOPY --from=two /x /x\nFROM b AS two\n")
-            .unwrap()
-            .plan(Some("one"), &BTreeMap::new())
-            .unwrap_err();
-        assert!(
-            matches!(err, PlanError::LaterStage { line: 2, .. }),
-            "{err}"
+        // A stage defined later is not a stage here: Docker reads the name as an image.
+        let p = plan(
+            "FROM a AS one\nCOPY --from=two /x /x\nFROM b AS two\n",
+            Some("one"),
         );
+        assert_eq!(p.bases, set(&["a", "two"]));
         let err = parse("FROM a\nCOPY --from=$X /x /x\n").unwrap_err();
         assert_eq!(err.line, 2);
     }
@@ -1919,5 +2096,100 @@ COPY --from=api-builder /app/api/dist /srv/api
         assert!(x("\"open").is_err());
         assert!(x("${E:?}").is_err());
         assert_eq!(x("${E?}").unwrap(), "");
+    }
+
+    fn err(text: &str) -> (usize, String) {
+        let e = parse(text).map_err(|e| (e.line, e.message)).and_then(|df| {
+            df.plan(None, &BTreeMap::new())
+                .map(|_| ())
+                .map_err(|e| (0, e.to_string()))
+        });
+        e.expect_err(text)
+    }
+
+    #[test]
+    fn instructions_docker_rejects_name_their_line() {
+        for (text, line, needle) in [
+            ("FROM a\nMAINTAINER\n", 2, "exactly one argument"),
+            ("FROM a\nWORKDIR\n", 2, "exactly one argument"),
+            ("FROM a\nUSER\n", 2, "exactly one argument"),
+            ("FROM a\nSTOPSIGNAL\n", 2, "exactly one argument"),
+            ("FROM a\nENV\n", 2, "at least one argument"),
+            ("FROM a\nLABEL\n", 2, "at least one argument"),
+            ("FROM a\nHEALTHCHECK\n", 2, "at least one argument"),
+            ("FROM a\nEXPOSE\n", 2, "at least one argument"),
+            ("FROM a\nVOLUME\n", 2, "at least one argument"),
+            ("FROM a\n\nENV PATH\n", 3, "must have two arguments"),
+            ("FROM a\nCOPY --user=me a /\n", 2, "Unknown flag: user"),
+            ("FROM a\nMAINTAINER --boo x\n", 2, "Unknown flag: boo"),
+            (
+                "FROM a\nRUN --mount=type=bind,,,=,from=,source= true\n",
+                2,
+                "invalid field ''",
+            ),
+            (
+                "FROM a\nRUN --mount=type=bind,foo=1 true\n",
+                2,
+                "unexpected key 'foo'",
+            ),
+        ] {
+            let (l, m) = err(text);
+            assert_eq!(l, line, "{text:?}: {m}");
+            assert!(m.contains(needle), "{text:?}: {m}");
+        }
+        // Found by the plan (reachable stages), named by line too.
+        let (_, m) = err("FROM a\nCOPY http://example.com/x /\n");
+        assert!(m.contains("line 2") && m.contains("URL"), "{m}");
+        let (_, m) = err("FROM scratch\nCOPY ${X:- /a\n");
+        assert!(m.contains("line 2") && m.contains("missing '}'"), "{m}");
+        let long = format!("FROM a\nRUN echo {}\n", "x".repeat(65_536));
+        assert_eq!(err(&long).0, 2);
+        assert!(parse(&format!("FROM a\nRUN echo {}\n", "x".repeat(65_000))).is_ok());
+    }
+
+    #[test]
+    fn copy_sources_resolve_known_variables() {
+        let opts = PlanOptions {
+            arg_beats_image_env: true,
+        };
+        let p = |text: &str, args: &[(&str, &str)], opts| {
+            let args = args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            parse(text)
+                .unwrap()
+                .plan_with(None, &args, opts)
+                .unwrap()
+                .context
+        };
+        // From scratch every value is known.
+        let text = "FROM scratch\nARG SRC=app\nENV CONF=etc\nCOPY ${SRC}/ $CONF/app.cfg /x/\n";
+        assert_eq!(
+            p(text, &[], PlanOptions::default()),
+            paths(&["app", "etc/app.cfg"])
+        );
+        assert_eq!(
+            p(text, &[("SRC", "web")], PlanOptions::default()),
+            paths(&["etc/app.cfg", "web"])
+        );
+        // An image may set any ENV: an ARG wins over it with BuildKit only; ENV always.
+        let text = "FROM node\nARG SRC=app\nENV CONF=etc\nCOPY $SRC /x\nCOPY $CONF /y\n";
+        assert_eq!(p(text, &[], opts), paths(&["app", "etc"]));
+        assert_eq!(p(text, &[], PlanOptions::default()), ContextUse::All);
+        // An unknown variable, or one used before its ARG, is "anything".
+        assert_eq!(p("FROM node\nCOPY $HOME/x /\n", &[], opts), ContextUse::All);
+        assert_eq!(
+            p("FROM scratch\nCOPY a$X /\nARG X=1\n", &[], opts),
+            paths(&["a"])
+        );
+        // ENV passes to child stages; ARG does not (certainly).
+        let text = "FROM scratch AS p\nENV D=lib\nARG A=x\nFROM p\nCOPY $D $A /\n";
+        assert_eq!(p(text, &[], opts), ContextUse::All);
+        let text = "FROM scratch AS p\nENV D=lib\nFROM p\nCOPY $D /\n";
+        assert_eq!(p(text, &[], opts), paths(&["lib"]));
+        // A global ARG reaches a stage through `ARG NAME`.
+        let text = "ARG V=v1\nFROM scratch\nARG V\nCOPY dist/$V /\n";
+        assert_eq!(p(text, &[], opts), paths(&["dist/v1"]));
     }
 }

@@ -61,6 +61,7 @@ impl DockerIgnore {
                 // The CLI appends `!<name>` as a pattern; a literal keeps odd names (`[`) safe.
                 self.patterns.push(Pattern {
                     negated: true,
+                    text: clean.to_string(),
                     alts: vec![literal(clean)],
                     literal: Some(clean.to_string()),
                     required: Vec::new(),
@@ -104,6 +105,10 @@ impl DockerIgnore {
         self.patterns.is_empty()
     }
 
+    pub(super) fn patterns(&self) -> &[Pattern] {
+        &self.patterns
+    }
+
     /// Index of the last pattern matching `rel` or one of its parent directories.
     fn last_match(&self, rel: &str) -> Option<usize> {
         self.patterns.iter().rposition(|p| p.matches_or_parent(rel))
@@ -139,9 +144,12 @@ fn read_all_normalize(line: &str) -> String {
 }
 
 #[derive(Debug, Clone)]
-struct Pattern {
+pub(super) struct Pattern {
     /// A `!` exception: a match re-includes the path.
     negated: bool,
+    /// The cleaned pattern without its `!`: Docker's walk descends into an excluded directory
+    /// only when an exception's text starts with that directory's path.
+    text: String,
     /// The path matches when any alternative does.
     alts: Vec<Vec<Tok>>,
     /// The pattern when it has no wildcard at all (`base/`, `.env`): a string compare.
@@ -224,10 +232,39 @@ impl Pattern {
         let required = alts.iter().map(|alt| longest_literal_run(alt)).collect();
         Ok(Some(Pattern {
             negated,
+            text: p.to_string(),
             alts,
             literal,
             required,
         }))
+    }
+
+    pub(super) fn negated(&self) -> bool {
+        self.negated
+    }
+
+    pub(super) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// moby's `Pattern.match`: the whole path, parents not considered.
+    pub(super) fn matches(&self, rel: &str) -> bool {
+        if let Some(lit) = &self.literal {
+            return rel == lit;
+        }
+        self.alts.iter().zip(&self.required).any(|(alt, run)| {
+            if !rel.contains(run.as_str()) {
+                return false;
+            }
+            let mut nfa = Nfa::new(alt);
+            for c in rel.chars() {
+                nfa.step(c);
+                if nfa.dead() {
+                    return false;
+                }
+            }
+            nfa.accepting()
+        })
     }
 
     /// moby's MatchesOrParentMatches for one pattern, in a single pass: the NFA's state right
@@ -320,9 +357,11 @@ fn compile(p: &str) -> Result<Vec<Vec<Tok>>, String> {
                 kind = Kind::Regexp;
             }
             '\\' => match chars.get(pos) {
-                Some(&next) => {
-                    pos += 1;
-                    toks.push(Tok::Lit(next));
+                Some(_) => {
+                    // moby copies `\x` into a Go regexp: `\d` is a digit, `\t` a tab.
+                    let (tok, next) = regexp_escape(&chars, pos)?;
+                    toks.push(tok);
+                    pos = next;
                     kind = Kind::Regexp;
                 }
                 None => toks.push(Tok::Lit('\\')),
@@ -364,6 +403,73 @@ fn compile(p: &str) -> Result<Vec<Vec<Tok>>, String> {
         }
         Kind::Regexp => vec![toks],
     })
+}
+
+/// One Go regexp escape, `chars[pos]` being the character after the `\`; returns the token and
+/// the position after the escape. Go rejects unknown escapes, and so does Docker's matcher (it
+/// stops the context walk); assertions (`\b`, `\A`) and Unicode classes are not supported.
+fn regexp_escape(chars: &[char], pos: usize) -> Result<(Tok, usize), String> {
+    let c = chars[pos];
+    let class = |negated: bool, ranges: &[(char, char)]| Tok::Class {
+        negated,
+        ranges: ranges.to_vec(),
+    };
+    const DIGIT: &[(char, char)] = &[('0', '9')];
+    const SPACE: &[(char, char)] = &[('\t', '\n'), ('\u{c}', '\r'), (' ', ' ')];
+    const WORD: &[(char, char)] = &[('0', '9'), ('A', 'Z'), ('_', '_'), ('a', 'z')];
+    let tok = match c {
+        c if c.is_ascii_punctuation() => Tok::Lit(c),
+        'd' | 'D' => class(c == 'D', DIGIT),
+        's' | 'S' => class(c == 'S', SPACE),
+        'w' | 'W' => class(c == 'W', WORD),
+        't' => Tok::Lit('\t'),
+        'n' => Tok::Lit('\n'),
+        'r' => Tok::Lit('\r'),
+        'f' => Tok::Lit('\u{c}'),
+        'v' => Tok::Lit('\u{b}'),
+        'a' => Tok::Lit('\u{7}'),
+        '0'..='7' => {
+            // Octal: `\0`, `\012`, `\123`; a lone `\1`..`\7` is a backreference Go refuses.
+            let digits: String = chars[pos..]
+                .iter()
+                .take(3)
+                .take_while(|d| ('0'..='7').contains(*d))
+                .collect();
+            if c != '0' && digits.len() == 1 {
+                return Err(format!("invalid escape sequence: `\\{c}`"));
+            }
+            let code = u32::from_str_radix(&digits, 8).expect("octal digits");
+            let lit = char::from_u32(code).expect("below 0o777");
+            return Ok((Tok::Lit(lit), pos + digits.chars().count()));
+        }
+        'x' => {
+            let (hex, next) = if chars.get(pos + 1) == Some(&'{') {
+                let end = chars[pos + 2..]
+                    .iter()
+                    .position(|&c| c == '}')
+                    .map(|e| pos + 2 + e)
+                    .ok_or("invalid escape sequence: `\\x{` without `}`")?;
+                (chars[pos + 2..end].iter().collect::<String>(), end + 1)
+            } else {
+                let hex: String = chars[pos + 1..].iter().take(2).collect();
+                (hex, pos + 3)
+            };
+            let code = u32::from_str_radix(&hex, 16)
+                .ok()
+                .filter(|_| !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()))
+                .and_then(char::from_u32)
+                .ok_or_else(|| format!("invalid escape sequence: `\\x{hex}`"))?;
+            return Ok((Tok::Lit(code), next));
+        }
+        'b' | 'B' | 'A' | 'z' | 'p' | 'P' | 'Q' | 'E' | 'C' => {
+            return Err(format!(
+                "the regexp escape `\\{c}` is not supported by lifeos; escape a literal \
+                 character with `\\` only before punctuation"
+            ))
+        }
+        c => return Err(format!("invalid escape sequence: `\\{c}`")),
+    };
+    Ok((tok, pos + 1))
 }
 
 /// A `[...]` class starting after the `[`; returns the token and the position after `]`.

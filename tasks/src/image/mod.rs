@@ -7,7 +7,12 @@
 pub mod build;
 pub mod context;
 pub mod dockerfile;
+mod dockerfile_checks;
 pub mod dockerignore;
+pub mod ignore_walk;
+#[cfg(test)]
+mod robustness;
+mod stage_vars;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -78,6 +83,21 @@ impl ImageTask {
         }
     }
 
+    /// The Dockerfile parsed and planned for the target (Docker reads it as bytes: invalid
+    /// UTF-8 is no error).
+    fn plan_dockerfile(&self, root: &std::path::Path) -> Result<dockerfile::TargetPlan, String> {
+        let spec = &self.spec;
+        let bytes = std::fs::read(root.join(&spec.dockerfile))
+            .map_err(|e| format!("cannot read {}: {e}", spec.dockerfile))?;
+        let text = String::from_utf8_lossy(&bytes);
+        let df = dockerfile::parse(&text).map_err(|e| format!("{}: {e}", spec.dockerfile))?;
+        let opts = dockerfile::PlanOptions {
+            arg_beats_image_env: spec.builder == Builder::BuildKit,
+        };
+        df.plan_with(spec.target.as_deref(), &spec.build_args, opts)
+            .map_err(|e| format!("{}: {e}", spec.dockerfile))
+    }
+
     /// Make every configured tag point at `id`.
     async fn ensure_tags(
         &self,
@@ -115,9 +135,10 @@ fn context_digests(
     spec: &ImageSpec,
     plan: &dockerfile::TargetPlan,
 ) -> Result<BTreeMap<String, String>, TaskError> {
-    let rules = context::ignore_rules(root, &spec.context, spec.dockerfile_in_context().as_deref())
-        .map_err(TaskError::Failed)?;
-    let mut read: Vec<_> = context::files(snap, &spec.context, &rules)?
+    let rules = context::ignore_rules(root, spec).map_err(TaskError::Failed)?;
+    let sent = context::files(snap, &spec.context, &rules)?;
+    let mut read: Vec<_> = sent
+        .files
         .into_iter()
         .filter(|f| plan.context.reads(context::ctx_rel(&spec.context, &f.rel)))
         .collect();
@@ -125,6 +146,12 @@ fn context_digests(
     if !read.iter().any(|f| f.rel == spec.dockerfile) {
         read.extend(snap.walk(&spec.dockerfile)?.iter().cloned());
     }
+    // A directory without files still lands in the image where the target copies it.
+    let bare_dirs: Vec<String> = sent
+        .bare_dirs
+        .into_iter()
+        .filter(|d| plan.context.reads(context::ctx_rel(&spec.context, d)))
+        .collect();
     let digests = snap.digests(&read)?;
     Ok(read
         .into_iter()
@@ -137,6 +164,11 @@ fn context_digests(
             };
             (f.rel, v)
         })
+        .chain(
+            bare_dirs
+                .into_iter()
+                .map(|d| (format!("{d}/"), "dir".to_string())),
+        )
         .collect())
 }
 
@@ -158,6 +190,12 @@ impl Task for ImageTask {
         serde_json::to_value(&self.spec).expect("image spec serializes")
     }
 
+    fn check(&self, root: &std::path::Path) -> Result<(), String> {
+        self.plan_dockerfile(root)?;
+        context::ignore_rules(root, &self.spec)?;
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         let target = self
             .spec
@@ -173,13 +211,7 @@ impl Task for ImageTask {
         // once: the bases' image IDs, the image the last record names (which `probe` will
         // check), and the context's digests. A no-op pays one engine round trip, or none.
         let spec = &self.spec;
-        let text = std::fs::read_to_string(cx.root.join(&spec.dockerfile))
-            .map_err(|e| TaskError::Failed(format!("cannot read {}: {e}", spec.dockerfile)))?;
-        let df = dockerfile::parse(&text)
-            .map_err(|e| TaskError::Failed(format!("{}: {e}", spec.dockerfile)))?;
-        let plan = df
-            .plan(spec.target.as_deref(), &spec.build_args)
-            .map_err(|e| TaskError::Failed(format!("{}: {e}", spec.dockerfile)))?;
+        let plan = self.plan_dockerfile(&cx.root).map_err(TaskError::Failed)?;
         let bases = plan.bases.clone();
         // A small tree the stat cache knows is keyed sooner on this thread than it takes to
         // start a blocking thread. It yields first, so that an engine call below can go out

@@ -1,0 +1,363 @@
+//! lifeos against Docker itself on Docker's own test tables: the context each `.dockerignore`
+//! case sends (the Docker CLI's classic build as the oracle), and Dockerfile errors found
+//! before anything runs.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use crate::support::{docker, DockerFx, Project};
+
+#[derive(serde::Deserialize)]
+struct Table {
+    cases: Vec<Case>,
+}
+
+#[derive(serde::Deserialize)]
+struct Case {
+    name: String,
+    files: Vec<String>,
+    #[serde(default)]
+    dirs: Vec<String>,
+    dockerignore: String,
+}
+
+/// (files, directories holding no file) under `ctx/` in an exported image tar listing.
+fn split_listing(paths: &[String]) -> BTreeSet<String> {
+    let files: Vec<&str> = paths
+        .iter()
+        .filter(|p| !p.ends_with('/'))
+        .map(String::as_str)
+        .collect();
+    let mut out: BTreeSet<String> = files.iter().map(|f| f.to_string()).collect();
+    for d in paths.iter().filter(|p| p.ends_with('/')) {
+        if !files.iter().any(|f| f.starts_with(d.as_str()))
+            && !paths.iter().any(|p| p != d && p.starts_with(d.as_str()))
+        {
+            out.insert(d.clone());
+        }
+    }
+    out
+}
+
+#[test]
+fn dockerignore_contexts_match_the_classic_docker_build() {
+    let fx = DockerFx::new();
+    let p = &fx.p;
+    let table: Table =
+        serde_json::from_str(include_str!("../data/docker/dockerignore_contexts.json")).unwrap();
+    let mut config = String::new();
+    for case in &table.cases {
+        let dir = format!("c/{}", case.name);
+        for f in &case.files {
+            p.file(&format!("{dir}/{f}"), f);
+        }
+        for d in &case.dirs {
+            std::fs::create_dir_all(p.p(&format!("{dir}/{d}"))).unwrap();
+        }
+        p.file(&format!("{dir}/.dockerignore"), &case.dockerignore);
+        p.file(&format!("{dir}/Dockerfile"), "FROM scratch\nCOPY . /ctx/\n");
+        config.push_str(&format!(
+            "[tasks.{n}]\nkind = \"image\"\ncontext = \"{dir}\"\ntag = \"{t}\"\nbuilder = \"classic\"\n",
+            n = case.name,
+            t = fx.tag(&case.name)
+        ));
+    }
+    p.config(&config);
+    let label = format!("lifeos.test={}", fx.id);
+    let mut mismatches = Vec::new();
+    for case in &table.cases {
+        let dir = p.p(&format!("c/{}", case.name));
+        // The oracle: the Docker CLI's classic build, its image exported and listed.
+        let tag = fx.tag(&case.name);
+        let o = Command::new("docker")
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "-q", "--label", &label, "-t", &tag])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{}: {}",
+            case.name,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let cid = docker(&["create", "--label", &label, &tag, "none"]);
+        let listing = Command::new("sh")
+            .args(["-c", &format!("docker export {cid} | tar -t")])
+            .output()
+            .unwrap();
+        docker(&["rm", &cid]);
+        let paths: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("ctx/"))
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let theirs: BTreeSet<String> = split_listing(&paths)
+            .into_iter()
+            .filter(|f| f != "Dockerfile" && f != ".dockerignore")
+            .collect();
+        // lifeos: the files and bare directories its key covers (what it sends).
+        let r = p.run(&["explain", &case.name, "--json"]);
+        let v: serde_json::Value =
+            serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{}", r.all()));
+        let prefix = format!("c/{}/", case.name);
+        let ours: BTreeSet<String> = v["fingerprint"]["inputs"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .filter(|f| *f != "Dockerfile" && *f != ".dockerignore")
+            .map(str::to_owned)
+            .collect();
+        if ours != theirs {
+            mismatches.push(format!(
+                "{}: lifeos {ours:?}\n  docker {theirs:?}",
+                case.name
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "contexts differ:\n{}",
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn dockerfile_errors_are_config_errors_before_anything_runs() {
+    let p = Project::new();
+    p.file("marker.sh", "touch ran\n");
+    p.file(
+        "d/Dockerfile",
+        "FROM scratch\nRUN --mount=type=bind,,,=,from=,source= true\n",
+    );
+    p.config(
+        "[tasks.first]\nkind = \"exec\"\nrun = \"sh marker.sh\"\n\n[tasks.img]\nkind = \"image\"\ncontext = \"d\"\ndeps = [\"first\"]\n",
+    );
+    for cmd in [&["plan"][..], &["run"][..], &["build", "img"][..]] {
+        let r = p.run(cmd);
+        assert_eq!(r.code, 2, "{cmd:?}: {}", r.all());
+        assert!(
+            r.stderr.contains("d/Dockerfile")
+                && r.stderr.contains("line 2")
+                && r.stderr.contains("invalid field ''"),
+            "{}",
+            r.all()
+        );
+    }
+    assert!(
+        !p.p("ran").exists(),
+        "nothing runs before a Dockerfile error"
+    );
+    // A later stage named in --from is an image name to Docker, not an error.
+    p.file(
+        "d/Dockerfile",
+        "FROM scratch AS a\nCOPY --from=b /x /x\nFROM scratch AS b\n",
+    );
+    let r = p.run(&["plan", "img"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    // Invalid UTF-8 is accepted, as by Docker, and an error names its line.
+    std::fs::write(
+        p.p("d/Dockerfile"),
+        b"FROM scratch\nLABEL x=\xff\xfe\nWORKDIR\n",
+    )
+    .unwrap();
+    let r = p.run(&["plan", "img"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("line 3") && r.stderr.contains("WORKDIR"),
+        "{}",
+        r.all()
+    );
+}
+
+#[derive(serde::Deserialize)]
+struct DfTable {
+    cases: Vec<DfCase>,
+}
+
+#[derive(serde::Deserialize)]
+struct DfCase {
+    name: String,
+    origin: String,
+    dockerfile: String,
+    docker_parses: bool,
+}
+
+/// BuildKit's parser testfiles and the issue's Dockerfiles: the engine still decides as the
+/// table records (the unit test holds lifeos to the table), and for the issue's cases the
+/// binary itself says exit 2 exactly where Docker refuses, naming the line.
+#[test]
+fn dockerfiles_are_decided_like_the_engine() {
+    let table: DfTable =
+        serde_json::from_str(include_str!("../data/docker/dockerfiles.json")).unwrap();
+    let p = Project::new();
+    let mut differ = Vec::new();
+    for c in &table.cases {
+        let dir = format!("df/{}", c.name);
+        p.file(&format!("{dir}/Dockerfile"), &c.dockerfile);
+        // The classic builder parses the whole file, then looks for the target: a target no
+        // file has means nothing runs and nothing is pulled. (No Dockerfile goes to
+        // BuildKit here: 20.10's panics on one without stages.)
+        let o = Command::new("docker")
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "-q", "--target", "lifeos-no-such-stage"])
+            .arg(p.p(&dir))
+            .output()
+            .unwrap();
+        let engine = String::from_utf8_lossy(&o.stderr).contains("failed to reach build target");
+        if engine != c.docker_parses {
+            differ.push(format!(
+                "{}: engine parses {engine}, table says {}",
+                c.name, c.docker_parses
+            ));
+        }
+        if c.origin != "issue 18" {
+            continue;
+        }
+        p.config(&format!(
+            "[tasks.t]\nkind = \"image\"\ncontext = \"{dir}\"\nbuilder = \"classic\"\n"
+        ));
+        let r = p.run(&["plan", "t"]);
+        if (r.code == 2) == engine {
+            differ.push(format!(
+                "{}: lifeos plan exit {} but the engine parses: {engine}\n{}",
+                c.name, r.code, r.stderr
+            ));
+        }
+        if r.code == 2 && !r.stderr.contains(" line ") {
+            differ.push(format!("{}: the error names no line: {}", c.name, r.stderr));
+        }
+    }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
+
+/// task → "cached" / "would_run" from `lifeos plan --json`.
+fn plan_outcomes(p: &Project) -> std::collections::BTreeMap<String, String> {
+    let r = p.run(&["plan", "--json"]);
+    let rows: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{}", r.all()));
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["task"].as_str().unwrap().to_string(),
+                row["outcome"]["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// BuildKit through the Engine API: `<Dockerfile>.dockerignore`, what the key covers for
+/// `COPY $VAR` and for empty directories, and what the image holds.
+#[test]
+fn buildkit_contexts_keys_and_images() {
+    let fx = DockerFx::new();
+    let p = &fx.p;
+    p.file("k/app/a.txt", "a")
+        .file("k/etc/app.cfg", "cfg")
+        .file("k/etc/other.cfg", "other")
+        .file("k/other/file.txt", "1")
+        .file("k/secret.txt", "s")
+        .file(
+            "k/only-ctx-ignored.txt",
+            "kept: Dockerfile.all.dockerignore replaces .dockerignore",
+        )
+        .file("k/.dockerignore", "only-ctx-ignored.txt\n")
+        .file(
+            "k/Dockerfile.all.dockerignore",
+            "secret.txt\n.dockerignore\n",
+        )
+        .file(
+            "k/Dockerfile.vars",
+            &format!(
+                "FROM {}\nARG SRC=app\nENV CONF=etc\nCOPY ${{SRC}}/ /x/\nCOPY $CONF/app.cfg /c/\n",
+                fx.base()
+            ),
+        )
+        .file(
+            "k/Dockerfile.all",
+            &format!("FROM {}\nCOPY . /all/\n", fx.base()),
+        )
+        // Excluded from its own context: the build still finds it.
+        .file("k/Dockerfile.self.dockerignore", "Dockerfile.self\n")
+        .file(
+            "k/Dockerfile.self",
+            &format!("FROM {}\nCOPY app /app\n", fx.base()),
+        );
+    let task = |name: &str| {
+        format!(
+            "[tasks.{name}]\nkind = \"image\"\ncontext = \"k\"\ndockerfile = \"k/Dockerfile.{name}\"\ntag = \"{}\"\nbuilder = \"buildkit\"\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
+            fx.tag(name),
+            fx.id
+        )
+    };
+    p.config(&format!(
+        "{}\n{}\n{}",
+        task("vars"),
+        task("all"),
+        task("self")
+    ));
+    let r = p.json(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let list = |image: &str, dir: &str| -> BTreeSet<String> {
+        fx.cli_run(
+            image,
+            &["sh", "-c", &format!("cd {dir} && find . | sed 's|^./||'")],
+        )
+        .lines()
+        .filter(|l| *l != ".")
+        .map(str::to_owned)
+        .collect()
+    };
+    let all = list(&fx.tag("all"), "/all");
+    assert!(
+        all.contains("only-ctx-ignored.txt") && all.contains("app/a.txt"),
+        "{all:?}"
+    );
+    assert!(
+        !all.contains("secret.txt") && !all.contains(".dockerignore"),
+        "{all:?}"
+    );
+    assert_eq!(
+        list(&fx.tag("vars"), "/x")
+            .into_iter()
+            .chain(list(&fx.tag("vars"), "/c"))
+            .collect::<Vec<_>>(),
+        ["a.txt", "app.cfg"]
+    );
+
+    // A file `vars` does not read: only `all` rebuilds. (`COPY ${SRC}/` once meant "everything".)
+    p.file("k/other/file.txt", "2");
+    p.file("k/etc/other.cfg", "changed");
+    let o = plan_outcomes(p);
+    assert_eq!(
+        (o["vars"].as_str(), o["all"].as_str()),
+        ("cached", "would_run"),
+        "{o:?}"
+    );
+    assert_eq!(p.json(&["build"]).code, 0);
+
+    // An empty directory changes `COPY . /all/`'s image: `all` rebuilds and holds it.
+    std::fs::create_dir_all(p.p("k/empty/inner")).unwrap();
+    let o = plan_outcomes(p);
+    assert_eq!(
+        (o["vars"].as_str(), o["all"].as_str()),
+        ("cached", "would_run"),
+        "{o:?}"
+    );
+    assert_eq!(p.json(&["build"]).code, 0);
+    assert!(list(&fx.tag("all"), "/all").contains("empty/inner"));
+    let o = plan_outcomes(p);
+    assert_eq!(
+        (o["vars"].as_str(), o["all"].as_str()),
+        ("cached", "cached"),
+        "{o:?}"
+    );
+
+    // What `vars` reads through its variables does rebuild it; so does a build arg.
+    p.file("k/app/a.txt", "a2");
+    assert_eq!(plan_outcomes(p)["vars"], "would_run");
+}
