@@ -4,6 +4,7 @@
 
 mod support;
 
+mod binary;
 mod cache_cmd;
 mod config_errors;
 mod exec;
