@@ -4,6 +4,7 @@
 
 mod support;
 
+mod binary;
 mod cache_cmd;
 mod cache_safety;
 mod config_errors;
