@@ -64,6 +64,9 @@ impl Task for Fake {
     }
 }
 
+/// (name, deps, delay ms, failures before success, retries, timeout ms)
+type TaskRow<'a> = (&'a str, &'a [&'a str], u64, usize, u32, Option<u64>);
+
 struct World {
     dir: tempfile::TempDir,
     live: Arc<AtomicUsize>,
@@ -83,8 +86,7 @@ impl World {
         }
     }
 
-    /// (name, deps, delay ms, failures before success, retries, timeout ms)
-    fn graph(&mut self, tasks: &[(&str, &[&str], u64, usize, u32, Option<u64>)]) -> Arc<Graph> {
+    fn graph(&mut self, tasks: &[TaskRow]) -> Arc<Graph> {
         let nodes = tasks
             .iter()
             .map(|&(name, deps, delay, fail_times, retries, timeout)| {
@@ -201,7 +203,7 @@ async fn a_diamond_runs_in_dependency_order_in_parallel_then_is_cached() {
 async fn jobs_bound_executions() {
     let mut w = World::new();
     let specs: Vec<(String, u64)> = (0..6).map(|i| (format!("t{i}"), 40)).collect();
-    let tasks: Vec<(&str, &[&str], u64, usize, u32, Option<u64>)> = specs
+    let tasks: Vec<TaskRow> = specs
         .iter()
         .map(|(n, d)| (n.as_str(), &[][..], *d, 0, 0, None))
         .collect();

@@ -37,6 +37,9 @@ fn a_release_binary_has_no_debug_info() {
         assert!(!has_debug_info, "the release binary carries .debug_info");
     } else {
         // The debug build keeps it: this proves the check sees debug info when it is there.
-        assert!(has_debug_info, "the check did not find .debug_info in a debug build");
+        assert!(
+            has_debug_info,
+            "the check did not find .debug_info in a debug build"
+        );
     }
 }
