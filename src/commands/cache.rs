@@ -1,6 +1,6 @@
 //! `lifeos cache stats|prune|clean`.
 
-use lifeos_cache::CacheDir;
+use lifeos_cache::{CacheDir, RunLock};
 
 use crate::cli::{CacheCmd, Global};
 use crate::config::Project;
@@ -21,8 +21,46 @@ fn human(bytes: u64) -> String {
     }
 }
 
+/// `prune` and `clean` remove what a run may be reading or writing: they take the run lock
+/// and refuse while a run holds it. Only in lifeos's own directory: the lock file is never
+/// created in one that `prune`/`clean` refuse anyway.
+fn take_run_lock(dir: &CacheDir, what: &str) -> Result<Option<RunLock>, i32> {
+    if !dir.is_ours() {
+        return Ok(None);
+    }
+    match RunLock::try_acquire(dir.root(), what) {
+        Ok(Ok(lock)) => Ok(Some(lock)),
+        Ok(Err(holder)) => {
+            eprintln!(
+                "error: a lifeos run is using the cache in {} ({}); run `{what}` when it has finished",
+                dir.root().display(),
+                holder.describe()
+            );
+            Err(exit::ENVIRONMENT)
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot take the run lock in {}: {e}",
+                dir.root().display()
+            );
+            Err(exit::ENVIRONMENT)
+        }
+    }
+}
+
 pub fn cache(g: &Global, project: &Project, action: CacheCmd) -> i32 {
     let dir = CacheDir::new(project.cache_dir.clone());
+    let what = match action {
+        CacheCmd::Stats => None,
+        CacheCmd::Prune { .. } => Some("lifeos cache prune"),
+        CacheCmd::Clean => Some("lifeos cache clean"),
+    };
+    // Held until the command returns, so no run starts while entries are removed.
+    let _lock = match what.map(|w| take_run_lock(&dir, w)) {
+        Some(Err(code)) => return code,
+        Some(Ok(lock)) => lock,
+        None => None,
+    };
     match action {
         CacheCmd::Stats => {
             let s = dir.stats();

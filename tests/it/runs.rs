@@ -174,6 +174,32 @@ fn no_wait_fails_fast_with_exit_3_naming_the_other_run() {
     );
 }
 
+#[test]
+fn cache_clean_and_prune_refuse_while_a_run_holds_the_cache() {
+    let p = gated();
+    let mut first = start_gated(&p);
+    let clean = p.run(&["cache", "clean"]);
+    let prune = p.run(&["cache", "prune", "--older-than", "1d"]);
+    std::fs::write(p.p("go"), "").unwrap();
+    assert!(first.wait().unwrap().success());
+    for r in [&clean, &prune] {
+        assert_eq!(r.code, 3, "{}", r.all());
+        assert!(
+            r.stderr.contains("a lifeos run is using the cache")
+                && r.stderr.contains(&format!("pid {}", first.id())),
+            "{}",
+            r.all()
+        );
+    }
+    // The run's record survived the refused clean: the next run has nothing to do.
+    let again = p.run(&["run", "gate"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(p.read("counter.log"), "gate\n", "{}", again.all());
+    // With no run holding it, clean works.
+    let r = p.run(&["cache", "clean"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+}
+
 /// A process that runs (a zombie waiting to be reaped does not count).
 fn running(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -374,7 +400,7 @@ name = "{id}"
 kind = "service"
 image = "{base}"
 cmd = ["sleep", "300"]
-health = {{ cmd = ["test", "-f", "/never"], interval = "200ms", retries = 100000 }}
+health = {{ cmd = ["test", "-f", "/never"], interval = "200ms", retries = 10000 }}
 labels = {{ "lifeos.test" = "{id}" }}
 "#,
         id = fx.id,
