@@ -6,9 +6,13 @@ mod support;
 
 mod cache_cmd;
 mod config_errors;
+mod events_schema;
 mod exec;
+mod hashing;
+mod image_inputs;
 mod images;
 mod plan_explain;
 mod postgres;
+mod service_cli;
 mod services;
 mod ssh;

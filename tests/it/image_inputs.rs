@@ -1,0 +1,122 @@
+//! What an image task sends to the builder: a Dockerfile outside the context, build args,
+//! several tags. The Docker CLI is the oracle where it builds the same thing.
+
+use std::collections::BTreeSet;
+
+use crate::support::{docker, DockerFx};
+
+/// Files under /ctx in `image`, sorted.
+fn listing(fx: &DockerFx, image: &str) -> BTreeSet<String> {
+    fx.cli_run(
+        image,
+        &["sh", "-c", "cd /ctx && find . -type f | sed 's|^./||'"],
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+fn dockerfile_outside_the_context(builder: &str) {
+    let fx = DockerFx::new();
+    fx.p.file("ctx/a.txt", "a")
+        .file("ctx/sub/b.txt", "b")
+        .file(
+            "docker/app.Dockerfile",
+            &format!("FROM {}\nCOPY . /ctx\n", fx.base()),
+        )
+        .config(&format!(
+            "[tasks.app]\nkind = \"image\"\ncontext = \"ctx\"\ndockerfile = \"docker/app.Dockerfile\"\ntag = \"{}\"\nbuilder = \"{builder}\"\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
+            fx.tag("app"),
+            fx.id
+        ));
+    let r = fx.p.json(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let ours = listing(&fx, &fx.tag("app"));
+    assert!(
+        !ours.iter().any(|f| f.contains("dockerfile")),
+        "the Dockerfile sent with the context was copied into the image: {ours:?}"
+    );
+    // The oracle: `docker build -f <outside> ctx` (the CLI hides the Dockerfile it sends).
+    let label = format!("lifeos.test={}", fx.id);
+    let oracle = fx.tag("oracle");
+    let mut args = vec!["build", "-q", "--label", &label, "-t", &oracle];
+    let df = fx.p.p("docker/app.Dockerfile");
+    let ctx = fx.p.p("ctx");
+    args.extend(["-f", df.to_str().unwrap(), ctx.to_str().unwrap()]);
+    let env = if builder == "buildkit" { "1" } else { "0" };
+    let o = std::process::Command::new("docker")
+        .args(&args)
+        .env("DOCKER_BUILDKIT", env)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        ours,
+        listing(&fx, &oracle),
+        "lifeos's image differs from Docker's"
+    );
+    assert!(
+        ours.contains("a.txt") && ours.contains("sub/b.txt"),
+        "{ours:?}"
+    );
+}
+
+#[test]
+fn a_dockerfile_outside_the_context_is_not_copied_into_the_image_with_buildkit() {
+    dockerfile_outside_the_context("buildkit");
+}
+
+#[test]
+fn a_dockerfile_outside_the_context_is_not_copied_into_the_image_with_the_classic_builder() {
+    dockerfile_outside_the_context("classic");
+}
+
+#[test]
+fn build_args_reach_the_build_and_every_tag_names_the_image() {
+    let fx = DockerFx::new();
+    fx.p.file(
+        "b/Dockerfile",
+        &format!(
+            "FROM {}\nARG GREETING=unset\nARG OTHER=unset\nRUN echo \"$GREETING $OTHER\" > /greeting\n",
+            fx.base()
+        ),
+    );
+    let config = |greeting: &str| {
+        format!(
+            "[tasks.b]\nkind = \"image\"\ncontext = \"b\"\ntags = [\"{}\", \"{}\", \"{}\"]\nbuild_args = {{ GREETING = \"{greeting}\", OTHER = \"two\" }}\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
+            fx.tag("one"),
+            fx.tag("two"),
+            fx.tag("three").replace(":latest", ":v3"),
+            fx.id
+        )
+    };
+    fx.p.config(&config("hello"));
+    let r = fx.p.json(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let id = |t: &str| docker(&["image", "inspect", "-f", "{{.Id}}", t]);
+    let three = fx.tag("three").replace(":latest", ":v3");
+    let first = id(&fx.tag("one"));
+    assert_eq!(id(&fx.tag("two")), first);
+    assert_eq!(id(&three), first);
+    assert_eq!(fx.cli_run(&three, &["cat", "/greeting"]), "hello two");
+
+    // A removed tag comes back without a build; a changed build arg rebuilds.
+    docker(&["rmi", &fx.tag("two")]);
+    let r = fx.p.json(&["build"]);
+    assert_eq!(r.cached(), ["b"], "{}", r.all());
+    assert_eq!(id(&fx.tag("two")), first);
+
+    fx.p.config(&config("bonjour"));
+    let r = fx.p.json(&["build"]);
+    assert_eq!(r.ran(), ["b"], "{}", r.all());
+    let change = &r.outcome("b")["reason"]["changes"][0];
+    assert_eq!(change["field"], "build_args", "{}", r.all());
+    let second = id(&fx.tag("one"));
+    assert_ne!(second, first);
+    assert_eq!(id(&fx.tag("two")), second);
+    assert_eq!(id(&three), second);
+    assert_eq!(
+        fx.cli_run(&fx.tag("two"), &["cat", "/greeting"]),
+        "bonjour two"
+    );
+}
