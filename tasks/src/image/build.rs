@@ -21,20 +21,42 @@ pub async fn build(
     let in_ctx = spec.dockerfile_in_context();
     let rules = context::ignore_rules(cx.root, &spec.context, in_ctx.as_deref())
         .map_err(TaskError::Failed)?;
-    let files = {
+    let mut files = {
         let (snap, ctx) = (cx.snapshot.clone(), spec.context.clone());
         tokio::task::spawn_blocking(move || context::files(&snap, &ctx, &rules))
             .await
             .map_err(|e| TaskError::Failed(e.to_string()))??
     };
-    // A Dockerfile outside the context travels in the tar under a name of its own, as the
-    // Docker CLI does.
+    // A Dockerfile outside the context travels in the tar under a name of its own. The
+    // classic builder drops the files the tar's .dockerignore lists, so it is listed there
+    // and `COPY . .` does not copy it: what the Docker CLI does (a .dockerignore it adds
+    // lists itself too). BuildKit applies no .dockerignore to an uploaded context (the CLI
+    // sends the Dockerfile through its session's file sync, which bollard's session does not
+    // serve), so there it is still in the context.
     let (dockerfile_name, extra) = match in_ctx {
-        Some(p) => (p, None),
+        Some(p) => (p, vec![]),
+        None if spec.builder == Builder::BuildKit => {
+            let bytes = std::fs::read(cx.root.join(&spec.dockerfile))?;
+            let name = format!(".lifeos-dockerfile-{}", cx.key.short());
+            (name.clone(), vec![(name, bytes)])
+        }
         None => {
             let bytes = std::fs::read(cx.root.join(&spec.dockerfile))?;
             let name = format!(".lifeos-dockerfile-{}", cx.key.short());
-            (name.clone(), Some((name, bytes)))
+            let own = if spec.context.is_empty() {
+                ".dockerignore".to_string()
+            } else {
+                format!("{}/.dockerignore", spec.context)
+            };
+            let mut ignore = match files.iter().position(|f| f.rel == own && !f.symlink) {
+                Some(i) => std::fs::read(cx.root.join(&files.remove(i).rel))?,
+                None => b".dockerignore".to_vec(),
+            };
+            ignore.extend_from_slice(format!("\n{name}\n").as_bytes());
+            (
+                name.clone(),
+                vec![(name, bytes), (".dockerignore".to_string(), ignore)],
+            )
         }
     };
     cx.log
