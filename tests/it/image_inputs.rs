@@ -50,8 +50,7 @@ fn dockerfile_outside_the_context(builder: &str) {
         let ctx = fx.p.p("ctx");
         args.extend(["-f", df.to_str().unwrap(), ctx.to_str().unwrap()]);
         let env = if builder == "buildkit" { "1" } else { "0" };
-        // The Debian 20.10 CLI: it builds with BuildKit too (the newer one on PATH has no buildx).
-        let o = std::process::Command::new("/usr/bin/docker")
+        let o = std::process::Command::new("docker")
             .args(&args)
             .env("DOCKER_BUILDKIT", env)
             .output()
