@@ -125,3 +125,59 @@ fn build_args_reach_the_build_and_every_tag_names_the_image() {
         "bonjour two"
     );
 }
+
+#[test]
+fn buildkit_secret_mounts_get_the_task_secrets_and_keep_them_out_of_the_image() {
+    let fx = DockerFx::new();
+    let secret = format!("it-build-secret-{}", fx.id);
+    fx.p.file(
+        "s/Dockerfile",
+        &format!(
+            "FROM {}\nRUN --mount=type=secret,id=IT_BUILD_TOKEN sha256sum /run/secrets/IT_BUILD_TOKEN | cut -c1-64 > /token.sha\nRUN echo built > /built\n",
+            fx.base()
+        ),
+    )
+    .config(&format!(
+        "[tasks.s]\nkind = \"image\"\ncontext = \"s\"\ntag = \"{}\"\nsecrets = [\"IT_BUILD_TOKEN\"]\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
+        fx.tag("s"),
+        fx.id
+    ));
+    let r = fx.p.json_env(&["build"], &[("IT_BUILD_TOKEN", &secret)]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!r.stdout.contains(&secret) && !r.stderr.contains(&secret));
+    // The mount held the secret (its hash is in the image), and the secret itself is not.
+    let o = std::process::Command::new("sh")
+        .args(["-c", "printf %s \"$S\" | sha256sum | cut -c1-64"])
+        .env("S", &secret)
+        .output()
+        .unwrap();
+    let want = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert_eq!(want.len(), 64);
+    assert_eq!(fx.cli_run(&fx.tag("s"), &["cat", "/token.sha"]), want);
+    assert_eq!(
+        fx.cli_run(
+            &fx.tag("s"),
+            &["sh", "-c", "ls /run/secrets 2>/dev/null | wc -l"]
+        ),
+        "0"
+    );
+    let saved = docker(&["save", &fx.tag("s")]);
+    assert!(
+        !saved.contains(&secret),
+        "the secret is in the image's layers"
+    );
+    for (path, bytes) in crate::support::all_bytes(&fx.p.p(".lifeos")) {
+        assert!(
+            !crate::support::contains(&bytes, &secret),
+            "secret in {}",
+            path.display()
+        );
+    }
+
+    // Cached with the same secret; a new value rebuilds (the key holds a hash of it).
+    let r = fx.p.json_env(&["build"], &[("IT_BUILD_TOKEN", &secret)]);
+    assert_eq!(r.cached(), ["s"], "{}", r.all());
+    let r =
+        fx.p.json_env(&["build"], &[("IT_BUILD_TOKEN", "another-value")]);
+    assert_eq!(r.ran(), ["s"], "{}", r.all());
+}

@@ -65,6 +65,9 @@ pub async fn build(
 
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     labels.insert(KEY_LABEL.into(), cx.key.to_hex());
+    if spec.builder == Builder::BuildKit && !spec.secrets.is_empty() {
+        return super::solve::build(d, spec, cx, &dockerfile_name, body, &labels).await;
+    }
     let build_args: HashMap<String, String> = spec.build_args.clone().into_iter().collect();
     let mut opts = BuildImageOptionsBuilder::default()
         .dockerfile(&dockerfile_name)

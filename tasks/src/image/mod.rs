@@ -8,6 +8,7 @@ pub mod build;
 pub mod context;
 pub mod dockerfile;
 pub mod dockerignore;
+pub mod solve;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -45,6 +46,10 @@ pub struct ImageSpec {
     pub tags: Vec<String>,
     pub platform: Option<String>,
     pub builder: Builder,
+    /// The task's declared secrets: BuildKit secret ids (`RUN --mount=type=secret,id=NAME`).
+    /// Not part of this config: the engine keys secrets (by a hash of their values).
+    #[serde(skip)]
+    pub secrets: Vec<String>,
 }
 
 impl ImageSpec {
