@@ -119,6 +119,7 @@ set -e
 export DOCKER_BUILDKIT=1
 cd "$tmp/buildkit"
 "$DOCKER" build \${Q:--q} --label lifeos.test=bench --target web-runner -t lifeos-bench-cli-web:buildkit -f example/Dockerfile example
+[ -z "\${Q:-}" ] || echo "#### next build"
 "$DOCKER" build \${Q:--q} --label lifeos.test=bench --target api-runner -t lifeos-bench-cli-api:buildkit -f example/Dockerfile example
 EOF
 chmod +x "$tmp"/docker-*.sh
@@ -150,8 +151,12 @@ cache_check() { # name script -> "N/N steps cached", or exit 1
     else
         Q=--progress=plain "$script" >"$log" 2>&1
         # "#7 [deps 2/4] COPY ..." then "#7 CACHED"; FROM vertices are resolved, not cached.
-        steps=$(grep -E '^#[0-9]+ \[[^]]* [0-9]+/[0-9]+\] ' "$log" | grep -v '\] FROM ' | cut -d' ' -f1 | sort -u | wc -l)
-        cached=$(grep -E '^#[0-9]+ CACHED' "$log" | cut -d' ' -f1 | sort -u | wc -l)
+        # Vertex numbers restart with each build: they count per build.
+        read -r cached steps < <(awk '
+            /^#### next build/ { b++ }
+            /^#[0-9]+ \[[^]]* [0-9]+\/[0-9]+\] / && !/\] FROM / { step[b " " $1] = 1 }
+            /^#[0-9]+ CACHED/ { hit[b " " $1] = 1 }
+            END { n = 0; c = 0; for (k in step) { n++; if (k in hit) c++ } print c, n }' "$log")
     fi
     if ((steps == 0 || cached != steps)); then
         echo "vs-docker-build: the $name docker builds did not hit the layer cache ($cached of $steps steps cached):" >&2
