@@ -189,7 +189,7 @@ real=0
 real_note=""
 plan=$("$LIFEOS" -C "$root" --json plan web api 2>/dev/null | tail -n1 || true)
 base_loc=$(jq -r '.[] | select(.task == "base") | .outcome.location // ""' <<<"$plan" 2>/dev/null || true)
-base_id=$("$DOCKER" image inspect lifeos-base:latest --format '{{.Id}}' 2>/dev/null | cut -c8-19)
+base_id=$("$DOCKER" image inspect lifeos-base:latest --format '{{.Id}}' 2>/dev/null | cut -c8-19 || true)
 if [[ -n $base_id && $base_loc == *"$base_id"* ]]; then
     "$LIFEOS" -C "$root" build web api >"$tmp/first-real.log" 2>&1 || true
     sleep 2
