@@ -10,9 +10,12 @@
 #                   over 1 MiB mmap'd and hashed with rayon) and writes the stat cache;
 #   b3sum           `find -print0 | xargs -0 b3sum` (one process per ~5,000 files; b3sum
 #                   hashes big files multithreaded but files one after another);
-#   b3sum -P2       the same with `xargs -P2 -n 2500`: two b3sum processes at a time.
+#   b3sum -P N      the same with `xargs -P N`, N = nproc, the files split evenly: N b3sum
+#                   processes at a time, as many as lifeos has threads.
 #
-# Reported as seconds and MB/s (10^6 bytes) of file data.
+# Reported as seconds and MB/s (10^6 bytes) of file data. Before timing, the digests lifeos
+# recorded (`lifeos explain hash --json`) are compared with b3sum's for every file: the
+# script exits 1 if any differs or is missing.
 #
 # Env: LIFEOS, B3SUM (default: b3sum on PATH or ~/.cargo/bin/b3sum; installed with
 #      `cargo install b3sum` into ~/.cargo/bin if missing), RUNS (default 5), KEEP=1.
@@ -67,9 +70,10 @@ cat >"$tmp/b3sum.sh" <<EOF
 #!/bin/sh
 cd "$tree" && find . -path ./.lifeos -prune -o -type f -print0 | xargs -0 -n 5000 "$B3SUM" >/dev/null
 EOF
-cat >"$tmp/b3sum-p2.sh" <<EOF
+P=$(nproc)
+cat >"$tmp/b3sum-p.sh" <<EOF
 #!/bin/sh
-cd "$tree" && find . -path ./.lifeos -prune -o -type f -print0 | xargs -0 -P 2 -n 2500 "$B3SUM" >/dev/null
+cd "$tree" && find . -path ./.lifeos -prune -o -type f -print0 | xargs -0 -P $P -n $((nfiles / P + 1)) "$B3SUM" >/dev/null
 EOF
 chmod +x "$tmp"/b3sum*.sh
 
@@ -78,11 +82,25 @@ check=$("$LIFEOS" -C "$tree" --json run | jq -r 'select(.event == "run_finished"
     | "ran=\(.ran) hashed=\(.files_hashed)"')
 echo "hash-vs-b3sum: lifeos cold check: $check"
 
+# Same digests as b3sum, file for file (lifeos records "<hex>" or "<hex>:<mode>" per path).
+"$LIFEOS" -C "$tree" explain hash --json \
+    | jq -r '.fingerprint.inputs | to_entries[] | "\(.value | split(":")[0])  \(.key)"' \
+    | sort -k2 >"$tmp/lifeos.sums"
+(cd "$tree" && find . -path ./.lifeos -prune -o -type f -print0 | xargs -0 "$B3SUM" | sed 's|  \./|  |') \
+    | sort -k2 >"$tmp/b3sum.sums"
+if ! diff -q "$tmp/lifeos.sums" "$tmp/b3sum.sums" >/dev/null; then
+    echo "hash-vs-b3sum: lifeos's digests differ from b3sum's:" >&2
+    diff "$tmp/lifeos.sums" "$tmp/b3sum.sums" | head -n 10 >&2
+    exit 1
+fi
+digests="$(wc -l <"$tmp/lifeos.sums") of $nfiles files: same digests as b3sum"
+echo "hash-vs-b3sum: $digests"
+
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 hyperfine -N --style basic --warmup 1 --runs "$RUNS" --export-json "$tmp/r.json" \
     --prepare "rm -rf $tree/.lifeos" -n "lifeos cold run" "$LIFEOS -C $tree run" \
     --prepare "true" -n "b3sum (xargs)" "$tmp/b3sum.sh" \
-    --prepare "true" -n "b3sum (xargs -P2)" "$tmp/b3sum-p2.sh"
+    --prepare "true" -n "b3sum (xargs -P $P)" "$tmp/b3sum-p.sh"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo
@@ -94,4 +112,4 @@ l=$(jq '.results[0].mean' "$tmp/r.json")
 b=$(jq '[.results[1].mean, .results[2].mean] | min' "$tmp/r.json")
 echo
 awk -v l="$l" -v b="$b" 'BEGIN { printf "lifeos cold / best b3sum = %.2fx the time\n", l / b }'
-echo "lifeos check: $check (lifeos.toml is one of the files it hashes)"
+echo "lifeos check: $check (lifeos.toml is one of the files it hashes); $digests"

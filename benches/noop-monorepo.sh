@@ -12,7 +12,7 @@
 #   touched   one file of pkg57 gets new contents before each run: pkg57 and its
 #             dependants pkg58 and pkg59 rerun, one file is hashed.
 #
-# Goal: no-op under 100 ms.
+# Goal: no-op under 100 ms (median); the script exits 1 when it is missed.
 #
 # Env: LIFEOS (binary; default: what scripts/build-release.sh builds), RUNS (no-op
 # runs, default 30), COLD_RUNS (default 5), KEEP=1 keeps the temp dir.
@@ -112,7 +112,7 @@ row() { # name json check
         [$name, (.mean*1000|.*10|round/10|tostring), ((.stddev // 0)*1000|.*10|round/10|tostring),
          (.min*1000|.*10|round/10|tostring), (.times|length|tostring), $check] | @tsv' "$2"
 }
-noop_ms=$(jq '.results[0].mean*1000' "$tmp/noop.json")
+noop_ms=$(jq '.results[0].median*1000' "$tmp/noop.json")
 verdict=$(awk -v m="$noop_ms" -v g="$GOAL_MS" 'BEGIN { print (m < g ? "PASS" : "FAIL") }')
 
 echo
@@ -124,4 +124,5 @@ echo "## noop-monorepo: $nfiles files, 100 tasks ($(nproc) cores; load $load_bef
     row "1 file changed" "$tmp/touched.json" "$touch_check"
 } | column -t -s $'\t'
 echo
-printf 'goal: no-op < %s ms: %s (%.1f ms)\n' "$GOAL_MS" "$verdict" "$noop_ms"
+printf 'goal: no-op < %s ms (median): %s (%s ms)\n' "$GOAL_MS" "$verdict" "$noop_ms"
+[[ $verdict == PASS ]]

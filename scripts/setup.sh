@@ -3,9 +3,10 @@
 #
 #  1. apt-get install whatever is missing of: docker.io busybox-static
 #     ninja-build docker-registry mmdebstrap postgresql-client redis-tools
-#     curl hyperfine musl-tools openssh-client openssh-server (a ready machine does
-#     no apt work at all; musl-tools is for the static release binary,
-#     scripts/build-release.sh; the ssh:// engine tests start their own sshd);
+#     curl hyperfine musl-tools openssh-client openssh-server procps jq (a ready
+#     machine does no apt work at all; musl-tools is for the static release binary,
+#     scripts/build-release.sh; the ssh:// engine tests start their own sshd and look
+#     for leftover processes with pgrep (procps); jq is for benches/);
 #  2. start dockerd in the background unless a Docker Engine already answers
 #     (no systemd needed), and wait until it does;
 #  3. check that cargo is available.
@@ -58,13 +59,15 @@ have() {
         musl-tools)        command -v musl-gcc >/dev/null ;;
         openssh-client)    command -v ssh >/dev/null && command -v ssh-agent >/dev/null ;;
         openssh-server)    [[ -x /usr/sbin/sshd ]] ;;
+        procps)            command -v pgrep >/dev/null ;;
+        jq)                command -v jq >/dev/null ;;
         *)                 pkg_installed "$1" ;;
     esac
 }
 
 packages=(docker.io busybox-static ninja-build docker-registry mmdebstrap
           postgresql-client redis-tools curl hyperfine musl-tools
-          openssh-client openssh-server)
+          openssh-client openssh-server procps jq)
 missing=()
 for p in "${packages[@]}"; do
     have "$p" || missing+=("$p")
@@ -195,11 +198,46 @@ say "docker: server $(curl -fsS --max-time 3 --unix-socket "$sock" http://localh
 
 # ---------------------------------------------------------------- rust
 
+# The workspace's rust-version (Cargo.toml), e.g. 1.89.
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+need_rust=$(sed -n 's/^rust-version = "\([0-9.]*\)"/\1/p' "$root/Cargo.toml" | head -n1)
+need_rust=${need_rust:-1.89}
+# True if the cargo on PATH is at least $need_rust.
+rust_ok() {
+    local v
+    v=$(cargo --version 2>/dev/null | awk '{print $2}') || return 1
+    [[ -n $v ]] && [[ $(printf '%s\n%s\n' "$need_rust" "${v%%-*}" | sort -V | head -n1) == "$need_rust" ]]
+}
+
 if ! command -v cargo >/dev/null 2>&1 && [[ -f $HOME/.cargo/env ]]; then
     # shellcheck disable=SC1091
     . "$HOME/.cargo/env"
 fi
-command -v cargo >/dev/null 2>&1 \
-    || die "cargo not found: install a Rust toolchain >= 1.89 (e.g. rustup) and put ~/.cargo/bin on PATH"
+if ! rust_ok; then
+    # No (new enough) cargo: rustup's stable toolchain when rustup is here; else Debian's
+    # cargo when the mirror has one new enough; else rustup from its installer.
+    if command -v rustup >/dev/null 2>&1; then
+        say "rust: rustup toolchain install stable"
+        rustup toolchain install stable --profile minimal >&2 && rustup default stable >&2
+    else
+        debian_cargo=$(apt-cache policy cargo 2>/dev/null | awk '/Candidate:/ {print $2}')
+        # Debian versions cargo itself: cargo 0.(N+1) comes with Rust 1.N.
+        minor=${need_rust#1.}
+        cargo_need=0.$((${minor%%.*} + 1))
+        if [[ -n $debian_cargo && $debian_cargo != "(none)" ]] \
+            && [[ $(printf '%s\n%s\n' "$cargo_need" "${debian_cargo%%[+~-]*}" | sort -V | head -n1) == "$cargo_need" ]]; then
+            say "rust: apt-get install cargo ($debian_cargo)"
+            "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -y install --no-install-recommends cargo rustc >&2
+        else
+            say "rust: Debian's cargo (${debian_cargo:-none}) is older than $need_rust; installing rustup"
+            curl -fsSL --proto '=https' --tlsv1.2 https://sh.rustup.rs \
+                | sh -s -- -y --profile minimal --default-toolchain stable >&2 \
+                || die "installing rustup failed: install a Rust toolchain >= $need_rust and put it on PATH"
+            # shellcheck disable=SC1091
+            . "$HOME/.cargo/env"
+        fi
+    fi
+fi
+rust_ok || die "cargo >= $need_rust not found: install a Rust toolchain >= $need_rust (e.g. rustup) and put ~/.cargo/bin on PATH"
 say "rust: $(cargo --version)"
 say "ready"

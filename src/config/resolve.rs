@@ -571,6 +571,7 @@ impl Resolver<'_> {
                         tags: tags.clone(),
                         platform,
                         builder,
+                        secrets: spec.secrets.clone(),
                     }),
                     tags,
                 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 
-use crate::support::{docker, DockerFx, Run};
+use crate::support::{docker, started, DockerFx, EngineProxy, Run};
 
 type Fx = DockerFx;
 
@@ -101,9 +101,25 @@ fn second_build_is_cached_and_sends_nothing() {
     ]);
     assert_eq!(labels, r.outcome("web")["key"].as_str().unwrap());
 
-    let r = fx.build(&["web", "api"]);
+    // Through a recording proxy: no build request reached the engine.
+    let proxy = EngineProxy::start();
+    let r = fx.p.run_env(
+        &["--json", "build", "web", "api"],
+        &[("DOCKER_HOST", &proxy.host())],
+    );
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(r.cached(), ["api", "web"], "{}", r.all());
+    let requests = proxy.requests();
+    assert!(
+        !requests.is_empty(),
+        "lifeos asked the engine through the proxy"
+    );
+    assert!(
+        !requests
+            .iter()
+            .any(|l| l.starts_with("POST /build") || l.starts_with("POST /session")),
+        "a cached build sent a build: {requests:#?}"
+    );
     // No build ran: no task started, no log line, and the images are the same objects.
     assert!(
         !r.events()
@@ -258,7 +274,7 @@ fn failing(builder: &str) {
     fx.p.file(
         "f/Dockerfile",
         &format!(
-            "FROM {}\nRUN echo preparing\nRUN echo {marker}; exit 7\n",
+            "FROM {}\nRUN echo preparing\nRUN echo {marker}; exit $((3 + 4))\n",
             fx.base()
         ),
     );
@@ -270,12 +286,18 @@ fn failing(builder: &str) {
     let r = fx.p.json(&["build"]);
     assert_eq!(r.code, 1, "{}", r.all());
     let err = r.outcome("broken")["error"].as_str().unwrap().to_string();
+    // The step's text and its exit code (7 appears nowhere in the Dockerfile).
     assert!(
-        err.contains(&marker) && err.contains("exit") && err.contains('7'),
+        err.contains(&marker) && err.contains("code: 7"),
         "the failing step is named: {err}"
     );
     let r2 = fx.p.json(&["build"]);
-    assert_eq!(r2.outcomes()["broken"], "failed", "a failure is not cached");
+    assert_eq!(r2.outcomes()["broken"], "failed", "{}", r2.all());
+    assert!(
+        started(&r2, "broken"),
+        "a failure is not cached: {}",
+        r2.all()
+    );
     let left = docker(&["ps", "-a", "--no-trunc", "--format", "{{.Command}}"]);
     assert!(
         !left.contains(&marker),
@@ -468,11 +490,15 @@ fn docker_host_tcp_is_honoured() {
 
 #[test]
 fn platform_is_passed_to_the_build_and_is_part_of_the_key() {
+    // A platform that is not the host's (the engine's default), and a COPY-only build from
+    // scratch, which needs no emulation to run.
     let fx = Fx::new();
-    fx.p.file(
-        "pf/Dockerfile",
-        &format!("FROM {}\nRUN echo hi > /hi\n", fx.base()),
-    );
+    let (native, other) = match docker(&["version", "-f", "{{.Server.Arch}}"]).as_str() {
+        "arm64" => ("linux/arm64", "linux/amd64"),
+        _ => ("linux/amd64", "linux/arm64"),
+    };
+    fx.p.file("pf/hi.txt", "hi")
+        .file("pf/Dockerfile", "FROM scratch\nCOPY hi.txt /hi\n");
     let config = |platform: &str| {
         format!(
             "[tasks.pf]\nkind = \"image\"\ncontext = \"pf\"\ntag = \"{}\"\n{platform}labels = {{ \"lifeos.test\" = \"{}\" }}\n",
@@ -480,21 +506,26 @@ fn platform_is_passed_to_the_build_and_is_part_of_the_key() {
             fx.id
         )
     };
+    let arch = || {
+        docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Os}}/{{.Architecture}}",
+            &fx.tag("pf"),
+        ])
+    };
     fx.p.config(&config(""));
-    assert_eq!(fx.p.json(&["build"]).code, 0);
-    fx.p.config(&config("platform = \"linux/amd64\"\n"));
     let r = fx.p.json(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(arch(), native);
+    fx.p.config(&config(&format!("platform = \"{other}\"\n")));
+    let r = fx.p.json(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(r.ran(), ["pf"], "{}", r.all());
     let change = &r.outcome("pf")["reason"]["changes"][0];
     assert_eq!(change["field"], "platform", "{}", r.all());
-    let arch = docker(&[
-        "image",
-        "inspect",
-        "-f",
-        "{{.Os}}/{{.Architecture}}",
-        &fx.tag("pf"),
-    ]);
-    assert_eq!(arch, "linux/amd64");
+    assert_eq!(arch(), other);
 }
 
 #[test]

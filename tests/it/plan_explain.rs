@@ -36,8 +36,16 @@ fn plan_says_what_would_run_and_why_without_running() {
     assert!(!p.p("log").exists(), "plan executes nothing");
     assert_eq!(p.json(&["run"]).code, 0);
     let r = p.run(&["plan"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let lines: Vec<&str> = r.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(
-        r.stdout.lines().all(|l| l.contains("cached")),
+        lines.len() >= 2
+            && lines.iter().any(|l| l.contains("compile"))
+            && lines.iter().any(|l| l.contains("package"))
+            && lines
+                .iter()
+                .filter(|l| l.contains("compile") || l.contains("package"))
+                .all(|l| l.contains("cached")),
         "{}",
         r.all()
     );
@@ -129,5 +137,10 @@ fn graph_formats() {
     let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
     assert_eq!(v["tasks"][1]["deps"][0], "compile");
     let only = p.run(&["graph", "compile"]);
-    assert!(!only.stdout.contains("package"));
+    assert_eq!(only.code, 0, "{}", only.all());
+    assert!(
+        only.stdout.contains("compile (exec:") && !only.stdout.contains("package"),
+        "{}",
+        only.all()
+    );
 }

@@ -2,32 +2,48 @@
 //! recovery. psql and redis-cli on the host are the independent clients.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::support::{docker, free_port, DockerFx};
 
-const IMAGE: &str = "lifeos-debian:bookworm";
 const PASSWORD: &str = "it-pg-password";
 
-/// The example's Debian image, made once per test run by lifeos itself from the repository's
-/// own lifeos.toml (mmdebstrap the first time on a machine; then cached by key).
-fn debian_image() {
-    static BUILT: OnceLock<()> = OnceLock::new();
+/// The example's Debian root filesystem (example/debian/make-rootfs.sh: mmdebstrap), made by
+/// lifeos in a project of the tests' own under the target dir, once per target dir (then
+/// cached by key there). Neither the repository's .lifeos nor its images are touched.
+fn debian_rootfs() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let repo = env!("CARGO_MANIFEST_DIR");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lifeos-it-debian-rootfs");
+        fs::create_dir_all(dir.join("debian")).unwrap();
+        let script = fs::read(repo.join("example/debian/make-rootfs.sh")).unwrap();
+        if fs::read(dir.join("debian/make-rootfs.sh")).ok().as_ref() != Some(&script) {
+            fs::write(dir.join("debian/make-rootfs.sh"), &script).unwrap();
+        }
+        fs::write(
+            dir.join("lifeos.toml"),
+            "[project]\nname = \"lifeos-it-debian-rootfs\"\n\n\
+             [tasks.debian-rootfs]\nkind = \"exec\"\nrun = \"sh debian/make-rootfs.sh\"\n\
+             inputs = [\"debian/make-rootfs.sh\"]\noutputs = [\"debian/rootfs.tar\"]\ntimeout = \"30m\"\n",
+        )
+        .unwrap();
         let out = Command::new(crate::support::lifeos_bin())
-            .args(["-C", repo, "build", "debian"])
+            .args(["run", "debian-rootfs"])
+            .current_dir(&dir)
             .env("CI", "1")
+            .env_remove("LIFEOS_CACHE_DIR")
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "building {IMAGE} failed:\n{}",
+            "making the Debian root filesystem failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-    });
+        dir.join("debian/rootfs.tar")
+    })
 }
 
 fn psql(port: u16, sql: &str) -> Result<String, String> {
@@ -62,23 +78,36 @@ fn psql(port: u16, sql: &str) -> Result<String, String> {
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap().flatten() {
+        if e.file_name() == "rootfs.tar" {
+            continue; // a build of the repository's own, if any: the test makes its own
+        }
         fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
 
 fn project(fx: &DockerFx, pg: u16, redis: u16) {
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("example/migrations"),
-        &fx.p.p("migrations"),
-    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_dir(&repo.join("example/migrations"), &fx.p.p("migrations"));
+    // The example's Debian image, built here under this test's own tag and label.
+    copy_dir(&repo.join("example/debian"), &fx.p.p("debian"));
+    let tar = fx.p.p("debian/rootfs.tar");
+    if fs::hard_link(debian_rootfs(), &tar).is_err() {
+        fs::copy(debian_rootfs(), &tar).unwrap();
+    }
     fx.p.config(&format!(
         r#"
 [project]
 name = "{id}"
 
+[tasks.debian]
+kind = "image"
+context = "debian"
+tag = "{tag}"
+labels = {{ "lifeos.test" = "{id}" }}
+
 [tasks.postgres]
 kind = "service"
-image = "{IMAGE}"
+image = "{tag}"
 cmd = ["pg-entrypoint.sh"]
 env = ["POSTGRES_DB=lifeos"]
 secrets = ["POSTGRES_PASSWORD"]
@@ -89,7 +118,7 @@ labels = {{ "lifeos.test" = "{id}" }}
 
 [tasks.redis]
 kind = "service"
-image = "{IMAGE}"
+image = "{tag}"
 cmd = ["redis-entrypoint.sh"]
 ports = ["127.0.0.1:{redis}:6379"]
 volumes = ["redisdata:/data"]
@@ -98,7 +127,7 @@ labels = {{ "lifeos.test" = "{id}" }}
 
 [tasks.migrate]
 kind = "container"
-image = "{IMAGE}"
+image = "{tag}"
 cmd = ["sh", "/migrations/migrate.sh"]
 volumes = ["./migrations:/migrations:ro"]
 env = ["PGHOST=postgres", "PGUSER=postgres", "PGDATABASE=lifeos"]
@@ -106,7 +135,8 @@ secrets = ["PGPASSWORD"]
 deps = ["postgres"]
 labels = {{ "lifeos.test" = "{id}" }}
 "#,
-        id = fx.id
+        id = fx.id,
+        tag = fx.tag("debian"),
     ));
 }
 
@@ -130,10 +160,11 @@ fn log_of(r: &crate::support::Run, task: &str) -> String {
 
 #[test]
 fn postgres_and_redis_up_migrations_down_and_recovery() {
-    debian_image();
     let fx = DockerFx::new();
     let (pg, rd) = (free_port(), free_port());
     project(&fx, pg, rd);
+    let r = lifeos(&fx, &["build", "debian"]);
+    assert_eq!(r.code, 0, "{}", r.all());
 
     let r = lifeos(&fx, &["up", "postgres", "redis"]);
     assert_eq!(r.code, 0, "{}", r.all());

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{docker, docker_ok, free_port, DockerFx};
+use crate::support::{docker, docker_ok, free_port, started, DockerFx};
 
 /// A tiny TCP service with a healthcheck and a named volume, and a one-shot job on it.
 fn project(fx: &DockerFx, port: u16, extra_env: &str) {
@@ -35,6 +35,25 @@ labels = {{ "lifeos.test" = "{id}" }}
     ));
 }
 
+/// What the kv service sends on `port` (it answers "ok" and closes). Its loop restarts `nc`
+/// between connections, so an empty answer is tried again a few times.
+fn answer(port: u16) -> String {
+    use std::io::Read;
+    let mut last = String::new();
+    for _ in 0..50 {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            last.clear();
+            let _ = c.read_to_string(&mut last);
+            if !last.trim().is_empty() {
+                return last.trim().to_string();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    last
+}
+
 #[test]
 fn up_is_idempotent_and_converges() {
     let fx = DockerFx::new();
@@ -48,8 +67,13 @@ fn up_is_idempotent_and_converges() {
         docker(&["inspect", "-f", "{{.State.Health.Status}}", &id]),
         "healthy"
     );
-    // Reachable by its task name on the project network, and on the published port.
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    // Reachable on the published port: the service itself answers (docker-proxy alone would
+    // accept the connection and close it with nothing behind it).
+    assert_eq!(
+        answer(port),
+        "ok",
+        "the service answers on 127.0.0.1:{port}"
+    );
 
     let r = fx.p.json(&["up"]);
     assert_eq!(r.cached(), ["kv"], "{}", r.all());
@@ -158,7 +182,8 @@ fn a_one_shot_container_reruns_when_what_it_acts_on_is_recreated() {
         .unwrap()
         .contains("exited with code 1"));
     let r = fx.p.json(&["run", "job"]);
-    assert_eq!(r.outcomes()["job"], "failed");
+    assert_eq!(r.outcomes()["job"], "failed", "{}", r.all());
+    assert!(started(&r, "job"), "a failure is not cached: {}", r.all());
     assert!(
         fx.containers().len() == 1,
         "failed one-shot containers are removed too"
@@ -243,6 +268,12 @@ deps = ["fast"]
         id = fx.id,
         base = fx.base()
     ));
+    // An earlier run started `fast`: Ctrl-C in a later run must leave it alone.
+    let r = fx.p.json(&["up", "fast"]);
+    assert_eq!(r.ran(), ["fast"], "{}", r.all());
+    let fast = fx.container("fast");
+    assert!(!fast.is_empty());
+
     let mut child = fx.p.cmd(&["up"]).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while fx.container("slow").is_empty() {
@@ -252,8 +283,18 @@ deps = ["fast"]
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(130));
     assert!(
-        fx.containers().is_empty(),
-        "containers left: {:?}",
+        fx.container("slow").is_empty(),
+        "the interrupted run's container is left: {:?}",
         fx.containers()
+    );
+    assert_eq!(
+        fx.container("fast"),
+        fast,
+        "the earlier run's container went"
+    );
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Running}}", &fast]),
+        "true",
+        "the earlier run's container was stopped"
     );
 }

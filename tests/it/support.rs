@@ -221,8 +221,10 @@ impl DockerFx {
             ping.as_ref().is_ok_and(|o| o.status.success()),
             "no Docker engine answers: start one (scripts/setup.sh); Docker tests fail rather than skip"
         );
+        // PIDs repeat across CI containers that share one engine: a random part too.
         let id = format!(
-            "it{}x{}",
+            "it{}{}x{}",
+            run_token(),
             std::process::id(),
             SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
         );
@@ -347,6 +349,31 @@ impl Drop for DockerFx {
     }
 }
 
+/// 8 random hex digits, the same for the whole test process (std's per-process random hash
+/// keys; no dependency). With `LIFEOS_TEST_RUN` set, that value instead: `.ci/run` sets it
+/// and counts leftovers of its own run only.
+pub fn run_token() -> String {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            if let Ok(t) = std::env::var("LIFEOS_TEST_RUN") {
+                if !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    return t.to_ascii_lowercase();
+                }
+            }
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos(),
+            );
+            format!("{:08x}", h.finish() as u32)
+        })
+        .clone()
+}
+
 /// A host port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -360,4 +387,136 @@ pub fn free_port() -> u16 {
 /// another one (the static release binary: `LIFEOS_TEST_BIN=$(scripts/build-release.sh)`).
 pub fn lifeos_bin() -> std::ffi::OsString {
     std::env::var_os("LIFEOS_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_lifeos").into())
+}
+
+/// A unix socket that forwards every connection, byte for byte, to the real engine and
+/// records the request line of every HTTP request sent through it (`POST /build?… HTTP/1.1`):
+/// point `DOCKER_HOST` at [`EngineProxy::host`] to see what lifeos asked the engine.
+pub struct EngineProxy {
+    pub sock: PathBuf,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl EngineProxy {
+    pub fn start() -> Self {
+        use std::io::{Read, Write};
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let dir = tempfile::Builder::new()
+            .prefix("lifeos-proxy-")
+            .tempdir()
+            .unwrap();
+        let sock = dir.path().join("engine.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let engine = engine_socket();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = lines.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let Ok(up) = UnixStream::connect(&engine) else {
+                    continue;
+                };
+                let (mut from_client, mut to_engine) =
+                    (conn.try_clone().unwrap(), up.try_clone().unwrap());
+                let (mut from_engine, mut to_client) = (up, conn);
+                let seen = seen.clone();
+                // Client → engine: forward, and keep every line that is an HTTP request line
+                // (a body would have to hold "POST /x HTTP/1.1" on a line of its own to count).
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64 * 1024];
+                    let mut line = Vec::new();
+                    loop {
+                        let n = match from_client.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if to_engine.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        for &b in &buf[..n] {
+                            if b == b'\n' {
+                                let l = String::from_utf8_lossy(&line);
+                                let l = l.trim_end();
+                                if is_request_line(l) {
+                                    seen.lock().unwrap().push(l.to_string());
+                                }
+                                line.clear();
+                            } else if line.len() < 4096 {
+                                line.push(b);
+                            }
+                        }
+                    }
+                    let _ = to_engine.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_engine, &mut to_client);
+                    let _ = to_client.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Self {
+            sock,
+            lines,
+            _dir: dir,
+        }
+    }
+
+    /// The `DOCKER_HOST` value that goes through this proxy.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.sock.display())
+    }
+
+    /// Request lines seen so far, e.g. `GET /images/x/json HTTP/1.1`.
+    pub fn requests(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+fn is_request_line(l: &str) -> bool {
+    let mut parts = l.split(' ');
+    let (Some(method), Some(path), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    ["GET", "POST", "PUT", "DELETE", "HEAD"].contains(&method)
+        && path.starts_with('/')
+        && version.starts_with("HTTP/1.")
+}
+
+/// The engine's unix socket: `DOCKER_HOST` when it is `unix://`, else the default.
+pub fn engine_socket() -> PathBuf {
+    match std::env::var("DOCKER_HOST") {
+        Ok(h) if h.starts_with("unix://") => PathBuf::from(&h["unix://".len()..]),
+        _ => PathBuf::from("/var/run/docker.sock"),
+    }
+}
+
+/// Is `pid` a live process (a zombie waiting to be reaped counts as gone)?
+pub fn process_running(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// Wait (at most `secs`) for `pid` to be gone; true when it is.
+pub fn process_gone_within(pid: i32, secs: u64) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while process_running(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !process_running(pid)
+}
+
+/// Did the run start `task` (a `task_started` event), rather than replay a result?
+pub fn started(r: &Run, task: &str) -> bool {
+    r.events()
+        .iter()
+        .any(|e| e["event"] == "task_started" && e["task"] == task)
 }

@@ -20,16 +20,23 @@ pub async fn build(
 ) -> Result<String, TaskError> {
     let in_ctx = spec.dockerfile_in_context();
     let rules = context::ignore_rules(cx.root, spec).map_err(TaskError::Failed)?;
-    let context::ContextFiles { files, bare_dirs } = {
+    let context::ContextFiles {
+        mut files,
+        bare_dirs,
+    } = {
         let (snap, ctx) = (cx.snapshot.clone(), spec.context.clone());
         tokio::task::spawn_blocking(move || context::files(&snap, &ctx, &rules))
             .await
             .map_err(|e| TaskError::Failed(e.to_string()))??
     };
-    // A Dockerfile outside the context travels in the tar under a name of its own, as the
-    // Docker CLI does.
+    // A Dockerfile outside the context travels in the tar under a name of its own. The
+    // classic builder drops the files the tar's .dockerignore lists, so it is listed there
+    // and `COPY . .` does not copy it: what the Docker CLI does (a .dockerignore it adds
+    // lists itself too). BuildKit applies no .dockerignore to an uploaded context (the CLI
+    // sends the Dockerfile through its session's file sync, which bollard's session does not
+    // serve), so there it is still in the context.
     let (dockerfile_name, extra) = match in_ctx {
-        Some(p) if files.iter().any(|f| f.rel == spec.dockerfile) => (p, None),
+        Some(p) if files.iter().any(|f| f.rel == spec.dockerfile) => (p, vec![]),
         // BuildKit with a `.dockerignore` that excludes the Dockerfile: the Engine API reads
         // the Dockerfile from the context tar, so it goes in anyway (and so into a
         // `COPY . ` of the image, where Docker's own client would leave it out).
@@ -42,12 +49,30 @@ pub async fn build(
                 ),
             );
             let bytes = std::fs::read(cx.root.join(&spec.dockerfile))?;
-            (p.clone(), Some((p, bytes)))
+            (p.clone(), vec![(p, bytes)])
+        }
+        None if spec.builder == Builder::BuildKit => {
+            let bytes = std::fs::read(cx.root.join(&spec.dockerfile))?;
+            let name = format!(".lifeos-dockerfile-{}", cx.key.short());
+            (name.clone(), vec![(name, bytes)])
         }
         None => {
             let bytes = std::fs::read(cx.root.join(&spec.dockerfile))?;
             let name = format!(".lifeos-dockerfile-{}", cx.key.short());
-            (name.clone(), Some((name, bytes)))
+            let own = if spec.context.is_empty() {
+                ".dockerignore".to_string()
+            } else {
+                format!("{}/.dockerignore", spec.context)
+            };
+            let mut ignore = match files.iter().position(|f| f.rel == own && !f.symlink) {
+                Some(i) => std::fs::read(cx.root.join(&files.remove(i).rel))?,
+                None => b".dockerignore".to_vec(),
+            };
+            ignore.extend_from_slice(format!("\n{name}\n").as_bytes());
+            (
+                name.clone(),
+                vec![(name, bytes), (".dockerignore".to_string(), ignore)],
+            )
         }
     };
     cx.log
@@ -62,6 +87,9 @@ pub async fn build(
 
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     labels.insert(KEY_LABEL.into(), cx.key.to_hex());
+    if spec.builder == Builder::BuildKit && !spec.secrets.is_empty() {
+        return super::solve::build(d, spec, cx, &dockerfile_name, body, &labels).await;
+    }
     let build_args: HashMap<String, String> = spec.build_args.clone().into_iter().collect();
     let mut opts = BuildImageOptionsBuilder::default()
         .dockerfile(&dockerfile_name)

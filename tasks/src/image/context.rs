@@ -133,7 +133,7 @@ fn write_tar(
     ctx: &str,
     files: &[FileMeta],
     bare_dirs: &[String],
-    extra_dockerfile: Option<(&str, &[u8])>,
+    extra: &[(String, Vec<u8>)],
 ) -> io::Result<()> {
     let mut tar = tar::Builder::new(w);
     tar.follow_symlinks(false);
@@ -178,23 +178,24 @@ fn write_tar(
             tar.append_data(&mut h, name, file.take(len))?;
         }
     }
-    if let Some((name, bytes)) = extra_dockerfile {
+    for (name, bytes) in extra {
         let mut h = tar::Header::new_gnu();
         h.set_mode(0o644);
         h.set_size(bytes.len() as u64);
-        tar.append_data(&mut h, name, bytes)?;
+        tar.append_data(&mut h, name, &bytes[..])?;
     }
     let mut w = tar.into_inner()?;
     w.flush()
 }
 
 /// Start streaming the context tar; the returned stream is the build request's body.
+/// `extra`: files (name at the context's root, bytes) added after the context's own.
 pub fn stream(
     root: PathBuf,
     ctx: String,
     files: Vec<FileMeta>,
     bare_dirs: Vec<String>,
-    extra_dockerfile: Option<(String, Vec<u8>)>,
+    extra: Vec<(String, Vec<u8>)>,
 ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
     let err_tx = tx.clone();
@@ -203,10 +204,7 @@ pub fn stream(
             tx,
             buf: Vec::with_capacity(CHUNK),
         };
-        let extra = extra_dockerfile
-            .as_ref()
-            .map(|(n, b)| (n.as_str(), b.as_slice()));
-        if let Err(e) = write_tar(w, &root, &ctx, &files, &bare_dirs, extra) {
+        if let Err(e) = write_tar(w, &root, &ctx, &files, &bare_dirs, &extra) {
             let _ = err_tx.blocking_send(Err(e));
         }
     });
@@ -230,6 +228,7 @@ mod tests {
             tags: vec![],
             platform: None,
             builder,
+            secrets: vec![],
         }
     }
 

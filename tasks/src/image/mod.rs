@@ -12,6 +12,7 @@ pub mod dockerignore;
 pub mod ignore_walk;
 #[cfg(test)]
 mod robustness;
+pub mod solve;
 mod stage_vars;
 
 use std::collections::{BTreeMap, HashMap};
@@ -50,6 +51,10 @@ pub struct ImageSpec {
     pub tags: Vec<String>,
     pub platform: Option<String>,
     pub builder: Builder,
+    /// The task's declared secrets: BuildKit secret ids (`RUN --mount=type=secret,id=NAME`).
+    /// Not part of this config: the engine keys secrets (by a hash of their values).
+    #[serde(skip)]
+    pub secrets: Vec<String>,
 }
 
 impl ImageSpec {
