@@ -48,6 +48,7 @@ pkg_installed() {
 have() {
     case $1 in
         docker.io)         command -v docker >/dev/null && command -v dockerd >/dev/null ;;
+        time)              [[ -x /usr/bin/time ]] ;;
         busybox-static)    is_static /bin/busybox ;;
         ninja-build)       command -v ninja >/dev/null ;;
         docker-registry)   command -v docker-registry >/dev/null ;;
@@ -67,7 +68,7 @@ have() {
 
 packages=(docker.io busybox-static ninja-build docker-registry mmdebstrap
           postgresql-client redis-tools curl hyperfine musl-tools
-          openssh-client openssh-server procps jq)
+          openssh-client openssh-server procps jq time)
 missing=()
 for p in "${packages[@]}"; do
     have "$p" || missing+=("$p")

@@ -143,7 +143,8 @@ fn second_build_is_cached_and_sends_nothing() {
 fn per_target_keys_follow_what_each_target_reads() {
     let fx = Fx::new();
     fx.monorepo("buildkit");
-    assert_eq!(fx.build(&[]).code, 0);
+    let r = fx.build(&[]);
+    assert_eq!(r.code, 0, "{}", r.all());
 
     fx.p.file("app/notes.log", "changed, but .dockerignore excludes it");
     fx.p.file("app/docs/readme.md", "excluded directory");
@@ -170,7 +171,8 @@ fn per_target_keys_follow_what_each_target_reads() {
 fn a_removed_image_or_a_changed_base_rebuilds_with_the_reason() {
     let fx = Fx::new();
     fx.monorepo("classic");
-    assert_eq!(fx.build(&[]).code, 0);
+    let r = fx.build(&[]);
+    assert_eq!(r.code, 0, "{}", r.all());
     let api_id = fx
         .inspect(&fx.tag("api"))
         .split(' ')
