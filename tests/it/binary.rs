@@ -16,8 +16,27 @@ fn elf_facts() -> (u16, bool) {
     assert_eq!(bytes[4], 2, "expected a 64-bit ELF");
     assert_eq!(bytes[5], 1, "expected little-endian");
     let e_type = u16::from_le_bytes([bytes[16], bytes[17]]);
-    let has_debug_info = bytes.windows(11).any(|w| w == b".debug_info");
+    let has_debug_info = section_names(&bytes).iter().any(|n| n == ".debug_info");
     (e_type, has_debug_info)
+}
+
+/// The names in the section header table (not a byte search: std's symbolizer carries the
+/// string ".debug_info" in every binary).
+fn section_names(elf: &[u8]) -> Vec<String> {
+    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
+    let (shoff, shentsize, shnum, shstrndx) =
+        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+    let header = |i: usize| shoff + i * shentsize;
+    let strtab = u64_at(header(shstrndx) + 0x18);
+    (0..shnum)
+        .map(|i| {
+            let start = strtab + u32_at(header(i));
+            let end = start + elf[start..].iter().position(|&b| b == 0).unwrap();
+            String::from_utf8_lossy(&elf[start..end]).into_owned()
+        })
+        .collect()
 }
 
 /// ASLR needs a position-independent executable: ET_DYN (3), never ET_EXEC (2). lifeos holds
