@@ -518,8 +518,8 @@ fn plain_output_prefixes_lines_and_prints_a_summary() {
     assert!(r.stderr.contains("0 ran, 1 cached"), "{}", r.all());
 }
 
-/// lifeos runs small projects with transparent huge pages off (lifeos_tasks::huge_pages); the
-/// commands it starts must not inherit that.
+/// The commands lifeos starts see the system's transparent-huge-page setting: nothing lifeos
+/// does to its own memory (an earlier version turned THP off for itself) may reach them.
 #[test]
 fn commands_run_with_the_system_huge_page_setting() {
     let p = Project::new();
