@@ -165,8 +165,13 @@ impl CacheDir {
                 foreign.push(crate::names::encode(Path::new(&name)));
             }
         }
-        if foreign.is_empty() {
+        // Names alone are weak evidence (`index.json`, `lock`, `blobs` are common): a
+        // non-empty folder is adopted only when it shows lifeos's own content.
+        if foreign.is_empty() && (empty || self.holds_lifeos_content()) {
             return Ok(State::Adoptable { empty });
+        }
+        if foreign.is_empty() {
+            foreign.push("no index or record written by lifeos".into());
         }
         foreign.sort();
         let n = foreign.len();
@@ -179,6 +184,32 @@ impl CacheDir {
             shown.push(format!("and {} more", n - 3));
         }
         Ok(State::Foreign(shown.join(", ")))
+    }
+
+    /// An index lifeos wrote, or `ac/` or `blobs/` holding a file named as lifeos names them
+    /// (`<2 hex>/<64 hex>[.json]`): what a cache of an older lifeos has.
+    fn holds_lifeos_content(&self) -> bool {
+        let index = self.root.join(crate::records::INDEX_FILE);
+        if safe_fs::read(&index).is_ok_and(|b| crate::records::is_lifeos_index(&b)) {
+            return true;
+        }
+        marker::OWN_DIRS.iter().any(|top| {
+            let Ok(shards) = fs::read_dir(self.root.join(top)) else {
+                return false;
+            };
+            shards.flatten().any(|shard| {
+                marker::is_shard(&shard.file_name())
+                    && shard.file_type().is_ok_and(|t| t.is_dir())
+                    && fs::read_dir(shard.path()).is_ok_and(|mut files| {
+                        files.any(|f| {
+                            f.is_ok_and(|f| {
+                                let name = f.file_name();
+                                !marker::is_tmp(&name) && marker::is_own_in_shard(top, &name)
+                            })
+                        })
+                    })
+            })
+        })
     }
 
     fn create(&self) -> Result<(), CacheError> {
@@ -659,9 +690,26 @@ mod tests {
             "{}",
         )
         .unwrap();
-        fs::write(old.index_path(), "{}").unwrap();
+        fs::write(old.index_path(), r#"{"version":1,"tasks":{}}"#).unwrap();
         assert_eq!(old.clean().unwrap().removed, 2);
         assert!(old.is_ours());
         assert!(!old.root().join("ac").exists());
+    }
+
+    /// Only lifeos's names, but not lifeos's index: a user's folder (`cache_dir = "public"`
+    /// holding the site's `index.json`) is never adopted, written or cleaned.
+    #[test]
+    fn a_folder_with_a_users_index_json_is_not_adopted() {
+        let t = tempfile::tempdir().unwrap();
+        let users = CacheDir::new(t.path().join("public"));
+        fs::create_dir_all(users.root()).unwrap();
+        fs::write(users.index_path(), r#"{"pages":["home"]}"#).unwrap();
+        assert!(matches!(users.clean(), Err(CacheError::NotOurs(_))));
+        assert!(matches!(users.prepare(), Err(CacheError::Foreign(..))));
+        assert_eq!(
+            fs::read_to_string(users.index_path()).unwrap(),
+            r#"{"pages":["home"]}"#
+        );
+        assert!(!users.is_ours());
     }
 }

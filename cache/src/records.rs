@@ -55,6 +55,21 @@ struct IndexFile {
     tasks: BTreeMap<String, ActionRecord>,
 }
 
+/// Is `bytes` an index that lifeos wrote (any version)? The evidence an untagged directory of
+/// an older lifeos must show before it is adopted (crate::dir): a user's own `index.json` is
+/// not this shape.
+pub fn is_lifeos_index(bytes: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Shape {
+        #[allow(dead_code)]
+        version: u32,
+        #[allow(dead_code)]
+        tasks: BTreeMap<String, serde_json::Value>,
+    }
+    serde_json::from_slice::<Shape>(bytes).is_ok()
+}
+
 pub struct RecordStore {
     root: PathBuf,
     index: BTreeMap<String, ActionRecord>,

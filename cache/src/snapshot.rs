@@ -329,12 +329,11 @@ impl Snapshot {
         }
         out.lock().unwrap().extend(files);
         if !subdirs.is_empty() {
-            let rels = subdirs.iter().map(|d| {
-                d.strip_prefix(&self.root)
-                    .unwrap_or(d)
-                    .to_string_lossy()
-                    .into_owned()
-            });
+            // The same exact-bytes form as file names (crate::names), or a directory whose
+            // name is not UTF-8 would not match its own files.
+            let rels = subdirs
+                .iter()
+                .map(|d| crate::names::encode(d.strip_prefix(&self.root).unwrap_or(d)));
             self.dirs.lock().unwrap().extend(rels);
         }
         // Fan out only where there is breadth: a small tree walks faster on this thread

@@ -65,17 +65,18 @@ pub fn cache(g: &Global, project: &Project, action: CacheCmd) -> i32 {
         CacheCmd::Stats => {
             let s = dir.stats();
             if g.json {
-                println!("{}", serde_json::to_string(&s).unwrap());
+                crate::outln!("{}", serde_json::to_string(&s).unwrap());
             } else {
-                println!("cache:          {}", project.cache_dir.display());
-                println!(
+                crate::outln!("cache:          {}", project.cache_dir.display());
+                crate::outln!(
                     "records:        {} ({} tasks indexed)",
-                    s.records, s.tasks_indexed
+                    s.records,
+                    s.tasks_indexed
                 );
-                println!("blobs:          {} ({})", s.blobs, human(s.blob_bytes));
-                println!("stat cache:     {}", human(s.stat_cache_bytes));
+                crate::outln!("blobs:          {} ({})", s.blobs, human(s.blob_bytes));
+                crate::outln!("stat cache:     {}", human(s.stat_cache_bytes));
                 if s.tmp_files > 0 {
-                    println!(
+                    crate::outln!(
                         "temp files:     {} ({}; left by interrupted runs, `lifeos cache prune` removes them)",
                         s.tmp_files,
                         human(s.tmp_bytes)
@@ -87,9 +88,9 @@ pub fn cache(g: &Global, project: &Project, action: CacheCmd) -> i32 {
         CacheCmd::Prune { older_than } => match dir.prune(older_than) {
             Ok(r) => {
                 if g.json {
-                    println!("{}", serde_json::to_string(&r).unwrap());
+                    crate::outln!("{}", serde_json::to_string(&r).unwrap());
                 } else {
-                    println!(
+                    crate::outln!(
                         "removed {} records, {} blobs and {} temp files, freed {}",
                         r.records_removed,
                         r.blobs_removed,
@@ -107,15 +108,15 @@ pub fn cache(g: &Global, project: &Project, action: CacheCmd) -> i32 {
         CacheCmd::Clean => match dir.clean() {
             Ok(r) => {
                 if g.json {
-                    println!("{}", serde_json::to_string(&r).unwrap());
+                    crate::outln!("{}", serde_json::to_string(&r).unwrap());
                 } else {
-                    println!(
+                    crate::outln!(
                         "removed the cache in {} ({} entries)",
                         project.cache_dir.display(),
                         r.removed
                     );
                     if !r.left.is_empty() {
-                        println!(
+                        crate::outln!(
                             "left {} entries lifeos did not make: {}",
                             r.left.len(),
                             r.left.join(", ")
