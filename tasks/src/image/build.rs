@@ -3,29 +3,30 @@
 //! (Ctrl-C, timeout) makes the daemon cancel the build.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bollard::models::BuildInfoAux;
 use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion};
 use futures_util::StreamExt;
 use lifeos_engine::{ExecCx, Stream, TaskError};
 
-use super::{context, Builder, ImageSpec, KEY_LABEL};
+use super::{context, Builder, ImageSpec, Parsed, KEY_LABEL};
 use crate::docker::classify;
 
 /// Build `spec` and return the image ID.
 pub async fn build(
     d: &bollard::Docker,
     spec: &ImageSpec,
+    parsed: Arc<Parsed>,
     cx: &ExecCx<'_>,
 ) -> Result<String, TaskError> {
     let in_ctx = spec.dockerfile_in_context();
-    let rules = context::ignore_rules(cx.root, spec).map_err(TaskError::Failed)?;
     let context::ContextFiles {
         mut files,
         bare_dirs,
     } = {
         let (snap, ctx) = (cx.snapshot.clone(), spec.context.clone());
-        tokio::task::spawn_blocking(move || context::files(&snap, &ctx, &rules))
+        tokio::task::spawn_blocking(move || context::files(&snap, &ctx, &parsed.rules))
             .await
             .map_err(|e| TaskError::Failed(e.to_string()))??
     };
@@ -54,6 +55,15 @@ pub async fn build(
         None if spec.builder == Builder::BuildKit => {
             let bytes = std::fs::read(cx.root.join(&spec.dockerfile))?;
             let name = format!(".lifeos-dockerfile-{}", cx.key.short());
+            cx.log.line(
+                Stream::Stderr,
+                &format!(
+                    "note: {} lies outside the context, so it travels in the context as \
+                     {name}: a `COPY .` will copy it (put the Dockerfile inside the context, \
+                     or use the classic builder, to leave it out)",
+                    spec.dockerfile
+                ),
+            );
             (name.clone(), vec![(name, bytes)])
         }
         None => {

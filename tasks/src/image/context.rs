@@ -29,6 +29,15 @@ pub fn ctx_rel<'a>(ctx: &str, rel: &'a str) -> &'a str {
 /// - classic: the context's `.dockerignore`, with the Dockerfile and `.dockerignore` kept in
 ///   (the daemon reads them, then removes the excluded ones before the build).
 pub fn ignore_rules(root: &Path, spec: &super::ImageSpec) -> Result<DockerIgnore, String> {
+    let (path, bytes) = read_ignore_file(root, spec)?;
+    parse_ignore_rules(&path, bytes.as_deref(), spec)
+}
+
+/// The `.dockerignore` file [`ignore_rules`] reads, and its bytes (None: there is none).
+pub(super) fn read_ignore_file(
+    root: &Path,
+    spec: &super::ImageSpec,
+) -> Result<(PathBuf, Option<Vec<u8>>), String> {
     let ctx_file = root.join(&spec.context).join(".dockerignore");
     let path = match spec.builder {
         super::Builder::BuildKit => {
@@ -41,11 +50,23 @@ pub fn ignore_rules(root: &Path, spec: &super::ImageSpec) -> Result<DockerIgnore
         }
         super::Builder::Classic => ctx_file,
     };
-    let mut rules = match fs::read(&path) {
-        Ok(bytes) => DockerIgnore::parse(&String::from_utf8_lossy(&bytes))
+    match fs::read(&path) {
+        Ok(bytes) => Ok((path, Some(bytes))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((path, None)),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// [`ignore_rules`] from the bytes [`read_ignore_file`] read.
+pub(super) fn parse_ignore_rules(
+    path: &Path,
+    bytes: Option<&[u8]>,
+    spec: &super::ImageSpec,
+) -> Result<DockerIgnore, String> {
+    let mut rules = match bytes {
+        Some(bytes) => DockerIgnore::parse(&String::from_utf8_lossy(bytes))
             .map_err(|e| format!("{}: {e}", path.display()))?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => DockerIgnore::default(),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        None => DockerIgnore::default(),
     };
     if spec.builder == super::Builder::Classic {
         rules.keep_build_files(spec.dockerfile_in_context().as_deref());

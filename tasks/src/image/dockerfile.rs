@@ -2003,6 +2003,30 @@ COPY --from=api-builder /app/api/dist /srv/api
     }
 
     #[test]
+    fn buildkit_platform_args_are_unknown_unless_given() {
+        let texts = [
+            "FROM scratch\nARG TARGETARCH\nCOPY dist/$TARGETARCH/app /app\n",
+            "FROM scratch\nARG TARGETARCH=arm64\nCOPY dist/${TARGETARCH}/app /app\n",
+            "ARG TARGETARCH=arm64\nFROM scratch\nARG TARGETARCH\nCOPY dist/$TARGETARCH/app /app\n",
+            "FROM scratch\nARG BUILDPLATFORM\nCOPY dist/$BUILDPLATFORM/app /app\n",
+        ];
+        for text in texts {
+            let df = parse(text).unwrap();
+            for buildkit in [true, false] {
+                let opts = PlanOptions {
+                    arg_beats_image_env: buildkit,
+                };
+                let p = df.plan_with(None, &BTreeMap::new(), opts).unwrap();
+                assert!(p.context.reads("dist/amd64/app"), "{text:?} {opts:?}");
+            }
+        }
+        // Given as a build arg, the value is known.
+        let args = BTreeMap::from([("TARGETARCH".to_string(), "arm64".to_string())]);
+        let p = parse(texts[0]).unwrap().plan(None, &args).unwrap();
+        assert_eq!(p.context, paths(&["dist/arm64/app"]));
+    }
+
+    #[test]
     fn wildcard_sources() {
         let p = plan(
             "FROM a\nCOPY s* *.json conf/[ab].yml lib/**/*.ts /dst/\n",

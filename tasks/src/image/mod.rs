@@ -16,6 +16,7 @@ pub mod solve;
 mod stage_vars;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bollard::query_parameters::{ListImagesOptionsBuilder, TagImageOptionsBuilder};
@@ -72,11 +73,27 @@ impl ImageSpec {
 
 type Inspected = Result<Option<ImageFacts>, TaskError>;
 
+/// The Dockerfile planned for the target, and the context's `.dockerignore` rules.
+pub struct Parsed {
+    pub plan: dockerfile::TargetPlan,
+    pub rules: dockerignore::DockerIgnore,
+}
+
+/// [`Parsed`] (or why not) and the bytes it was made from: `check` and `inputs` (and the
+/// build) read the two files each time, but parse and plan them once while they stay the same
+/// (an earlier task may rewrite them between `check` and `inputs`).
+struct ParseMemo {
+    dockerfile: Vec<u8>,
+    ignore: Result<(std::path::PathBuf, Option<Vec<u8>>), String>,
+    parsed: Result<Arc<Parsed>, String>,
+}
+
 pub struct ImageTask {
     pub spec: ImageSpec,
     docker: Docker,
     /// The last record's image, inspected by `inputs` for `probe`: (image ID, answer).
-    prefetched: std::sync::Mutex<Option<(String, Inspected)>>,
+    prefetched: Mutex<Option<(String, Inspected)>>,
+    parsed: Mutex<Option<ParseMemo>>,
 }
 
 impl ImageTask {
@@ -85,22 +102,42 @@ impl ImageTask {
             spec,
             docker,
             prefetched: Default::default(),
+            parsed: Default::default(),
         }
     }
 
     /// The Dockerfile parsed and planned for the target (Docker reads it as bytes: invalid
-    /// UTF-8 is no error).
-    fn plan_dockerfile(&self, root: &std::path::Path) -> Result<dockerfile::TargetPlan, String> {
+    /// UTF-8 is no error), and the context's `.dockerignore` rules.
+    fn parsed(&self, root: &std::path::Path) -> Result<Arc<Parsed>, String> {
         let spec = &self.spec;
-        let bytes = std::fs::read(root.join(&spec.dockerfile))
+        let dockerfile = std::fs::read(root.join(&spec.dockerfile))
             .map_err(|e| format!("cannot read {}: {e}", spec.dockerfile))?;
-        let text = String::from_utf8_lossy(&bytes);
-        let df = dockerfile::parse(&text).map_err(|e| format!("{}: {e}", spec.dockerfile))?;
-        let opts = dockerfile::PlanOptions {
-            arg_beats_image_env: spec.builder == Builder::BuildKit,
-        };
-        df.plan_with(spec.target.as_deref(), &spec.build_args, opts)
-            .map_err(|e| format!("{}: {e}", spec.dockerfile))
+        let ignore = context::read_ignore_file(root, spec);
+        let mut memo = self.parsed.lock().unwrap();
+        if let Some(m) = memo.as_ref() {
+            if m.dockerfile == dockerfile && m.ignore == ignore {
+                return m.parsed.clone();
+            }
+        }
+        let parsed = (|| -> Result<Arc<Parsed>, String> {
+            let text = String::from_utf8_lossy(&dockerfile);
+            let df = dockerfile::parse(&text).map_err(|e| format!("{}: {e}", spec.dockerfile))?;
+            let opts = dockerfile::PlanOptions {
+                arg_beats_image_env: spec.builder == Builder::BuildKit,
+            };
+            let plan = df
+                .plan_with(spec.target.as_deref(), &spec.build_args, opts)
+                .map_err(|e| format!("{}: {e}", spec.dockerfile))?;
+            let (path, bytes) = ignore.clone()?;
+            let rules = context::parse_ignore_rules(&path, bytes.as_deref(), spec)?;
+            Ok(Arc::new(Parsed { plan, rules }))
+        })();
+        *memo = Some(ParseMemo {
+            dockerfile,
+            ignore,
+            parsed: parsed.clone(),
+        });
+        parsed
     }
 
     /// Make every configured tag point at `id`.
@@ -135,13 +172,12 @@ fn image_id(record: &lifeos_cache::ActionRecord) -> Option<&str> {
 /// The context files the target's stages read, plus the Dockerfile, with their digests (and
 /// mode: a `COPY` keeps it), from the stat cache where it can.
 fn context_digests(
-    root: &std::path::Path,
     snap: &lifeos_cache::Snapshot,
     spec: &ImageSpec,
-    plan: &dockerfile::TargetPlan,
+    parsed: &Parsed,
 ) -> Result<BTreeMap<String, String>, TaskError> {
-    let rules = context::ignore_rules(root, spec).map_err(TaskError::Failed)?;
-    let sent = context::files(snap, &spec.context, &rules)?;
+    let plan = &parsed.plan;
+    let sent = context::files(snap, &spec.context, &parsed.rules)?;
     let mut read: Vec<_> = sent
         .files
         .into_iter()
@@ -196,9 +232,7 @@ impl Task for ImageTask {
     }
 
     fn check(&self, root: &std::path::Path) -> Result<(), String> {
-        self.plan_dockerfile(root)?;
-        context::ignore_rules(root, &self.spec)?;
-        Ok(())
+        self.parsed(root).map(drop)
     }
 
     fn describe(&self) -> String {
@@ -216,8 +250,8 @@ impl Task for ImageTask {
         // once: the bases' image IDs, the image the last record names (which `probe` will
         // check), and the context's digests. A no-op pays one engine round trip, or none.
         let spec = &self.spec;
-        let plan = self.plan_dockerfile(&cx.root).map_err(TaskError::Failed)?;
-        let bases = plan.bases.clone();
+        let parsed = self.parsed(&cx.root).map_err(TaskError::Failed)?;
+        let bases = parsed.plan.bases.clone();
         // A small tree the stat cache knows is keyed sooner on this thread than it takes to
         // start a blocking thread. It yields first, so that an engine call below can go out
         // (the runtime only writes it when it next turns) and be answered meanwhile.
@@ -225,10 +259,10 @@ impl Task for ImageTask {
         let hashing = async {
             if inline {
                 tokio::task::yield_now().await;
-                context_digests(&cx.root, &cx.snapshot, spec, &plan)
+                context_digests(&cx.snapshot, spec, &parsed)
             } else {
-                let (root, snap, spec) = (cx.root.clone(), cx.snapshot.clone(), spec.clone());
-                tokio::task::spawn_blocking(move || context_digests(&root, &snap, &spec, &plan))
+                let (snap, spec) = (cx.snapshot.clone(), spec.clone());
+                tokio::task::spawn_blocking(move || context_digests(&snap, &spec, &parsed))
                     .await
                     .map_err(|e| TaskError::Failed(e.to_string()))?
             }
@@ -358,7 +392,8 @@ impl Task for ImageTask {
 
     async fn execute(&self, cx: &ExecCx<'_>) -> Result<Executed, TaskError> {
         let d = self.docker.get().await?;
-        let id = build::build(&d, &self.spec, cx).await?;
+        let parsed = self.parsed(cx.root).map_err(TaskError::Failed)?;
+        let id = build::build(&d, &self.spec, parsed, cx).await?;
         self.ensure_tags(&d, &id, &[]).await?;
         Ok(Executed {
             outputs: vec![],
@@ -369,7 +404,38 @@ impl Task for ImageTask {
 
 #[cfg(test)]
 mod tests {
-    use super::split_tag;
+    use super::*;
+
+    #[test]
+    fn the_plan_is_made_once_and_again_when_its_files_change() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        std::fs::write(root.join("Dockerfile"), "FROM scratch\nCOPY a /a\n").unwrap();
+        let spec = ImageSpec {
+            context: String::new(),
+            dockerfile: "Dockerfile".into(),
+            target: None,
+            build_args: Default::default(),
+            labels: Default::default(),
+            tags: vec![],
+            platform: None,
+            builder: Builder::BuildKit,
+            secrets: vec![],
+        };
+        let task = ImageTask::new(spec, Docker::default());
+        task.check(root).unwrap();
+        let first = task.parsed(root).unwrap();
+        assert!(Arc::ptr_eq(&first, &task.parsed(root).unwrap()));
+        assert!(first.plan.context.reads("a") && !first.plan.context.reads("b"));
+        // An earlier task may rewrite the Dockerfile or `.dockerignore`.
+        std::fs::write(root.join("Dockerfile"), "FROM scratch\nCOPY b /b\n").unwrap();
+        let second = task.parsed(root).unwrap();
+        assert!(second.plan.context.reads("b") && !second.plan.context.reads("a"));
+        std::fs::write(root.join(".dockerignore"), "b\n").unwrap();
+        assert!(task.parsed(root).unwrap().rules.is_excluded("b"));
+        std::fs::write(root.join("Dockerfile"), "FROM scratch\nBOGUS\n").unwrap();
+        assert!(task.check(root).is_err() && task.check(root).is_err());
+    }
 
     #[test]
     fn tags_split_at_the_last_colon_outside_the_host() {

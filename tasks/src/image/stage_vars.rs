@@ -18,6 +18,23 @@ pub(super) struct StageVars {
     opts: PlanOptions,
 }
 
+/// The `ARG`s BuildKit fills in for every build (the classic builder leaves them unset; a
+/// key that takes them as unknown is merely broader there, never stale).
+const PLATFORM_ARGS: [&str; 8] = [
+    "TARGETPLATFORM",
+    "TARGETOS",
+    "TARGETARCH",
+    "TARGETVARIANT",
+    "BUILDPLATFORM",
+    "BUILDOS",
+    "BUILDARCH",
+    "BUILDVARIANT",
+];
+
+fn is_platform_arg(name: &str) -> bool {
+    PLATFORM_ARGS.contains(&name)
+}
+
 impl StageVars {
     fn merged(&self) -> BTreeMap<String, String> {
         let mut m = self.args.clone();
@@ -108,6 +125,9 @@ impl Dockerfile {
                     VarDecl::Arg(a) => {
                         let value = match (build_args.get(&a.name), &a.default) {
                             (Some(v), _) => Some(Some(v.clone())),
+                            // BuildKit sets its platform ARGs itself, over any default or
+                            // global value: unknown to the plan unless given as build args.
+                            (None, _) if is_platform_arg(&a.name) => Some(None),
                             (None, Some(d)) => Some(vars.expand(d, self.escape, a.line)?),
                             // `ARG NAME` takes the global ARG's value, else stays unset.
                             (None, None) => global.get(&a.name).cloned().map(Some),
