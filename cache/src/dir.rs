@@ -159,19 +159,25 @@ impl CacheDir {
             .map_err(CacheError::io(&self.root))?
             .flatten()
         {
-            empty = false;
             let name = e.file_name();
+            // Lock and temp files are what a concurrent lifeos leaves while it creates the
+            // folder, before its tag is written: no evidence either way.
+            let bookkeeping = name
+                .to_str()
+                .is_some_and(|n| marker::LOCK_FILES.contains(&n))
+                || marker::is_tmp(&name);
+            empty &= bookkeeping;
             if !marker::is_own_top(&name) {
                 foreign.push(crate::names::encode(Path::new(&name)));
             }
         }
-        // Names alone are weak evidence (`index.json`, `lock`, `blobs` are common): a
-        // non-empty folder is adopted only when it shows lifeos's own content.
-        if foreign.is_empty() && (empty || self.holds_lifeos_content()) {
+        // Names alone are weak evidence: `index.json` is a common name, and a run rewrites
+        // it. A folder holding one is adopted only when it is an index lifeos wrote.
+        if foreign.is_empty() && (empty || self.index_is_lifeos_or_absent()) {
             return Ok(State::Adoptable { empty });
         }
         if foreign.is_empty() {
-            foreign.push("no index or record written by lifeos".into());
+            foreign.push("an index.json lifeos did not write".into());
         }
         foreign.sort();
         let n = foreign.len();
@@ -186,30 +192,11 @@ impl CacheDir {
         Ok(State::Foreign(shown.join(", ")))
     }
 
-    /// An index lifeos wrote, or `ac/` or `blobs/` holding a file named as lifeos names them
-    /// (`<2 hex>/<64 hex>[.json]`): what a cache of an older lifeos has.
-    fn holds_lifeos_content(&self) -> bool {
-        let index = self.root.join(crate::records::INDEX_FILE);
-        if safe_fs::read(&index).is_ok_and(|b| crate::records::is_lifeos_index(&b)) {
-            return true;
+    fn index_is_lifeos_or_absent(&self) -> bool {
+        match safe_fs::read(&self.root.join(crate::records::INDEX_FILE)) {
+            Ok(bytes) => crate::records::is_lifeos_index(&bytes),
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
         }
-        marker::OWN_DIRS.iter().any(|top| {
-            let Ok(shards) = fs::read_dir(self.root.join(top)) else {
-                return false;
-            };
-            shards.flatten().any(|shard| {
-                marker::is_shard(&shard.file_name())
-                    && shard.file_type().is_ok_and(|t| t.is_dir())
-                    && fs::read_dir(shard.path()).is_ok_and(|mut files| {
-                        files.any(|f| {
-                            f.is_ok_and(|f| {
-                                let name = f.file_name();
-                                !marker::is_tmp(&name) && marker::is_own_in_shard(top, &name)
-                            })
-                        })
-                    })
-            })
-        })
     }
 
     fn create(&self) -> Result<(), CacheError> {

@@ -139,6 +139,28 @@ struct Preload {
 /// One per process: started by `dispatch`, taken by the command that runs the scheduler.
 static PRELOAD: Mutex<Option<Preload>> = Mutex::new(None);
 
+/// The cache index as this process first saw it (path, size, mtime, inode), before the config
+/// was read and before the run lock was taken.
+static INDEX_SEEN: Mutex<Option<(PathBuf, Option<(u64, std::time::SystemTime, u64)>)>> =
+    Mutex::new(None);
+
+fn index_stamp(path: &Path) -> Option<(u64, std::time::SystemTime, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?, m.ino()))
+}
+
+/// Did another run record results since this process started (between its early reads and
+/// taking the run lock)? Then what was read early (the preloaded index, the early engine
+/// answer) may predate them.
+pub fn index_moved(cache_dir: &Path) -> bool {
+    let path = CacheDir::new(cache_dir.to_path_buf()).index_path();
+    match &*INDEX_SEEN.lock().unwrap() {
+        Some((seen, stamp)) if *seen == path => *stamp != index_stamp(&path),
+        _ => true,
+    }
+}
+
 /// Below this size (index plus stat cache) loading on the main thread beats starting threads.
 const PRELOAD_MIN_BYTES: u64 = 256 * 1024;
 
@@ -151,6 +173,8 @@ impl Preload {
         let cache_dir = g.cache_dir.clone().unwrap_or_else(|| root.join(".lifeos"));
         let cache = CacheDir::new(cache_dir.clone());
         if scheduler {
+            let index = cache.index_path();
+            *INDEX_SEEN.lock().unwrap() = Some((index.clone(), index_stamp(&index)));
             lifeos_tasks::docker::send_early(cache.engine_view_path());
         }
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);

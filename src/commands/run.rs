@@ -178,8 +178,11 @@ pub async fn execute(
             }
         }
     };
-    if waited {
-        // What was read before the wait may predate the other run's results.
+    // What was read before the lock (the early engine answer, the preloaded index) may
+    // predate another run's results: after a wait, or when that run ended just before ours
+    // took the lock (the index changed since this process started).
+    let stale = !dry_run && (waited || super::index_moved(&project.cache_dir));
+    if stale {
         lifeos_tasks::docker::forget_early();
     }
     let oneshots = selection
@@ -198,7 +201,7 @@ pub async fn execute(
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let ui = ui::spawn(rx, g, dry_run);
-    let (records, snapshot) = open_run_cache(project, waited);
+    let (records, snapshot) = open_run_cache(project, stale);
     project.docker.keep_view_in(cache.engine_view_path());
     let cx = RunContext {
         root: project.root.clone(),
