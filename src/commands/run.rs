@@ -185,20 +185,6 @@ pub async fn execute(
     if stale {
         lifeos_tasks::docker::forget_early();
     }
-    let oneshots = selection
-        .iter()
-        .any(|&i| project.kinds.get(&project.graph.node(i).spec.id) == Some(&Kind::Container));
-    if oneshots && !dry_run {
-        // A run that was killed could not remove its one-shot containers: this one does.
-        if let Ok(d) = project.docker.get().await {
-            for (name, pid) in lifeos_tasks::container::owner::remove_dead(&d, &project.name).await
-            {
-                eprintln!(
-                    "lifeos: removed container {name}, left by a lifeos run that died (pid {pid})"
-                );
-            }
-        }
-    }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let ui = ui::spawn(rx, g, dry_run);
     let (records, snapshot) = open_run_cache(project, stale);

@@ -295,6 +295,62 @@ labels = {{ "lifeos.test" = "{id}" }}
     );
 }
 
+/// The sweep is lazy: a run with nothing to execute never asks the engine for dead runs'
+/// containers; the next run that creates a one-shot container removes them.
+#[test]
+fn a_cached_run_leaves_a_dead_runs_container_for_the_next_run_that_executes() {
+    let fx = crate::support::DockerFx::new();
+    let config = |cmd: &str| {
+        fx.p.config(&format!(
+            r#"
+[project]
+name = "{id}"
+
+[tasks.job]
+kind = "container"
+image = "{base}"
+cmd = {cmd}
+labels = {{ "lifeos.test" = "{id}" }}
+"#,
+            id = fx.id,
+            base = fx.base(),
+        ));
+    };
+    config(r#"["true"]"#);
+    let r = fx.p.json(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    config(r#"["sleep", "30"]"#);
+    let mut lifeos = fx.p.cmd(&["run"]).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("the one-shot container runs", || {
+        let id = fx.container("job");
+        !id.is_empty()
+            && crate::support::docker_ok(&["inspect", "-f", "{{.State.Running}}", &id]).as_deref()
+                == Some("true")
+    });
+    let left = fx.container("job");
+    sigkill(&mut lifeos);
+
+    config(r#"["true"]"#);
+    let r = fx.p.json(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!r.stderr.contains("removed container"), "{}", r.all());
+    assert_eq!(fx.container("job"), left, "a cached run does not sweep");
+
+    config(r#"["echo", "again"]"#);
+    let r = fx.p.json(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stderr.contains("removed container")
+            && r.stderr.contains(&format!("pid {}", lifeos.id())),
+        "{}",
+        r.all()
+    );
+    assert!(
+        crate::support::docker_ok(&["inspect", &left]).is_none(),
+        "the dead run's container is gone"
+    );
+}
+
 /// A unix-socket proxy in front of the real engine that forwards until frozen, then holds
 /// every connection open and answers nothing: an engine that froze, made for this test
 /// alone (the shared dockerd is never paused).

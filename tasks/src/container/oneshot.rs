@@ -83,6 +83,9 @@ impl Task for ContainerTask {
         if let super::ImageRef::External(r) = &self.spec.image {
             ops::image_id(&d, r, Some(&cx.log)).await?;
         }
+        // A run that was killed could not remove its one-shot containers: the first run
+        // that creates one does (once, so a run with nothing to execute never asks).
+        super::owner::sweep_once(&d, &self.spec.project).await;
         let name = format!("{}-{}-{}", self.spec.project, self.spec.task, cx.run_id);
         let mut labels = ops::labels_of(&self.spec, None, cx.run_id);
         // For the next run, should this one die before it removes the container.
