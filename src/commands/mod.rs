@@ -141,10 +141,12 @@ static PRELOAD: Mutex<Option<Preload>> = Mutex::new(None);
 
 /// The cache index as this process first saw it (path, size, mtime, inode), before the config
 /// was read and before the run lock was taken.
-static INDEX_SEEN: Mutex<Option<(PathBuf, Option<(u64, std::time::SystemTime, u64)>)>> =
-    Mutex::new(None);
+static INDEX_SEEN: Mutex<Option<(PathBuf, Option<IndexStamp>)>> = Mutex::new(None);
 
-fn index_stamp(path: &Path) -> Option<(u64, std::time::SystemTime, u64)> {
+/// Size, mtime and inode: the index is replaced by a rename, so any write changes them.
+type IndexStamp = (u64, std::time::SystemTime, u64);
+
+fn index_stamp(path: &Path) -> Option<IndexStamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::symlink_metadata(path).ok()?;
     Some((m.len(), m.modified().ok()?, m.ino()))
