@@ -15,6 +15,36 @@ use lifeos_engine::TaskError;
 use tokio::sync::OnceCell;
 
 use view::View;
+
+/// A bollard client whose connections come from `connector` (the watched unix/tcp one, or
+/// ssh). `keep_idle: false` keeps no idle connection, as bollard's own unix and http clients
+/// do. hyper only needs a name to pool connections under.
+fn custom_client<C>(
+    connector: C,
+    keep_idle: bool,
+    timeout_secs: u64,
+    api: &bollard::ClientVersion,
+) -> Result<bollard::Docker, bollard::errors::Error>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let mut builder =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
+    if !keep_idle {
+        builder.pool_max_idle_per_host(0);
+    }
+    let http = Arc::new(builder.build(connector));
+    bollard::Docker::connect_with_custom_transport(
+        move |req: bollard::BollardRequest| {
+            let http = http.clone();
+            async move { Ok(http.request(req).await?) }
+        },
+        Some("http://docker"),
+        timeout_secs,
+        api,
+    )
+}
+
 pub use view::{forget_early, send_early, ImageFacts};
 
 #[derive(Clone, Default)]

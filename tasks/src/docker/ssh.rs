@@ -229,20 +229,7 @@ pub fn client(
     timeout_secs: u64,
     api: &bollard::ClientVersion,
 ) -> Result<bollard::Docker, bollard::errors::Error> {
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build(SshConnector::new(target));
-    let http = Arc::new(http);
-    bollard::Docker::connect_with_custom_transport(
-        move |req: bollard::BollardRequest| {
-            let http = http.clone();
-            async move { Ok(http.request(req).await?) }
-        },
-        // Every request goes to the engine at the far end of ssh; hyper only needs a name
-        // to pool connections under.
-        Some("http://docker"),
-        timeout_secs,
-        api,
-    )
+    super::custom_client(SshConnector::new(target), true, timeout_secs, api)
 }
 
 #[cfg(test)]

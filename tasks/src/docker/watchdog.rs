@@ -404,20 +404,7 @@ pub fn client(
         limit,
         host: host.into(),
     };
-    // No idle connections kept, as bollard's own unix and http clients do.
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_max_idle_per_host(0)
-        .build(connector);
-    let http = Arc::new(http);
-    bollard::Docker::connect_with_custom_transport(
-        move |req: bollard::BollardRequest| {
-            let http = http.clone();
-            async move { Ok(http.request(req).await?) }
-        },
-        Some("http://docker"),
-        timeout_secs,
-        api,
-    )
+    super::custom_client(connector, false, timeout_secs, api)
 }
 
 #[cfg(test)]
