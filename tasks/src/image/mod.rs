@@ -7,14 +7,12 @@
 pub mod build;
 pub mod context;
 pub mod dockerfile;
-mod dockerfile_checks;
 pub mod dockerignore;
 pub mod ignore_walk;
 mod kind;
 #[cfg(test)]
 mod robustness;
 pub mod solve;
-mod stage_vars;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::dockerfile::{Dockerfile, PlanError, PlanOptions, Ref, VarDecl};
+use super::ast::{Dockerfile, VarDecl};
+use super::expand::expand_used;
+use super::plan::{PlanError, PlanOptions, Ref};
 
 pub(super) struct StageVars {
     /// Set by `ENV` (or, with BuildKit, by either): certain.
@@ -58,7 +60,7 @@ impl StageVars {
         line: usize,
     ) -> Result<Option<String>, PlanError> {
         let env = self.merged();
-        let (value, used) = super::dockerfile::expand_used(word, escape, &env)
+        let (value, used) = expand_used(word, escape, &env)
             .map_err(|message| PlanError::Expansion { line, message })?;
         Ok(used.iter().all(|n| self.certain(n)).then_some(value))
     }

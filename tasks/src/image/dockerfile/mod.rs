@@ -1,0 +1,28 @@
+//! Just enough Dockerfile parsing (BuildKit's parser rules) to know, for one build target,
+//! which stages it reaches, which external images it depends on and which context files it can
+//! read, so an image's cache key only covers the files its own stages read.
+//!
+//! Layers, each using only the ones listed before it:
+//! - [`ast`]: the syntax tree (stages, their `COPY`/`ADD`, `RUN --mount`, `ARG`/`ENV`);
+//! - `lexer`: the one tokenizer (words, flags, heredoc markers, JSON-form arrays);
+//! - `expand`: `$VAR` / `${VAR:-x}` word expansion;
+//! - `checks` and `instruction`: one logical line into one instruction;
+//! - `parser`: the file into logical lines (directives, continuations, heredoc bodies);
+//! - `context_use`, `stage_vars` and `plan`: what one build target reads.
+
+mod ast;
+mod checks;
+mod context_use;
+mod expand;
+mod instruction;
+mod lexer;
+mod parser;
+mod plan;
+mod stage_vars;
+#[cfg(test)]
+mod tests;
+
+pub use ast::{ArgDecl, CopyInstr, Dockerfile, MountInstr, ParseError, Stage, VarDecl};
+pub use context_use::ContextUse;
+pub use parser::parse;
+pub use plan::{PlanError, PlanOptions, TargetPlan};
