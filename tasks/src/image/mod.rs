@@ -8,6 +8,7 @@ pub mod build;
 pub mod context;
 pub mod dockerfile;
 pub mod dockerignore;
+pub mod go_path;
 pub mod ignore_walk;
 mod kind;
 #[cfg(test)]

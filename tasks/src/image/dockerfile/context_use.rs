@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::image::dockerignore::go_path_match;
+use crate::image::go_path::go_path_match;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContextUse {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::ast::Dockerfile;
 use super::context_use::ContextUse;
 use super::expand::expand_word;
-use crate::image::dockerignore::go_clean;
+use crate::image::go_path::go_clean;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
