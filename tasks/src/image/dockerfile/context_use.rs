@@ -2,6 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use lifeos_cache::names::{is_at_or_under, normalize_rel};
+
 use crate::image::go_path::go_path_match;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,14 +33,6 @@ impl ContextUse {
             ContextUse::Paths(srcs) => srcs.iter().any(|s| source_reads_under(s, rel)),
         }
     }
-}
-
-fn normalize_rel(rel: &str) -> &str {
-    let mut rel = rel;
-    while let Some(r) = rel.strip_prefix("./") {
-        rel = r;
-    }
-    rel.trim_matches('/')
 }
 
 /// BuildKit's `containsWildcards`: `*`, `?` or `[` not escaped by `\`.
@@ -79,12 +73,6 @@ fn literal_covers(src: &str, covers: impl Fn(&str) -> bool) -> bool {
         unescaped.extend(if c == '\\' { chars.next() } else { Some(c) });
     }
     covers(&unescaped)
-}
-
-fn is_at_or_under(path: &str, dir: &str) -> bool {
-    dir.is_empty()
-        || path == dir
-        || (path.starts_with(dir) && path.as_bytes().get(dir.len()) == Some(&b'/'))
 }
 
 /// Matching segment by segment is filepath.Match on the whole path (`*`, `?` never cross '/'),

@@ -10,6 +10,8 @@
 
 mod pattern;
 
+use lifeos_cache::names::normalize_rel;
+
 use super::go_path::go_clean;
 use pattern::Pattern;
 
@@ -92,14 +94,6 @@ impl DockerIgnore {
     fn last_match(&self, rel: &str) -> Option<usize> {
         self.patterns.iter().rposition(|p| p.matches_or_parent(rel))
     }
-}
-
-fn normalize_rel(rel: &str) -> &str {
-    let mut rel = rel;
-    while let Some(r) = rel.strip_prefix("./") {
-        rel = r;
-    }
-    rel.trim_matches('/')
 }
 
 /// One line as `ignorefile.ReadAll` returns it: `!` kept, path cleaned, leading `/` dropped.
