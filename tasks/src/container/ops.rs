@@ -93,19 +93,11 @@ async fn networks_named(
 /// is a directory mtime, which moves on first use.)
 pub const INCARNATION_LABEL: &str = "lifeos.incarnation";
 
-fn random_hex() -> String {
-    use std::io::Read;
+fn random_hex() -> Result<String, TaskError> {
     let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        b = (t.as_nanos() as u64 ^ std::process::id() as u64).to_le_bytes();
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    getrandom::fill(&mut b)
+        .map_err(|e| TaskError::Environment(format!("the system's random source failed: {e}")))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 pub async fn ensure_volumes(d: &bollard::Docker, spec: &ContainerSpec) -> Result<(), TaskError> {
@@ -114,7 +106,7 @@ pub async fn ensure_volumes(d: &bollard::Docker, spec: &ContainerSpec) -> Result
             // Creating an existing volume returns it unchanged, labels included.
             let labels = HashMap::from([
                 (PROJECT_LABEL.to_string(), spec.project.clone()),
-                (INCARNATION_LABEL.to_string(), random_hex()),
+                (INCARNATION_LABEL.to_string(), random_hex()?),
             ])
             .into_iter()
             .chain(spec.labels.clone())
