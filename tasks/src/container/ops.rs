@@ -602,14 +602,15 @@ pub fn ports_of(c: &ContainerSummary) -> Vec<String> {
     v
 }
 
-/// `lifeos logs [-f]`: copy a service's output to stdout.
-/// A service's log on stdout, with every value `secrets` knows masked.
+/// `lifeos logs [-f]`: copy a service's output to `out` (the caller's stdout), with every
+/// value `secrets` knows masked. `tasks/` never writes to the process's stdout itself.
 pub async fn logs(
     d: &bollard::Docker,
     project: &str,
     task: &str,
     follow: bool,
     secrets: &lifeos_engine::Redactor,
+    out: &mut (dyn std::io::Write + Send),
 ) -> Result<(), TaskError> {
     let found = find(d, project, Some(task)).await?;
     let Some(id) = found.first().and_then(|c| c.id.clone()) else {
@@ -627,11 +628,9 @@ pub async fn logs(
                 .build(),
         ),
     );
-    use std::io::Write;
     let mut masked = lifeos_engine::redact::StreamRedactor::new(secrets);
     while let Some(item) = s.next().await {
         let chunk = item.map_err(|e| classify(e, "logs"))?;
-        let mut out = std::io::stdout().lock();
         if out
             .write_all(&masked.push(&chunk.into_bytes()))
             .and_then(|()| out.flush())
@@ -641,6 +640,6 @@ pub async fn logs(
             return Ok(());
         }
     }
-    let _ = std::io::stdout().lock().write_all(&masked.finish());
+    let _ = out.write_all(&masked.finish()).and_then(|()| out.flush());
     Ok(())
 }
