@@ -27,7 +27,7 @@ use serde_json::json;
 use crate::docker::{classify, Docker, ImageFacts};
 pub use kind::{ImageKind, ImageResult};
 
-pub const KEY_LABEL: &str = "lifeos.key";
+pub use crate::docker::KEY_LABEL;
 
 /// Below this many files in the stat cache, context keying stays on the runtime's thread.
 const INLINE_FILES: usize = 2048;
