@@ -146,8 +146,14 @@ impl ImageTask {
         let parsed = (|| -> Result<Arc<Parsed>, String> {
             let text = String::from_utf8_lossy(&dockerfile);
             let df = dockerfile::parse(&text).map_err(|e| format!("{}: {e}", spec.dockerfile))?;
+            let buildkit = spec.builder == Builder::BuildKit;
             let opts = dockerfile::PlanOptions {
-                arg_beats_image_env: spec.builder == Builder::BuildKit,
+                arg_beats_image_env: buildkit,
+                target_platform: spec
+                    .platform
+                    .as_deref()
+                    .filter(|_| buildkit)
+                    .and_then(dockerfile::KnownPlatform::parse),
             };
             let plan = df
                 .plan_with(spec.target.as_deref(), &spec.build_args, opts)

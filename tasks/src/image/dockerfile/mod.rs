@@ -25,4 +25,4 @@ mod tests;
 pub use ast::{ArgDecl, CopyInstr, Dockerfile, MountInstr, ParseError, Stage, VarDecl};
 pub use context_use::ContextUse;
 pub use parser::parse;
-pub use plan::{PlanError, PlanOptions, TargetPlan};
+pub use plan::{KnownPlatform, PlanError, PlanOptions, TargetPlan};

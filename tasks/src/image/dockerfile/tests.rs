@@ -355,6 +355,7 @@ fn buildkit_platform_args_are_unknown_unless_given() {
         for buildkit in [true, false] {
             let opts = PlanOptions {
                 arg_beats_image_env: buildkit,
+                ..PlanOptions::default()
             };
             let p = df.plan_with(None, &BTreeMap::new(), opts).unwrap();
             assert!(p.context.reads("dist/amd64/app"), "{text:?} {opts:?}");
@@ -516,6 +517,7 @@ fn instructions_docker_rejects_name_their_line() {
 fn copy_sources_resolve_known_variables() {
     let opts = PlanOptions {
         arg_beats_image_env: true,
+        ..PlanOptions::default()
     };
     let p = |text: &str, args: &[(&str, &str)], opts| {
         let args = args
@@ -594,4 +596,34 @@ fn one_tokenizer_three_rule_sets() {
     );
     assert_eq!(json_string_array("[\"a\", 1]"), None);
     assert_eq!(json_string_array("x [\"a\"]"), None);
+}
+
+#[test]
+fn buildkit_target_args_come_from_the_tasks_platform() {
+    let text = "ARG TARGETARCH=x\nFROM scratch\nARG TARGETARCH\nARG TARGETOS\n\
+                ARG TARGETPLATFORM\nARG TARGETVARIANT\nARG BUILDARCH\n\
+                COPY dist/$TARGETARCH/app $TARGETPLATFORM/x ${TARGETOS}.cfg v$TARGETVARIANT /\n";
+    let df = parse(text).unwrap();
+    let none = BTreeMap::new();
+    let opts = |p: &str| PlanOptions {
+        arg_beats_image_env: true,
+        target_platform: KnownPlatform::parse(p),
+    };
+    let p = df.plan_with(None, &none, opts("linux/arm64")).unwrap();
+    assert_eq!(
+        p.context,
+        paths(&["dist/arm64/app", "linux.cfg", "linux/arm64/x", "v"])
+    );
+    // A build arg still wins; the BUILD* ones are the engine's platform: unknown.
+    let args = BTreeMap::from([("TARGETARCH".to_string(), "amd64".to_string())]);
+    let p = df.plan_with(None, &args, opts("linux/arm64")).unwrap();
+    assert!(p.context.reads("dist/amd64/app") && !p.context.reads("dist/arm64/app"));
+    let p = parse("FROM scratch\nARG BUILDARCH\nCOPY $BUILDARCH /\n").unwrap();
+    let p = p.plan_with(None, &none, opts("linux/amd64")).unwrap();
+    assert_eq!(p.context, ContextUse::All);
+    // Platforms BuildKit normalises, or no platform at all: unknown, so anything.
+    for platform in ["linux/arm64/v8", "linux/arm", "Linux/amd64", "amd64", ""] {
+        let p = df.plan_with(None, &none, opts(platform)).unwrap();
+        assert!(p.context.reads("dist/ppc64le/app"), "{platform}");
+    }
 }
