@@ -8,7 +8,7 @@
 //! - `expand`: `$VAR` / `${VAR:-x}` word expansion;
 //! - `checks` and `instruction`: one logical line into one instruction;
 //! - `parser`: the file into logical lines (directives, continuations, heredoc bodies);
-//! - `context_use`, `stage_vars` and `plan`: what one build target reads.
+//! - `options`, `context_use`, `stage_vars` and `plan`: what one build target reads.
 
 mod ast;
 mod checks;
@@ -16,6 +16,7 @@ mod context_use;
 mod expand;
 mod instruction;
 mod lexer;
+mod options;
 mod parser;
 mod plan;
 mod stage_vars;
@@ -24,5 +25,6 @@ mod tests;
 
 pub use ast::{ArgDecl, CopyInstr, Dockerfile, MountInstr, ParseError, Stage, VarDecl};
 pub use context_use::ContextUse;
+pub use options::{KnownPlatform, PlanError, PlanOptions};
 pub use parser::parse;
-pub use plan::{KnownPlatform, PlanError, PlanOptions, TargetPlan};
+pub use plan::TargetPlan;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::ast::{Dockerfile, VarDecl};
 use super::expand::expand_used;
-use super::plan::{PlanError, PlanOptions, Ref};
+use super::options::{PlanError, PlanOptions, Ref};
 
 pub(super) struct StageVars {
     /// Set by `ENV` (or, with BuildKit, by either): certain.
