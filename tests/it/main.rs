@@ -14,6 +14,7 @@ mod docker_parity;
 mod events_schema;
 mod exec;
 mod hashing;
+mod house;
 mod image_inputs;
 mod images;
 mod kinds;
