@@ -270,11 +270,16 @@ async fn lock_run(
     }
 }
 
+/// Sortable by time, unique by 16 random bits (two runs in the same millisecond on two
+/// machines of a CI fleet sharing an engine have the same pid as often as not).
 fn run_id() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    format!("{:x}{:04x}", t.as_millis(), std::process::id() & 0xffff)
+    let mut r = [0u8; 2];
+    // No randomness at all would be a broken system; the time alone still orders runs.
+    let _ = getrandom::fill(&mut r);
+    format!("{:x}{:04x}", t.as_millis(), u16::from_le_bytes(r))
 }
 
 /// Resolves at the next Ctrl-C (SIGINT) or SIGTERM: the two mean the same to lifeos (a
