@@ -137,7 +137,8 @@ impl World {
             RunContext {
                 root: self.dir.path().to_path_buf(),
                 cache: CacheDir::new(self.dir.path().join(".lifeos")),
-                records: CacheDir::new(self.dir.path().join(".lifeos")).records(),
+                actions: Arc::new(CacheDir::new(self.dir.path().join(".lifeos")).records()),
+                cas: Arc::new(CacheDir::new(self.dir.path().join(".lifeos")).blobs()),
                 snapshot: Arc::new(Snapshot::open(self.dir.path(), None)),
                 events: tx,
                 cancel: Default::default(),

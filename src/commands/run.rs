@@ -191,8 +191,9 @@ pub async fn execute(
     project.docker.keep_view_in(cache.engine_view_path());
     let cx = RunContext {
         root: project.root.clone(),
+        actions: Arc::new(records),
+        cas: Arc::new(cache.blobs()),
         cache,
-        records,
         snapshot,
         events: tx,
         cancel,
