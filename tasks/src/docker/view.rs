@@ -275,6 +275,9 @@ static EARLY: Mutex<Option<Early>> = Mutex::new(None);
 /// requests only go out when the async runtime next turns, which on a no-op is after that
 /// work. Nothing is sent without a saved mark or for a non-unix DOCKER_HOST.
 pub fn send_early(path: PathBuf) {
+    if through_hyper() {
+        return;
+    }
     let host = super::host();
     let Some(socket) = host.strip_prefix("unix://") else {
         return;
@@ -370,7 +373,12 @@ fn parse_answer(buf: &[u8]) -> Option<Vec<Mark>> {
     } else {
         buf[head..].to_vec()
     };
-    serde_json::Deserializer::from_slice(&body)
+    parse_events(&body)
+}
+
+/// JSON event lines; None when one is not an event.
+fn parse_events(body: &[u8]) -> Option<Vec<Mark>> {
+    serde_json::Deserializer::from_slice(body)
         .into_iter::<RawEvent>()
         .map(|ev| ev.ok().map(mark_of))
         .collect()
@@ -428,9 +436,54 @@ async fn engine_events(
     since: Option<i64>,
     until: i64,
 ) -> Result<Option<Vec<Mark>>, TaskError> {
+    if through_hyper() {
+        return hyper_events(socket, since, until).await;
+    }
     match request(socket, since, until) {
         Ok(stream) => read_answer(stream).await,
         Err(_) => Ok(None),
+    }
+}
+
+/// `LIFEOS_EVENTS_CLIENT=hyper`: the events call through hyper when the view is first needed
+/// instead of the early hand-written one. Only for benches/events-client.sh, which measures
+/// what the early call is worth against the maintained client.
+fn through_hyper() -> bool {
+    static HYPER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HYPER.get_or_init(|| std::env::var_os("LIFEOS_EVENTS_CLIENT").is_some_and(|v| v == "hyper"))
+}
+
+/// [`engine_events`] through hyper's HTTP/1.1 client on a new connection.
+async fn hyper_events(
+    socket: &str,
+    since: Option<i64>,
+    until: i64,
+) -> Result<Option<Vec<Mark>>, TaskError> {
+    use http_body_util::BodyExt;
+    let call = async {
+        let stream = tokio::net::UnixStream::connect(socket).await.ok()?;
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.ok()?;
+        tokio::spawn(conn);
+        let since = since
+            .map(|s| format!("since={}&", timestamp(s)))
+            .unwrap_or_default();
+        let req = http::Request::get(format!("/events?{since}until={}", timestamp(until)))
+            .header("Host", "docker")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .ok()?;
+        let resp = send.send_request(req).await.ok()?;
+        if resp.status() != http::StatusCode::OK {
+            return Some(None);
+        }
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        Some(parse_events(&body))
+    };
+    match tokio::time::timeout(super::QUICK, call).await {
+        Err(_) => Err(TaskError::Environment(super::connect_error(
+            "no answer within 15 s",
+        ))),
+        Ok(answer) => Ok(answer.flatten()),
     }
 }
 
@@ -576,6 +629,54 @@ mod tests {
         assert_eq!(parse_answer(cut), None);
         let no_events = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
         assert_eq!(parse_answer(no_events), Some(vec![]));
+    }
+
+    /// Chunks need not end at event boundaries; extensions after the size are allowed; a
+    /// plain `Content-Length` body is read too.
+    #[test]
+    fn chunked_and_plain_bodies_with_several_events_are_read_whole() {
+        let one = r#"{"Type":"container","Action":"start","Actor":{"ID":"c1","Attributes":{"name":"db"}},"timeNano":7}"#;
+        let two = r#"{"Type":"image","Action":"untag","Actor":{"ID":"sha256:ab"},"timeNano":8}"#;
+        let body = format!("{one}\n{two}\n");
+        let (a, b) = body.as_bytes().split_at(40);
+        let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        chunked.extend_from_slice(format!("{:x};ext=1\r\n", a.len()).as_bytes());
+        chunked.extend_from_slice(a);
+        chunked.extend_from_slice(format!("\r\n{:X}\r\n", b.len()).as_bytes());
+        chunked.extend_from_slice(b);
+        chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+        let want = vec![
+            event("container", "start", "c1", "db"),
+            event("image", "untag", "sha256:ab", ""),
+        ];
+        let with_times = |mut v: Vec<Mark>| {
+            v[0].time_nano = 7;
+            v[1].time_nano = 8;
+            v
+        };
+        assert_eq!(parse_answer(&chunked), Some(with_times(want.clone())));
+        let plain = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        assert_eq!(parse_answer(plain.as_bytes()), Some(with_times(want)));
+    }
+
+    /// An error status (with a chunked or plain body), a malformed chunk size, a header cut
+    /// short or a body that is not events: never read as "no events since the mark".
+    #[test]
+    fn error_and_malformed_responses_are_not_answers() {
+        let cases: [&[u8]; 6] = [
+            b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n1b\r\n{\"message\":\"engine broke\"}\r\n0\r\n\r\n",
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Enc",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nnot json\n",
+            b"",
+        ];
+        for c in cases {
+            assert_eq!(parse_answer(c), None, "{}", String::from_utf8_lossy(c));
+        }
     }
 
     #[test]
