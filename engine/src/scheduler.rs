@@ -518,7 +518,8 @@ async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outco
             because: format!("run stopped after {f} failed (--keep-going runs the rest)"),
         };
     }
-    let outcome = execute(node, sh, &fp, key, reason).await;
+    // Boxed: only a miss pays for the executor's state; every node's future stays small.
+    let outcome = Box::pin(execute(node, sh, &fp, key, reason)).await;
     // Fail-fast: mark the run stopped before this slot frees up for a waiting task.
     if matches!(outcome, Outcome::Failed { .. }) && !sh.opts.keep_going {
         sh.stopped_by
