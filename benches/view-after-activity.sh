@@ -12,13 +12,10 @@
 #
 # With BEFORE=/path/to/an/older/lifeos the same rows run for it too, in the same hyperfine
 # invocations, each binary on its own copy of the example (its own .lifeos), so the two
-# are measured side by side. With HYPER=1, the same binary again with
-# LIFEOS_EVENTS_CLIENT=hyper: the events call through hyper's client when the view is first
-# needed, instead of the hand-written HTTP/1.1 request sent before the config is read
-# (docker/view.rs); that is the benchmark for keeping the hand-written client. No goal: the
-# numbers go to benches/README.md.
+# are measured side by side (how the hand-written early events call of an older binary
+# compared with hyper's: benches/README.md). No goal: the numbers go to benches/README.md.
 #
-# Env: LIFEOS, BEFORE, HYPER=1, RUNS (per row, default 30), KEEP=1.
+# Env: LIFEOS, BEFORE, RUNS (per row, default 30), KEEP=1.
 set -euo pipefail
 
 RUNS=${RUNS:-30}
@@ -42,10 +39,9 @@ echo "view-after-activity: lifeos build base --force=base (in $root), pinned as 
 "$LIFEOS" -C "$root" build base --force=base >"$tmp/base.log" 2>&1 || { tail "$tmp/base.log"; exit 1; }
 docker tag lifeos-base:latest "$PIN"
 
-# name, command (word-split: no spaces in the paths); every row runs through env(1) alike.
-bins=(after "env LIFEOS_EVENTS_CLIENT=early $LIFEOS")
-[[ ${HYPER:-0} == 1 ]] && bins+=(hyper "env LIFEOS_EVENTS_CLIENT=hyper $LIFEOS")
-[[ -n ${BEFORE:-} ]] && bins+=(before "env LIFEOS_EVENTS_CLIENT=early $BEFORE")
+# name, command (word-split: no spaces in the paths).
+bins=(after "$LIFEOS")
+[[ -n ${BEFORE:-} ]] && bins+=(before "$BEFORE")
 for ((b = 0; b < ${#bins[@]}; b += 2)); do
     proj=$tmp/${bins[b]}
     mkdir -p "$proj"

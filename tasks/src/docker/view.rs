@@ -18,10 +18,7 @@
 //! with a clock ahead of it would hold the call open until its own time caught up.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use lifeos_engine::TaskError;
@@ -171,40 +168,22 @@ fn read_state(path: &Path, host: &str) -> Option<State> {
         .filter(|s| s.version == VERSION && s.host == host)
 }
 
-/// Load the saved state and check it against the engine's event log (with the call
-/// [`send_early`] made, when it made one for this file).
+/// Load the saved state and check it against the engine's event log.
 pub async fn open(socket: &str, path: Option<PathBuf>, host: &str) -> Result<View, TaskError> {
-    let early = EARLY
-        .lock()
-        .unwrap()
-        .take()
-        .filter(|e| Some(&e.path) == path.as_ref() && e.host == host);
-    let (state, until, mut answer) = match early {
-        Some(e) => {
-            let (state, until) = (e.state, e.until);
-            (state, until, Some(read_answer(e.stream).await?))
-        }
-        None => {
-            let state = path
-                .as_deref()
-                .and_then(|p| read_state(p, host))
-                .unwrap_or_else(|| State {
-                    version: VERSION,
-                    host: host.to_string(),
-                    ..State::default()
-                });
-            (state, now_nano(), None)
-        }
-    };
+    let state = path
+        .as_deref()
+        .and_then(|p| read_state(p, host))
+        .unwrap_or_else(|| State {
+            version: VERSION,
+            host: host.to_string(),
+            ..State::default()
+        });
+    let until = now_nano();
     let mut changes = None;
     let mut newest = None;
     let mut refused = false;
     if let Some(mark) = &state.mark {
-        let events = match answer.take() {
-            Some(a) => a,
-            None => engine_events(socket, Some(mark.time_nano), until).await?,
-        };
-        match events {
+        match engine_events(socket, Some(mark.time_nano), until).await? {
             Some(events) => (changes, newest) = judge(mark, events),
             None => refused = true,
         }
@@ -257,75 +236,6 @@ fn judge(mark: &Mark, mut events: Vec<Mark>) -> (Option<Vec<Mark>>, Option<Mark>
     (changes, newest)
 }
 
-/// The events call for a saved mark, sent by [`send_early`] and not yet read.
-struct Early {
-    path: PathBuf,
-    host: String,
-    state: State,
-    until: i64,
-    stream: UnixStream,
-}
-
-static EARLY: Mutex<Option<Early>> = Mutex::new(None);
-
-/// Send the events call that checks the view saved in `path` now, before lifeos reads its
-/// config, and read the answer when the run first needs the view. An idle engine takes
-/// ~0.6 ms to answer, about what the config and the build contexts take here; in series the
-/// two were a fifth of a no-op. A plain HTTP/1.1 request on a blocking socket: bollard's
-/// requests only go out when the async runtime next turns, which on a no-op is after that
-/// work. Nothing is sent without a saved mark or for a non-unix DOCKER_HOST.
-pub fn send_early(path: PathBuf) {
-    if through_hyper() {
-        return;
-    }
-    let host = super::host();
-    let Some(socket) = host.strip_prefix("unix://") else {
-        return;
-    };
-    let Some(state) = read_state(&path, &host) else {
-        return;
-    };
-    let Some(since) = state.mark.as_ref().map(|m| m.time_nano) else {
-        return;
-    };
-    let until = now_nano();
-    let Ok(stream) = request(socket, Some(since), until) else {
-        return;
-    };
-    *EARLY.lock().unwrap() = Some(Early {
-        path,
-        host,
-        state,
-        until,
-        stream,
-    });
-}
-
-/// Drop the answer of [`send_early`] unread: the run waited for another one, which may have
-/// changed images after the call went out; the view is then checked up to now instead.
-pub fn forget_early() {
-    EARLY.lock().unwrap().take();
-}
-
-/// The events of a [`request`], or None when the engine refused it or answered in a way
-/// this does not read (the view is then not trusted).
-async fn read_answer(stream: UnixStream) -> Result<Option<Vec<Mark>>, TaskError> {
-    use tokio::io::AsyncReadExt;
-    let no_answer = || TaskError::Environment(super::connect_error("no answer within 15 s"));
-    let Ok(()) = stream.set_nonblocking(true) else {
-        return Ok(None);
-    };
-    let Ok(mut stream) = tokio::net::UnixStream::from_std(stream) else {
-        return Ok(None);
-    };
-    let mut buf = Vec::with_capacity(4096);
-    match tokio::time::timeout(super::QUICK, stream.read_to_end(&mut buf)).await {
-        Err(_) => Err(no_answer()),
-        Ok(Err(_)) => Ok(None),
-        Ok(Ok(_)) => Ok(parse_answer(&buf)),
-    }
-}
-
 /// An event as the engine sends it, reduced to what a [`Mark`] keeps (the rest is skipped
 /// unparsed: a busy engine's answer holds many container events).
 #[derive(Deserialize)]
@@ -354,50 +264,12 @@ struct RawAttributes {
     name: String,
 }
 
-/// An HTTP/1.1 response (the connection closed after it) holding JSON event lines.
-fn parse_answer(buf: &[u8]) -> Option<Vec<Mark>> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut response = httparse::Response::new(&mut headers);
-    let httparse::Status::Complete(head) = response.parse(buf).ok()? else {
-        return None;
-    };
-    if response.code != Some(200) {
-        return None;
-    }
-    let chunked = response.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("transfer-encoding")
-            && String::from_utf8_lossy(h.value).contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(&buf[head..])?
-    } else {
-        buf[head..].to_vec()
-    };
-    parse_events(&body)
-}
-
 /// JSON event lines; None when one is not an event.
 fn parse_events(body: &[u8]) -> Option<Vec<Mark>> {
     serde_json::Deserializer::from_slice(body)
         .into_iter::<RawEvent>()
         .map(|ev| ev.ok().map(mark_of))
         .collect()
-}
-
-/// The body of a chunked transfer; None if it is cut short or malformed.
-fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = rest.windows(2).position(|w| w == b"\r\n")?;
-        let size = std::str::from_utf8(&rest[..eol]).ok()?;
-        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
-        rest = &rest[eol + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(rest.get(..size)?);
-        rest = rest.get(size + 2..)?;
-    }
 }
 
 fn mark_of(ev: RawEvent) -> Mark {
@@ -410,51 +282,10 @@ fn mark_of(ev: RawEvent) -> Mark {
     }
 }
 
-/// Send `GET /events` for the events from `since` (inclusive; all the engine holds when
-/// None) to `until`, on a new connection, to read with [`read_answer`]. Plain HTTP/1.1
-/// on a blocking socket: it is on the wire when this returns, where bollard's request would
-/// wait for the async runtime's next turn.
-fn request(socket: &str, since: Option<i64>, until: i64) -> std::io::Result<UnixStream> {
-    let since = since
-        .map(|s| format!("since={}&", timestamp(s)))
-        .unwrap_or_default();
-    let request = format!(
-        "GET /events?{since}until={} HTTP/1.1\r\n\
-         Host: docker\r\nConnection: close\r\n\r\n",
-        timestamp(until)
-    );
-    let mut stream = UnixStream::connect(socket)?;
-    stream.write_all(request.as_bytes())?;
-    Ok(stream)
-}
-
 /// The events the engine still holds from `since` to `until`, oldest first; None when the
 /// engine cannot be reached or refused (the facts are then simply not used, and the
 /// inspects that follow report what is wrong). An engine that does not answer is an error.
 async fn engine_events(
-    socket: &str,
-    since: Option<i64>,
-    until: i64,
-) -> Result<Option<Vec<Mark>>, TaskError> {
-    if through_hyper() {
-        return hyper_events(socket, since, until).await;
-    }
-    match request(socket, since, until) {
-        Ok(stream) => read_answer(stream).await,
-        Err(_) => Ok(None),
-    }
-}
-
-/// `LIFEOS_EVENTS_CLIENT=hyper`: the events call through hyper when the view is first needed
-/// instead of the early hand-written one. Only for benches/events-client.sh, which measures
-/// what the early call is worth against the maintained client.
-fn through_hyper() -> bool {
-    static HYPER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HYPER.get_or_init(|| std::env::var_os("LIFEOS_EVENTS_CLIENT").is_some_and(|v| v == "hyper"))
-}
-
-/// [`engine_events`] through hyper's HTTP/1.1 client on a new connection.
-async fn hyper_events(
     socket: &str,
     since: Option<i64>,
     until: i64,
@@ -600,83 +431,68 @@ mod tests {
         assert!(v.state.images.is_empty());
     }
 
-    /// What dockerd 20.10 sends for `GET /events?since=..&until=..` (chunked, then closed).
-    const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\n\
-        Transfer-Encoding: chunked\r\n\r\n\
-        87\r\n{\"status\":\"tag\",\"id\":\"sha256:ab\",\"Type\":\"image\",\"Action\":\"tag\",\"Actor\":{\"ID\":\"sha256:ab\",\"Attributes\":{\"name\":\"web:1\"}},\"timeNano\":42}\n\r\n\
-        0\r\n\r\n";
-
-    #[test]
-    fn an_early_answer_is_read_as_docker_sends_it() {
-        let events = parse_answer(ANSWER).expect("parsed");
-        assert_eq!(
-            events,
-            vec![Mark {
-                time_nano: 42,
-                kind: "image".into(),
-                action: "tag".into(),
-                id: "sha256:ab".into(),
-                name: "web:1".into(),
-            }]
-        );
+    /// A one-connection engine on a unix socket that answers any request with `answer`.
+    fn fake_engine(answer: &'static [u8]) -> (tempfile::TempDir, String) {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("engine.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap_or(0) == 1 {
+                head.push(b[0]);
+            }
+            let _ = c.write_all(answer);
+        });
+        (dir, sock.to_str().unwrap().to_string())
     }
 
-    #[test]
-    fn a_refused_or_cut_answer_is_not_read_as_no_events() {
-        let refused = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\n{}";
-        assert_eq!(parse_answer(refused), None);
-        let cut = &ANSWER[..ANSWER.len() - 20];
-        assert_eq!(parse_answer(cut), None);
-        let no_events = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
-        assert_eq!(parse_answer(no_events), Some(vec![]));
+    async fn ask(answer: &'static [u8]) -> Option<Vec<Mark>> {
+        let (_dir, sock) = fake_engine(answer);
+        engine_events(&sock, Some(1), 2).await.unwrap()
     }
 
-    /// Chunks need not end at event boundaries; extensions after the size are allowed; a
-    /// plain `Content-Length` body is read too.
-    #[test]
-    fn chunked_and_plain_bodies_with_several_events_are_read_whole() {
-        let one = r#"{"Type":"container","Action":"start","Actor":{"ID":"c1","Attributes":{"name":"db"}},"timeNano":7}"#;
-        let two = r#"{"Type":"image","Action":"untag","Actor":{"ID":"sha256:ab"},"timeNano":8}"#;
-        let body = format!("{one}\n{two}\n");
-        let (a, b) = body.as_bytes().split_at(40);
-        let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-        chunked.extend_from_slice(format!("{:x};ext=1\r\n", a.len()).as_bytes());
-        chunked.extend_from_slice(a);
-        chunked.extend_from_slice(format!("\r\n{:X}\r\n", b.len()).as_bytes());
-        chunked.extend_from_slice(b);
-        chunked.extend_from_slice(b"\r\n0\r\n\r\n");
-        let want = vec![
-            event("container", "start", "c1", "db"),
-            event("image", "untag", "sha256:ab", ""),
-        ];
-        let with_times = |mut v: Vec<Mark>| {
-            v[0].time_nano = 7;
-            v[1].time_nano = 8;
-            v
-        };
-        assert_eq!(parse_answer(&chunked), Some(with_times(want.clone())));
-        let plain = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        assert_eq!(parse_answer(plain.as_bytes()), Some(with_times(want)));
+    /// What dockerd 20.10 sends for `GET /events?since=..&until=..`: chunked (chunks need
+    /// not end at event boundaries), then closed.
+    #[tokio::test]
+    async fn a_chunked_answer_is_read_whole() {
+        let got = ask(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\n\
+            Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+            28\r\n{\"Type\":\"container\",\"Action\":\"start\",\"Ac\r\n\
+            3a\r\ntor\":{\"ID\":\"c1\",\"Attributes\":{\"name\":\"db\"}},\"timeNano\":7}\n\r\n\
+            87\r\n{\"status\":\"tag\",\"id\":\"sha256:ab\",\"Type\":\"image\",\"Action\":\"tag\",\"Actor\":{\"ID\":\"sha256:ab\",\"Attributes\":{\"name\":\"web:1\"}},\"timeNano\":42}\n\r\n\
+            0\r\n\r\n")
+        .await;
+        let mut start = event("container", "start", "c1", "db");
+        start.time_nano = 7;
+        let mut tag = event("image", "tag", "sha256:ab", "web:1");
+        tag.time_nano = 42;
+        assert_eq!(got, Some(vec![start, tag]));
+        let none = ask(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").await;
+        assert_eq!(none, Some(vec![]));
     }
 
-    /// An error status (with a chunked or plain body), a malformed chunk size, a header cut
-    /// short or a body that is not events: never read as "no events since the mark".
-    #[test]
-    fn error_and_malformed_responses_are_not_answers() {
-        let cases: [&[u8]; 6] = [
+    /// An error status, an answer cut short, or a body that is not events: never read as
+    /// "no events since the mark" (the facts are then not used).
+    #[tokio::test]
+    async fn error_cut_and_malformed_answers_are_not_answers() {
+        let cases: [&'static [u8]; 5] = [
             b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n1b\r\n{\"message\":\"engine broke\"}\r\n0\r\n\r\n",
-            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Enc",
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\n{}",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n30\r\n{\"Type\":\"image\",\"Act",
             b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nnot json\n",
-            b"",
+            b"HTTP/1.1 200 OK\r\nTransfer-Enc",
         ];
         for c in cases {
-            assert_eq!(parse_answer(c), None, "{}", String::from_utf8_lossy(c));
+            assert_eq!(ask(c).await, None, "{}", String::from_utf8_lossy(c));
         }
+        // Nothing listening: no answer either (the inspects that follow report it).
+        let gone = engine_events("/nonexistent/engine.sock", None, 2)
+            .await
+            .unwrap();
+        assert_eq!(gone, None);
     }
 
     #[test]
