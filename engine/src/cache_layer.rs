@@ -50,7 +50,7 @@ impl CacheLayer {
         if let (CachePolicy::Every(w), Some(r)) = (&spec.cache, &record) {
             if now_secs().saturating_sub(r.finished_at) >= w.as_secs() {
                 return Check::Run(Reason::WindowExpired {
-                    every: crate::scheduler::format_duration(*w),
+                    every: crate::duration::show(*w),
                 });
             }
         }

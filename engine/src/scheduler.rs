@@ -3,7 +3,7 @@
 //! task: key → cache check → execute → record.
 //! Fail-fast by default: after a failure no new task starts, running ones finish.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,16 +12,18 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use lifeos_cache::{ActionCache, ActionRecord, CacheDir, Cas, Snapshot};
 use petgraph::stable_graph::NodeIndex;
+use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache_layer::{CacheLayer, Check};
+use crate::deps::{DepResult, Deps};
 use crate::event::{Event, Outcome, Reason, Summary};
 use crate::fingerprint::{Fingerprint, Key, FINGERPRINT_VERSION};
 use crate::graph::Graph;
 use crate::redact::Redactor;
-use crate::task::{CachePolicy, ExecCx, KeyCx, LogSink, Node, Probe, ProbeCx, TaskError};
+use crate::task::{CachePolicy, Class, ExecCx, KeyCx, LogSink, Node, Probe, ProbeCx, TaskError};
 
 #[derive(Debug, Clone, Default)]
 pub enum Force {
@@ -51,7 +53,7 @@ pub struct RunOptions {
     pub run_id: String,
 }
 
-/// What a run needs from outside: where things are, the cache ports, where events go.
+/// What a run needs from outside: where things are and where events go.
 pub struct RunContext {
     pub root: PathBuf,
     /// The local cache directory: the per-cache key secrets are hashed with.
@@ -108,28 +110,10 @@ struct Shared {
     fingerprints: std::sync::Mutex<HashMap<String, Fingerprint>>,
     /// `-j`: how many tasks execute at once. Cache checks do not take a slot.
     exec_slots: tokio::sync::Semaphore,
+    /// The same number again for `Class::Docker` tasks.
+    docker_slots: tokio::sync::Semaphore,
     /// Set by the first failure (fail-fast): tasks not yet executing will not start.
     stopped_by: std::sync::Mutex<Option<String>>,
-}
-
-pub fn format_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    if d.subsec_nanos() != 0 {
-        return if s == 0 {
-            format!("{}ms", d.as_millis())
-        } else {
-            format!("{:.1}s", d.as_secs_f64())
-        };
-    }
-    if s > 0 && s.is_multiple_of(86400) {
-        format!("{}d", s / 86400)
-    } else if s > 0 && s.is_multiple_of(3600) {
-        format!("{}h", s / 3600)
-    } else if s > 0 && s.is_multiple_of(60) {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
-    }
 }
 
 /// Run `selection` (topologically ordered node indices of `graph`).
@@ -169,6 +153,7 @@ pub async fn run(
         opts,
         fingerprints: Default::default(),
         exec_slots: tokio::sync::Semaphore::new(jobs),
+        docker_slots: tokio::sync::Semaphore::new(jobs),
         stopped_by: Default::default(),
     });
     // Cache checks are cheap and mostly wait on I/O: let them run well ahead of `-j`.
@@ -199,12 +184,13 @@ pub async fn run(
         .filter(|&p| remaining[p] == 0)
         .collect();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; selection.len()];
-    let mut keys: Vec<Option<Key>> = vec![None; selection.len()];
+    // What each finished node hands its dependants (its key and record data).
+    let mut results: Vec<Option<Arc<DepResult>>> = vec![None; selection.len()];
     let mut stopped_by: Option<String> = None;
-    let mut running: JoinSet<(usize, Outcome)> = JoinSet::new();
+    let mut running: JoinSet<(usize, Outcome, Option<Value>)> = JoinSet::new();
     // Nodes whose check finished on its first poll (a cached task with nothing to wait for):
     // they never become tokio tasks, which on a no-op of 10,000 was a third of the loop.
-    let mut finished: VecDeque<(usize, Outcome)> = VecDeque::new();
+    let mut finished: VecDeque<(usize, Outcome, Option<Value>)> = VecDeque::new();
     let mut inline_streak = 0u32;
 
     loop {
@@ -213,31 +199,39 @@ pub async fn run(
             let i = selection[p];
             // The graph (an Arc), not a clone of the node: no 10,000 spec clones.
             let graph = graph.clone();
-            let deps: BTreeMap<String, Key> = graph
-                .dependencies(i)
-                .filter_map(|d| pos[d.index()].map(|dp| (graph.node(d).spec.id.clone(), keys[dp])))
-                .map(|(id, k)| (id, k.expect("dependency finished with a key")))
-                .collect();
+            let deps = Deps::new(
+                graph
+                    .dependencies(i)
+                    .filter_map(|d| {
+                        pos[d.index()]
+                            .map(|dp| (graph.node(d).spec.id.clone(), results[dp].clone()))
+                    })
+                    .map(|(id, r)| (id, r.expect("dependency finished with a result")))
+                    .collect(),
+            );
             let shared = shared.clone();
             let mut job = Box::pin(async move {
                 let node = graph.node(i);
                 let id = node.spec.id.clone();
                 let t0 = Instant::now();
-                let outcome = std::panic::AssertUnwindSafe(process(node, deps, &shared))
+                let (outcome, data) = std::panic::AssertUnwindSafe(process(node, deps, &shared))
                     .catch_unwind()
                     .await
-                    .unwrap_or_else(|_| Outcome::Failed {
-                        key: None,
-                        error: "task panicked (a lifeos bug)".into(),
-                        environment: false,
-                        log_tail: vec![],
+                    .unwrap_or_else(|_| {
+                        let failed = Outcome::Failed {
+                            key: None,
+                            error: "task panicked (a lifeos bug)".into(),
+                            environment: false,
+                            log_tail: vec![],
+                        };
+                        (failed, None)
                     });
                 let _ = shared.events.send(Event::TaskFinished {
                     task: id,
                     outcome: outcome.clone(),
                     duration: t0.elapsed(),
                 });
-                (p, outcome)
+                (p, outcome, data)
             });
             // One poll here; whatever has to wait is spawned and polled again by tokio (the
             // resource it waits on registers the task's waker then).
@@ -249,7 +243,7 @@ pub async fn run(
                 }
             }
         }
-        let (p, outcome) = if let Some(done) = finished.pop_front() {
+        let (p, outcome, data) = if let Some(done) = finished.pop_front() {
             // Let the UI and Ctrl-C in now and then during a long run of inline checks.
             inline_streak += 1;
             if inline_streak.is_multiple_of(256) {
@@ -269,7 +263,14 @@ pub async fn run(
             let _ = shared.events.send(Event::Warning { message: w });
         }
         if outcome.is_success() {
-            keys[p] = outcome.key();
+            let node = graph.node(selection[p]);
+            results[p] = outcome.key().map(|key| {
+                Arc::new(DepResult {
+                    key,
+                    task: node.task.clone(),
+                    data: data.unwrap_or_default(),
+                })
+            });
             for d in graph.dependents(selection[p]) {
                 if let Some(dp) = pos[d.index()] {
                     remaining[dp] -= 1;
@@ -393,7 +394,7 @@ fn failed(key: Option<Key>, e: TaskError, redactor: &Redactor, log_tail: Vec<Str
 /// Build the fingerprint of a node whose dependencies are done.
 pub async fn fingerprint(
     node: &Node,
-    deps: BTreeMap<String, Key>,
+    deps: &Deps,
     root: PathBuf,
     snapshot: Arc<Snapshot>,
     secret_key: &[u8; 32],
@@ -403,6 +404,7 @@ pub async fn fingerprint(
         root,
         snapshot,
         previous,
+        deps,
     };
     let inputs = node.task.inputs(&cx).await?;
     let env = node
@@ -435,16 +437,17 @@ pub async fn fingerprint(
         inputs: inputs.files,
         env,
         secrets,
-        deps,
+        deps: deps.keys(),
         extras: inputs.extras,
     })
 }
 
-async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outcome {
+/// Key, cache check, execute. The outcome, and on success the data dependants get.
+async fn process(node: &Node, deps: Deps, sh: &Shared) -> (Outcome, Option<Value>) {
     let spec = &node.spec;
     let fp = match fingerprint(
         node,
-        deps,
+        &deps,
         sh.root.clone(),
         sh.snapshot.clone(),
         &sh.secret_key,
@@ -453,7 +456,7 @@ async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outco
     .await
     {
         Ok(fp) => fp,
-        Err(e) => return failed(None, e, &sh.redactor, vec![]),
+        Err(e) => return (failed(None, e, &sh.redactor, vec![]), None),
     };
     let key = fp.key();
     if sh.opts.dry_run {
@@ -477,49 +480,60 @@ async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outco
                     record: record.as_deref(),
                     blobs: &sh.cache.cas,
                     dry_run: sh.opts.dry_run,
+                    deps: &deps,
                 })
                 .await;
             match probe.map(Probe::found) {
                 Ok(Ok((location, data))) => {
                     let saved_ms = record.as_ref().map(|r| r.duration_ms).unwrap_or(0);
+                    // What dependants get: what the probe found, else what the record says.
+                    let result = data
+                        .clone()
+                        .or_else(|| record.as_ref().map(|r| r.data.clone()));
                     if !sh.opts.dry_run {
                         let adopted = sh.cache.adopt(node, &fp, key, record.as_deref(), data);
                         if let Err(e) = adopted.await {
-                            return failed(Some(key), e, &sh.redactor, vec![]);
+                            return (failed(Some(key), e, &sh.redactor, vec![]), None);
                         }
                         for w in node.task.writes() {
                             sh.snapshot.invalidate(&w);
                         }
                     }
-                    return Outcome::Cached {
+                    let cached = Outcome::Cached {
                         key,
                         location,
                         saved_ms,
                     };
+                    return (cached, result);
                 }
                 Ok(Err(detail)) => match &record {
                     Some(_) => Reason::ResultMissing { detail },
                     None => sh.cache.reason_from_history(&spec.id, &fp),
                 },
-                Err(e) => return failed(Some(key), e, &sh.redactor, vec![]),
+                Err(e) => return (failed(Some(key), e, &sh.redactor, vec![]), None),
             }
         }
     };
     if sh.opts.dry_run {
-        return Outcome::WouldRun { key, reason };
+        return (Outcome::WouldRun { key, reason }, None);
     }
 
+    let slots = match spec.class {
+        Class::Local => &sh.exec_slots,
+        Class::Docker => &sh.docker_slots,
+    };
     let _slot = tokio::select! {
-        s = sh.exec_slots.acquire() => s.expect("the semaphore is never closed"),
-        _ = sh.cancel.cancelled() => return Outcome::Skipped { because: "run interrupted".into() },
+        s = slots.acquire() => s.expect("the semaphore is never closed"),
+        _ = sh.cancel.cancelled() => return (Outcome::Skipped { because: "run interrupted".into() }, None),
     };
     if let Some(f) = sh.stopped_by.lock().unwrap().clone() {
-        return Outcome::Skipped {
+        let skipped = Outcome::Skipped {
             because: format!("run stopped after {f} failed (--keep-going runs the rest)"),
         };
+        return (skipped, None);
     }
     // Boxed: only a miss pays for the executor's state; every node's future stays small.
-    let outcome = Box::pin(execute(node, sh, &fp, key, reason)).await;
+    let (outcome, data) = Box::pin(execute(node, sh, &fp, key, reason, &deps)).await;
     // Fail-fast: mark the run stopped before this slot frees up for a waiting task.
     if matches!(outcome, Outcome::Failed { .. }) && !sh.opts.keep_going {
         sh.stopped_by
@@ -527,11 +541,18 @@ async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outco
             .unwrap()
             .get_or_insert_with(|| spec.id.clone());
     }
-    outcome
+    (outcome, data)
 }
 
 /// Execute a task that missed the cache (with retries and timeout) and record its success.
-async fn execute(node: &Node, sh: &Shared, fp: &Fingerprint, key: Key, reason: Reason) -> Outcome {
+async fn execute(
+    node: &Node,
+    sh: &Shared,
+    fp: &Fingerprint,
+    key: Key,
+    reason: Reason,
+    deps: &Deps,
+) -> (Outcome, Option<Value>) {
     let spec = &node.spec;
     let _ = sh.events.send(Event::TaskStarted {
         task: spec.id.clone(),
@@ -539,11 +560,24 @@ async fn execute(node: &Node, sh: &Shared, fp: &Fingerprint, key: Key, reason: R
         reason: reason.clone(),
     });
     let log = LogSink::new(&spec.id, sh.events.clone(), sh.redactor.clone());
-    let mut env: Vec<(String, String)> = fp
-        .env
-        .iter()
-        .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-        .collect();
+    // Declared values may name dependency results (`${tasks.db.port}`).
+    let mut env: Vec<(String, String)> = Vec::with_capacity(fp.env.len());
+    for (k, v) in &fp.env {
+        let Some(v) = v else { continue };
+        // Only values written in the config; a host's value is passed as it is.
+        let declared = spec.env.iter().any(|e| &e.name == k && e.value.is_some());
+        if !declared {
+            env.push((k.clone(), v.clone()));
+            continue;
+        }
+        match deps.expand(v) {
+            Ok(v) => env.push((k.clone(), v)),
+            Err(e) => {
+                let e = TaskError::Failed(format!("env {k}: {e}"));
+                return (failed(Some(key), e, &sh.redactor, vec![]), None);
+            }
+        }
+    }
     env.extend(
         spec.secrets
             .iter()
@@ -563,6 +597,7 @@ async fn execute(node: &Node, sh: &Shared, fp: &Fingerprint, key: Key, reason: R
             log: log.clone(),
             cancel: token.clone(),
             run_id: &sh.opts.run_id,
+            deps,
         };
         let fut = node.task.execute(&cx);
         tokio::pin!(fut);
@@ -573,13 +608,13 @@ async fn execute(node: &Node, sh: &Shared, fp: &Fingerprint, key: Key, reason: R
                     // Let the task clean up (kill its processes) before reporting.
                     token.cancel();
                     let _ = fut.await;
-                    Err(TaskError::Failed(format!("timed out after {}", format_duration(t))))
+                    Err(TaskError::Failed(format!("timed out after {}", crate::duration::show(t))))
                 }
             },
             None => fut.await,
         };
         if sh.cancel.is_cancelled() {
-            return Outcome::Interrupted;
+            return (Outcome::Interrupted, None);
         }
         for w in node.task.writes() {
             sh.snapshot.invalidate(&w);
@@ -595,36 +630,22 @@ async fn execute(node: &Node, sh: &Shared, fp: &Fingerprint, key: Key, reason: R
                 });
                 attempt += 1;
             }
-            Err(e) => return failed(Some(key), e, &sh.redactor, log.tail(20)),
+            Err(e) => return (failed(Some(key), e, &sh.redactor, log.tail(20)), None),
         }
     };
     let duration_ms = t0.elapsed().as_millis() as u64;
     let log_blob = match sh.cache.store_log(&log.contents()) {
         Ok(d) => Some(d),
-        Err(e) => return failed(Some(key), e, &sh.redactor, vec![]),
+        Err(e) => return (failed(Some(key), e, &sh.redactor, vec![]), None),
     };
+    let data = executed.data.clone();
     if spec.cache != CachePolicy::Never {
         let recorded = sh
             .cache
             .record(node, fp, key, duration_ms, log_blob, executed);
         if let Err(e) = recorded.await {
-            return failed(Some(key), e, &sh.redactor, vec![]);
+            return (failed(Some(key), e, &sh.redactor, vec![]), None);
         }
     }
-    Outcome::Ran { key, reason }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::format_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations_read_as_written() {
-        assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
-        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
-        assert_eq!(format_duration(Duration::from_secs(86400)), "1d");
-    }
+    (Outcome::Ran { key, reason }, Some(data))
 }
