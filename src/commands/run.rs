@@ -176,13 +176,10 @@ pub async fn execute(
             }
         }
     };
-    // What was read before the lock (the early engine answer, the preloaded index) may
-    // predate another run's results: after a wait, or when that run ended just before ours
-    // took the lock (the index changed since this process started).
+    // What was read before the lock (the preloaded index) may predate another run's
+    // results: after a wait, or when that run ended just before ours took the lock (the
+    // index changed since this process started).
     let stale = !dry_run && (waited || super::index_moved(&project.cache_dir));
-    if stale {
-        lifeos_tasks::docker::forget_early();
-    }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let ui = ui::spawn(rx, g, dry_run);
     let (records, snapshot) = open_run_cache(project, stale);
@@ -192,8 +189,9 @@ pub async fn execute(
         .keep_view_in(cache.engine_view_path());
     let cx = RunContext {
         root: project.root.clone(),
+        actions: Arc::new(records),
+        cas: Arc::new(cache.blobs()),
         cache,
-        records,
         snapshot,
         events: tx,
         cancel,
