@@ -5,7 +5,7 @@
 //! - [`blobs`]: content-addressed store for outputs, logs and fingerprints.
 //! - [`records`]: action records (key → result) and the per-task index a no-op run loads.
 //! - [`action_cache`], [`cas`]: the ports the scheduler talks to (the local store implements
-//!   both); [`layered`]: a store in front of another (a remote cache later).
+//!   both); [`layered`]: a store in front of another; [`remote`]: the Bazel-HTTP remote.
 //! - [`run_lock`]: one run at a time per cache.
 //! - [`dir`]: the cache directory layout, its lock, stats, prune and clean.
 //! - [`marker`]: the `CACHEDIR.TAG` that makes a directory lifeos's, and lifeos's own names.
@@ -23,6 +23,7 @@ pub mod layered;
 pub mod marker;
 pub mod names;
 pub mod records;
+pub mod remote;
 pub mod run_lock;
 pub mod safe_fs;
 pub mod snapshot;
@@ -36,5 +37,6 @@ pub use dir::{CacheDir, CacheError};
 pub use inputs::{InputSet, InputSetError};
 pub use layered::{LayeredActionCache, LayeredCas};
 pub use records::{ActionRecord, OutputFile, RecordStore};
+pub use remote::{HttpRemote, RemoteConfig, RemoteStats};
 pub use run_lock::RunLock;
 pub use snapshot::{FileMeta, Snapshot};
