@@ -31,6 +31,11 @@ pub trait ActionCache: Send + Sync {
         None
     }
 
+    /// Where the record for `key` came from when not from this machine ("remote cache").
+    fn origin(&self, _key: &ActionKey) -> Option<&'static str> {
+        None
+    }
+
     /// End of run: make what was put visible to the next run (the local index).
     fn flush(&self) -> io::Result<()> {
         Ok(())

@@ -129,6 +129,11 @@ impl CacheDir {
         self.root.join("engine.json")
     }
 
+    /// What the remote cache did, added up over runs (`lifeos cache stats`).
+    pub fn remote_stats_path(&self) -> PathBuf {
+        self.root.join("remote-stats.json")
+    }
+
     /// A real directory carrying lifeos's tag: safe to write compiled state into.
     pub fn is_ours(&self) -> bool {
         safe_fs::is_real_dir(&self.root) && marker::has_tag(&self.root)

@@ -36,6 +36,10 @@ pub struct LayeredActionCache {
     first: Arc<dyn ActionCache>,
     second: Arc<dyn ActionCache>,
     warnings: Warnings,
+    /// Keys the second layer answered in this run.
+    from_second: Mutex<std::collections::HashSet<ActionKey>>,
+    /// Keep what the second layer answers in the first (not for `plan`, which changes nothing).
+    write_back: bool,
 }
 
 impl LayeredActionCache {
@@ -44,17 +48,36 @@ impl LayeredActionCache {
             first,
             second,
             warnings: Warnings::default(),
+            from_second: Mutex::default(),
+            write_back: true,
         }
+    }
+
+    /// Answers from the second layer are not kept in the first (`plan`).
+    pub fn without_write_back(mut self) -> Self {
+        self.write_back = false;
+        self
     }
 }
 
 #[async_trait]
 impl ActionCache for LayeredActionCache {
+    fn origin(&self, key: &ActionKey) -> Option<&'static str> {
+        if self.from_second.lock().unwrap().contains(key) {
+            return Some("remote cache");
+        }
+        self.first.origin(key).or_else(|| self.second.origin(key))
+    }
+
     async fn lookup(&self, task: &str, key: &ActionKey) -> Option<Cow<'_, ActionRecord>> {
         if let Some(r) = self.first.lookup(task, key).await {
             return Some(r);
         }
         let found = self.second.lookup(task, key).await?.into_owned();
+        self.from_second.lock().unwrap().insert(*key);
+        if !self.write_back {
+            return Some(Cow::Owned(found));
+        }
         if let Err(e) = self.first.put(found.clone()).await {
             self.warnings.push("keeping a record found", e);
         }
@@ -93,6 +116,7 @@ pub struct LayeredCas {
     first: Arc<dyn Cas>,
     second: Arc<dyn Cas>,
     warnings: Warnings,
+    write_back: bool,
 }
 
 impl LayeredCas {
@@ -101,7 +125,14 @@ impl LayeredCas {
             first,
             second,
             warnings: Warnings::default(),
+            write_back: true,
         }
+    }
+
+    /// Blobs from the second layer are not kept in the first (`plan`).
+    pub fn without_write_back(mut self) -> Self {
+        self.write_back = false;
+        self
     }
 
     /// Copy blob `d` from the second layer into the first (which checks it on the way).
@@ -121,6 +152,9 @@ impl Cas for LayeredCas {
             Ok(b) => Ok(b),
             Err(first) => match self.second.get(d) {
                 Ok(b) => {
+                    if !self.write_back {
+                        return Ok(b);
+                    }
                     if let Err(e) = self.first.put(&b) {
                         self.warnings.push("keeping a blob found", e);
                     }
@@ -154,6 +188,13 @@ impl Cas for LayeredCas {
             Ok(()) => Ok(()),
             Err(first) => match self.fetch(d) {
                 Ok(()) => self.first.restore_to(d, dst, mode),
+                // Corrupt in the second layer, or gone from both: the result cannot be
+                // restored, which callers treat as a miss (the task runs again).
+                Err(second) if second.kind() == io::ErrorKind::InvalidData => Err(second),
+                Err(_) if first.kind() == io::ErrorKind::NotFound => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("blob {} is in neither cache layer", d.short()),
+                )),
                 Err(_) => Err(first),
             },
         }

@@ -17,11 +17,12 @@ pub const TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 pub const LOCK_FILES: [&str; 2] = ["lock", "run.lock"];
 
 /// Files lifeos writes at the top of its cache directory (besides the tag and the locks).
-pub const OWN_FILES: [&str; 6] = [
+pub const OWN_FILES: [&str; 7] = [
     "index.json",
     "stat-cache.json",
     "config.compiled.json",
     "engine.json",
+    "remote-stats.json",
     "secret.key",
     // The fixed-name temp file of earlier versions; never written now.
     "secret.key.tmp",

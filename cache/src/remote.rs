@@ -52,7 +52,10 @@ impl Auth {
         if let Some(t) = var("LIFEOS_REMOTE_CACHE_TOKEN") {
             return Auth::Bearer(t);
         }
-        match (var("LIFEOS_REMOTE_CACHE_USER"), var("LIFEOS_REMOTE_CACHE_PASSWORD")) {
+        match (
+            var("LIFEOS_REMOTE_CACHE_USER"),
+            var("LIFEOS_REMOTE_CACHE_PASSWORD"),
+        ) {
             (Some(u), p) => Auth::Basic(u, p.unwrap_or_default()),
             _ => Auth::None,
         }
@@ -94,9 +97,77 @@ impl Counters {
     }
 }
 
+/// A few threads that own the blocking HTTP clients. reqwest's blocking client runs its own
+/// runtime and panics when made, used or dropped inside an async context; lifeos calls the
+/// store from its async scheduler and from blocking threads alike, so every request is handed
+/// to these threads and the caller only waits on a channel.
+struct Pool {
+    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+type Job = Box<dyn FnOnce(&reqwest::blocking::Client) + Send>;
+
+impl Pool {
+    fn new(timeout: Duration, threads: usize) -> Result<Self, String> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name(format!("remote-cache-{i}"))
+                .spawn(move || {
+                    let client = reqwest::blocking::Client::builder()
+                        .connect_timeout(timeout.min(Duration::from_secs(5)))
+                        .timeout(timeout)
+                        .build();
+                    let client = match client {
+                        Ok(c) => {
+                            let _ = ready_tx.send(Ok(()));
+                            c
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    loop {
+                        // The lock is held only to take the next job.
+                        let job = rx.lock().unwrap().recv();
+                        match job {
+                            Ok(job) => job(&client),
+                            Err(_) => return, // the store is gone
+                        }
+                    }
+                })
+                .map_err(|e| format!("cannot start the remote cache threads: {e}"))?;
+            ready_rx
+                .recv()
+                .map_err(|_| "the remote cache thread died".to_string())?
+                .map_err(|e| format!("cannot set up the remote cache client: {e}"))?;
+        }
+        Ok(Self {
+            jobs: Mutex::new(tx),
+        })
+    }
+
+    /// Run `f` on a client thread and wait for its answer.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&reqwest::blocking::Client) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job: Job = Box::new(move |c| {
+            let _ = tx.send(f(c));
+        });
+        self.jobs.lock().unwrap().send(job).ok()?;
+        rx.recv().ok()
+    }
+}
+
 struct Inner {
     cfg: RemoteConfig,
-    client: reqwest::blocking::Client,
+    pool: Pool,
     auth: Auth,
     /// Set by the first outage: the rest of the run does not ask again.
     down: AtomicBool,
@@ -122,14 +193,10 @@ enum Failure {
 
 impl HttpRemote {
     pub fn new(cfg: RemoteConfig) -> Result<Self, String> {
-        let client = reqwest::blocking::Client::builder()
-            .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
-            .timeout(cfg.timeout)
-            .build()
-            .map_err(|e| format!("cannot set up the remote cache client: {e}"))?;
+        let pool = Pool::new(cfg.timeout, 4)?;
         Ok(Self(Arc::new(Inner {
             cfg,
-            client,
+            pool,
             auth: Auth::from_env(),
             down: AtomicBool::new(false),
             no_writes: AtomicBool::new(false),
@@ -180,13 +247,38 @@ impl HttpRemote {
             && !self.0.no_writes.load(Ordering::SeqCst)
     }
 
-    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::blocking::RequestBuilder {
-        let r = self.0.client.request(method, url);
-        match &self.0.auth {
-            Auth::None => r,
-            Auth::Bearer(t) => r.bearer_auth(t),
-            Auth::Basic(u, p) => r.basic_auth(u, Some(p)),
-        }
+    /// One request on a client thread: its status and, for a GET, its body.
+    fn send(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        body: Option<Vec<u8>>,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), Failure> {
+        let auth = self.0.auth.clone();
+        let read_body = method == reqwest::Method::GET;
+        self.0
+            .pool
+            .run(move |client| {
+                let mut r = client.request(method, &url);
+                r = match &auth {
+                    Auth::None => r,
+                    Auth::Bearer(t) => r.bearer_auth(t),
+                    Auth::Basic(u, p) => r.basic_auth(u, Some(p)),
+                };
+                if let Some(b) = body {
+                    r = r.body(b);
+                }
+                let resp = r.send().map_err(|e| Failure::Outage(Self::cause(e)))?;
+                let status = resp.status();
+                let mut out = Vec::new();
+                if read_body && status.is_success() {
+                    resp.take(u64::MAX)
+                        .read_to_end(&mut out)
+                        .map_err(|e| Failure::Outage(format!("reading the answer: {e}")))?;
+                }
+                Ok((status, out))
+            })
+            .unwrap_or_else(|| Err(Failure::Outage("the remote cache threads stopped".into())))
     }
 
     /// The error's cause without the URL (the message names the server once, in front).
@@ -217,18 +309,10 @@ impl HttpRemote {
     }
 
     fn get_bytes(&self, kind: &str, name: &str) -> Result<Vec<u8>, Failure> {
-        let resp = self
-            .request(reqwest::Method::GET, &self.url(kind, name))
-            .send()
-            .map_err(|e| Failure::Outage(Self::cause(e)))?;
-        let status = resp.status();
+        let (status, body) = self.send(reqwest::Method::GET, self.url(kind, name), None)?;
         if !status.is_success() {
             return Err(Self::status_failure(status, false));
         }
-        let mut body = Vec::new();
-        resp.take(u64::MAX)
-            .read_to_end(&mut body)
-            .map_err(|e| Failure::Outage(format!("reading the answer: {e}")))?;
         self.0
             .counters
             .bytes_down
@@ -238,12 +322,7 @@ impl HttpRemote {
 
     fn put_bytes(&self, kind: &str, name: &str, body: Vec<u8>) -> Result<(), Failure> {
         let len = body.len() as u64;
-        let resp = self
-            .request(reqwest::Method::PUT, &self.url(kind, name))
-            .body(body)
-            .send()
-            .map_err(|e| Failure::Outage(Self::cause(e)))?;
-        let status = resp.status();
+        let (status, _) = self.send(reqwest::Method::PUT, self.url(kind, name), Some(body))?;
         if !status.is_success() {
             return Err(Self::status_failure(status, true));
         }
@@ -253,11 +332,8 @@ impl HttpRemote {
     }
 
     fn exists(&self, kind: &str, name: &str) -> Result<bool, Failure> {
-        let resp = self
-            .request(reqwest::Method::HEAD, &self.url(kind, name))
-            .send()
-            .map_err(|e| Failure::Outage(Self::cause(e)))?;
-        match resp.status() {
+        let (status, _) = self.send(reqwest::Method::HEAD, self.url(kind, name), None)?;
+        match status {
             s if s.is_success() => Ok(true),
             s => match Self::status_failure(s, false) {
                 Failure::Missing => Ok(false),
@@ -329,7 +405,10 @@ impl HttpRemote {
             return Err(io::Error::new(io::ErrorKind::NotFound, "remote cache off"));
         }
         let Some(bytes) = self.settle(self.get_bytes("cas", &d.to_hex())) else {
-            return Err(io::Error::new(io::ErrorKind::NotFound, "not in the remote cache"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "not in the remote cache",
+            ));
         };
         if FileDigest::of(&bytes) != *d {
             self.0.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -417,7 +496,10 @@ impl ActionCache for HttpRemote {
 
 impl Cas for HttpRemote {
     fn contains(&self, d: &FileDigest) -> bool {
-        self.reads() && self.settle(self.exists("cas", &d.to_hex())).unwrap_or(false)
+        self.reads()
+            && self
+                .settle(self.exists("cas", &d.to_hex()))
+                .unwrap_or(false)
     }
 
     fn get(&self, d: &FileDigest) -> io::Result<Vec<u8>> {
@@ -436,7 +518,9 @@ impl Cas for HttpRemote {
         // A symlink is stored as its link text, as the local store does.
         let meta = std::fs::symlink_metadata(src)?;
         let bytes = if meta.file_type().is_symlink() {
-            std::fs::read_link(src)?.into_os_string().into_encoded_bytes()
+            std::fs::read_link(src)?
+                .into_os_string()
+                .into_encoded_bytes()
         } else {
             std::fs::read(src)?
         };

@@ -499,6 +499,11 @@ async fn process(node: &Node, deps: Deps, sh: &Shared) -> (Outcome, Option<Value
                             sh.snapshot.invalidate(&w);
                         }
                     }
+                    // Say so when the record came from a remote cache.
+                    let location = match sh.cache.actions.origin(&key) {
+                        Some(o) => format!("{location}, from the {o}"),
+                        None => location,
+                    };
                     let cached = Outcome::Cached {
                         key,
                         location,

@@ -75,6 +75,22 @@ pub fn cache(g: &Global, project: &Project, action: CacheCmd) -> i32 {
                 );
                 crate::outln!("blobs:          {} ({})", s.blobs, human(s.blob_bytes));
                 crate::outln!("stat cache:     {}", human(s.stat_cache_bytes));
+                if let Some(r) = lifeos_cache::remote::read_stats(&dir.remote_stats_path()) {
+                    crate::outln!(
+                        "remote cache:   {} hits, {} misses, {} uploads, {} down, {} up, {} errors{}",
+                        r.hits,
+                        r.misses,
+                        r.uploads,
+                        human(r.bytes_down),
+                        human(r.bytes_up),
+                        r.errors,
+                        project
+                            .remote
+                            .as_ref()
+                            .map(|c| format!(" ({})", c.url))
+                            .unwrap_or_default()
+                    );
+                }
                 if s.tmp_files > 0 {
                     crate::outln!(
                         "temp files:     {} ({}; left by interrupted runs, `lifeos cache prune` removes them)",

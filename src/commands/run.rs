@@ -187,10 +187,11 @@ pub async fn execute(
         .services
         .docker()
         .keep_view_in(cache.engine_view_path());
+    let (actions, cas) = stores(project, &cache, records, dry_run);
     let cx = RunContext {
         root: project.root.clone(),
-        actions: Arc::new(records),
-        cas: Arc::new(cache.blobs()),
+        actions,
+        cas,
         cache,
         snapshot,
         events: tx,
@@ -219,6 +220,55 @@ pub async fn execute(
                 project.cache_dir.display()
             );
             (exit::ENVIRONMENT, None)
+        }
+    }
+}
+
+/// The run's stores: the local cache, behind which the remote one when `[cache] remote` is
+/// set (a layered store: local first, remote second, what the remote answers kept locally).
+fn stores(
+    project: &Project,
+    cache: &CacheDir,
+    records: lifeos_cache::RecordStore,
+    dry_run: bool,
+) -> (
+    Arc<dyn lifeos_cache::ActionCache>,
+    Arc<dyn lifeos_cache::Cas>,
+) {
+    let local_actions: Arc<dyn lifeos_cache::ActionCache> = Arc::new(records);
+    let local_cas: Arc<dyn lifeos_cache::Cas> = Arc::new(cache.blobs());
+    let Some(r) = &project.remote else {
+        return (local_actions, local_cas);
+    };
+    // CI writes, laptops read: the environment may turn either off (or on).
+    let flag = |name: &str, default: bool| match std::env::var(name).as_deref() {
+        Ok("0") | Ok("false") => false,
+        Ok("1") | Ok("true") => true,
+        _ => default,
+    };
+    let cfg = lifeos_cache::RemoteConfig {
+        url: r.url.clone(),
+        read: flag("LIFEOS_REMOTE_CACHE_READ", r.read),
+        // `plan` changes nothing, here or there.
+        write: !dry_run && flag("LIFEOS_REMOTE_CACHE_WRITE", r.write),
+        kinds: lifeos_tasks::kinds::REGISTRY.shared(),
+        timeout: std::time::Duration::from_millis(r.timeout_ms),
+        stats_file: (!dry_run).then(|| cache.remote_stats_path()),
+    };
+    match lifeos_cache::HttpRemote::new(cfg) {
+        Ok(remote) => {
+            let mut actions =
+                lifeos_cache::LayeredActionCache::new(local_actions, Arc::new(remote.clone()));
+            let mut cas = lifeos_cache::LayeredCas::new(local_cas, Arc::new(remote));
+            if dry_run {
+                actions = actions.without_write_back();
+                cas = cas.without_write_back();
+            }
+            (Arc::new(actions), Arc::new(cas))
+        }
+        Err(e) => {
+            eprintln!("lifeos: warning: {e}; this run uses the local cache only");
+            (local_actions, local_cas)
         }
     }
 }

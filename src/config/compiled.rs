@@ -54,6 +54,15 @@ pub fn instantiate(
     Ok(nodes)
 }
 
+/// A remote cache as the config sets it (credentials come from the environment only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Remote {
+    pub url: String,
+    pub read: bool,
+    pub write: bool,
+    pub timeout_ms: u64,
+}
+
 /// What a compiled config is valid for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stamp {
@@ -99,6 +108,9 @@ pub struct Compiled {
     pub cache_dir: PathBuf,
     /// Paths resolution found present (`true`: a directory): checked again on every use.
     pub present: Vec<(String, bool)>,
+    /// `[cache] remote`, resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<Remote>,
     /// The `${git.*}` values resolution used, if any: checked again on every use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<BTreeMap<String, String>>,

@@ -23,6 +23,7 @@ use lifeos_tasks::kinds::REGISTRY;
 use lifeos_tasks::Services;
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
+pub use compiled::Remote;
 pub use compiled::FILE_NAME as COMPILED_FILE_NAME;
 use resolve::Resolver;
 
@@ -43,6 +44,8 @@ pub struct Project {
     pub graph: Arc<Graph>,
     /// Connections the kinds share (the engine client), made on first use.
     pub services: Services,
+    /// `[cache] remote`, if set.
+    pub remote: Option<Remote>,
     /// Loaded from the compiled config in the cache, not parsed.
     pub compiled: bool,
 }
@@ -164,6 +167,7 @@ fn project(
         cache_dir: c.cache_dir,
         graph: Arc::new(graph),
         services: services.clone(),
+        remote: c.remote,
         compiled: false,
     })
 }
@@ -234,6 +238,7 @@ fn resolve(
         (None, None) => root.join(".lifeos"),
     };
     r.cx.protected = protected(file, root, &cache_dir);
+    let remote = raw.cache.as_ref().and_then(|c| remote(&mut r, c));
     r.cx.project = name.clone();
     r.cx.project_named = raw
         .project
@@ -354,11 +359,50 @@ fn resolve(
             name,
             cache_dir,
             present: r.cx.present,
+            remote,
             git,
             tasks: resolved,
         },
         dep_spans,
     ))
+}
+
+/// `[cache] remote`: an http(s) URL without credentials (those come from the environment).
+fn remote(r: &mut Resolver, c: &raw::RawCache) -> Option<Remote> {
+    let url = c.remote.as_ref()?;
+    let text = r.cx.interp(url)?;
+    let rest = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"));
+    let host = rest
+        .and_then(|r| r.split(['/', '?', '#']).next())
+        .unwrap_or("");
+    let problem = if rest.is_none() || host.is_empty() {
+        Some("expected http(s)://HOST[:PORT]/PREFIX".to_string())
+    } else if host.contains('@') {
+        Some("credentials do not belong in lifeos.toml: set LIFEOS_REMOTE_CACHE_TOKEN, or LIFEOS_REMOTE_CACHE_USER and LIFEOS_REMOTE_CACHE_PASSWORD".to_string())
+    } else {
+        None
+    };
+    if let Some(why) = problem {
+        r.err(Diagnostic::new(format!("invalid `remote` cache `{text}`")).at(url.span(), why));
+        return None;
+    }
+    let timeout = r.cx.duration(
+        c.remote_timeout.as_ref(),
+        Duration::from_secs(10),
+        lifeos_engine::duration::Bounds {
+            field: "remote_timeout",
+            zero: false,
+            max: Duration::from_secs(600),
+        },
+    );
+    Some(Remote {
+        url: text.trim_end_matches('/').to_string(),
+        read: c.remote_read.as_ref().is_none_or(|b| *b.get_ref()),
+        write: c.remote_write.as_ref().is_none_or(|b| *b.get_ref()),
+        timeout_ms: timeout.as_millis() as u64,
+    })
 }
 
 /// A field the task's kind does not take: another kind's (say which), or a typo.

@@ -16,10 +16,23 @@ pub type S<T> = Spanned<T>;
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub project: Option<RawProject>,
+    pub cache: Option<RawCache>,
     #[serde(default)]
     pub vars: BTreeMap<S<String>, S<toml::Value>>,
     #[serde(default)]
     pub environments: BTreeMap<S<String>, RawEnvironment>,
+}
+
+/// `[cache]`: caches shared beyond this machine.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// `http(s)://host[:port]/prefix`: a Bazel HTTP cache (bazel-remote, nginx WebDAV).
+    pub remote: Option<S<String>>,
+    pub remote_read: Option<S<bool>>,
+    pub remote_write: Option<S<bool>>,
+    /// Per request, e.g. "10s".
+    pub remote_timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

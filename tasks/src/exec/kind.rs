@@ -8,7 +8,7 @@ use toml::Value;
 
 use super::{Command, ExecTask};
 use crate::kind::overlap::Paths;
-use crate::kind::{Diagnostic, InstantiateCx, ResolveCx, TaskTable, TypedKind, S};
+use crate::kind::{Defaults, Diagnostic, InstantiateCx, ResolveCx, TaskTable, TypedKind, S};
 
 pub struct ExecKind;
 
@@ -37,6 +37,13 @@ impl TypedKind for ExecKind {
     const NAME: &'static str = "exec";
     type Raw = Raw;
     type Body = Body;
+
+    fn defaults() -> Defaults {
+        Defaults {
+            shared: true,
+            ..Defaults::default()
+        }
+    }
 
     fn resolve(cx: &mut ResolveCx, t: &TaskTable, raw: Raw, _spec: &mut TaskSpec) -> Option<Body> {
         let Some(run) = &raw.run else {

@@ -52,6 +52,8 @@ impl TypedKind for ImageKind {
     fn defaults() -> Defaults {
         Defaults {
             class: Class::Docker,
+            // A remote record names the image; the probe still looks for it in the engine.
+            shared: true,
             ..Defaults::default()
         }
     }

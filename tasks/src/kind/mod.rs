@@ -42,6 +42,9 @@ pub struct Defaults {
     pub cache: CachePolicy,
     /// Which executor slots it takes.
     pub class: Class,
+    /// Its records may go to and come from a remote cache: its result lives in files (exec
+    /// outputs) or is probed in the world anyway (images). Never for services, deploys, checks.
+    pub shared: bool,
 }
 
 /// One `[tasks.NAME]` table, without the fields every task has.
@@ -243,6 +246,15 @@ impl Registry {
 
     pub fn get(&self, name: &str) -> Option<&'static dyn Kind> {
         self.kinds.iter().copied().find(|k| k.name() == name)
+    }
+
+    /// Kinds whose records a remote cache may share ([`Defaults::shared`]).
+    pub fn shared(&self) -> Vec<String> {
+        self.kinds
+            .iter()
+            .filter(|k| k.defaults().shared)
+            .map(|k| k.name().to_string())
+            .collect()
     }
 
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
