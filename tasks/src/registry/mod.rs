@@ -1,0 +1,9 @@
+//! Registries: credentials the way Docker users have them, registry calls through the
+//! engine (with bounded retries), and the `push` kind.
+
+pub mod credentials;
+pub mod push;
+pub mod reference;
+pub mod remote;
+
+pub use push::{PushSpec, PushTask};

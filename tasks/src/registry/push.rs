@@ -1,0 +1,314 @@
+//! `push`: an image task's image in a registry, under the user's tags and a key tag
+//! (`key-<image key prefix>`) by which any machine finds the image for a key.
+//!
+//! Proof of a result: the registry has the key tag with the recorded digest, and every user
+//! tag with the same digest. A user tag that is missing is added by pushing it again: the
+//! engine finds every layer already there and only puts the manifest (no layer upload).
+
+use std::collections::BTreeMap;
+
+use bollard::auth::DockerCredentials;
+use bollard::query_parameters::{RemoveImageOptionsBuilder, TagImageOptionsBuilder};
+use lifeos_engine::{Key, LogSink, Probe, Stream, TaskError};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use super::credentials::{self, Found};
+use super::reference::registry_host;
+use super::remote::{self, RemoteError};
+use crate::docker::{classify, Docker};
+
+/// Hex digits of the image key in the key tag: 64 bits, unique among one repository's tags.
+pub const KEY_TAG_HEX: usize = 16;
+
+/// The fields users write (the push's key covers all of them, the image task's key through
+/// the dependency).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushSpec {
+    /// The image task whose image is pushed.
+    pub image: String,
+    pub repository: String,
+    pub tags: Vec<String>,
+}
+
+/// What the registry holds for a push: tag → digest (None: no such tag).
+type Remote = BTreeMap<String, Option<String>>;
+
+pub struct PushTask {
+    pub spec: PushSpec,
+    docker: Docker,
+    creds: OnceCell<Result<Found, String>>,
+    /// The probe's look at the registry, for `execute`: (key tag, what it found).
+    looked: std::sync::Mutex<Option<(String, Remote)>>,
+}
+
+/// `key-` and the first [`KEY_TAG_HEX`] hex digits of `key`.
+pub fn key_tag(key: &str) -> String {
+    format!("key-{}", &key[..KEY_TAG_HEX.min(key.len())])
+}
+
+impl PushTask {
+    pub fn new(spec: PushSpec, docker: Docker) -> Self {
+        Self {
+            spec,
+            docker,
+            creds: OnceCell::new(),
+            looked: Default::default(),
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        registry_host(&self.spec.repository)
+    }
+
+    /// Credentials for the registry, looked up once per run.
+    async fn credentials(&self) -> Result<&Found, TaskError> {
+        let host = self.host().to_string();
+        self.creds
+            .get_or_init(|| async move {
+                tokio::task::spawn_blocking(move || credentials::lookup(&host))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("credential lookup panicked: {e}")))
+            })
+            .await
+            .as_ref()
+            .map_err(|e| TaskError::Environment(e.clone()))
+    }
+
+    fn engine_creds(&self, found: &Found) -> Option<DockerCredentials> {
+        found
+            .credentials
+            .as_ref()
+            .map(|c| c.for_engine(self.host()))
+    }
+
+    /// A registry failure as the task's error: a refusal is the environment's (exit 3) and
+    /// says where lifeos looked for credentials; a registry that stays down fails the task.
+    fn error(&self, e: RemoteError, found: &Found) -> TaskError {
+        let secret = found.credentials.as_ref().map(|c| c.secret());
+        let clean = |m: String| match secret {
+            Some(s) if !s.is_empty() => m.replace(s, "***"),
+            _ => m,
+        };
+        let host = self.host();
+        match e {
+            RemoteError::Auth(m) => TaskError::Environment(format!(
+                "registry {host} refused access to {} ({}); credentials looked for in: {}\n  log in with `docker login {host}`, add a credHelpers entry for {host} to the Docker config, or set {}/{}",
+                self.spec.repository,
+                clean(m),
+                found.looked,
+                credentials::USER_ENV,
+                credentials::PASSWORD_ENV,
+            )),
+            RemoteError::Transient(m) => TaskError::Failed(format!(
+                "registry {host} is unreachable or failing: {}",
+                clean(m)
+            )),
+            RemoteError::Other(e) => e,
+        }
+    }
+
+    /// The local image (ID, key tag): the key tag names the image task's key (its
+    /// `lifeos.key` label), else this push's own key.
+    async fn local(&self, source: &str, own_key: &Key) -> Result<(String, String), TaskError> {
+        let facts = self.docker.image(source).await?.ok_or_else(|| {
+            TaskError::Failed(format!(
+                "image {source} (of task `{}`) is not in the engine: run the image task again",
+                self.spec.image
+            ))
+        })?;
+        let key = facts.key.unwrap_or_else(|| own_key.to_hex());
+        Ok((facts.id, key_tag(&key)))
+    }
+
+    /// The key tag and the user tags, once each, key tag first.
+    fn all_tags(&self, key_tag: &str) -> Vec<String> {
+        let mut tags = vec![key_tag.to_string()];
+        for t in &self.spec.tags {
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
+        tags
+    }
+
+    /// Ask the registry for every tag at once (each call retried while the registry is down).
+    async fn look(
+        &self,
+        tags: &[String],
+        found: &Found,
+        log: Option<&LogSink>,
+        cancel: &CancellationToken,
+    ) -> Result<Remote, TaskError> {
+        let d = self.docker.connected().await?;
+        let creds = self.engine_creds(found);
+        let asks = tags.iter().map(|t| {
+            let reference = format!("{}:{t}", self.spec.repository);
+            let (d, creds) = (&d, creds.as_ref());
+            async move {
+                let what = format!("look up {reference}");
+                remote::retried(&what, log, cancel, || {
+                    remote::manifest_digest(d, &reference, creds)
+                })
+                .await
+            }
+        });
+        let answers = futures_util::future::join_all(asks).await;
+        let mut remote = Remote::new();
+        for (t, a) in tags.iter().zip(answers) {
+            remote.insert(t.clone(), a.map_err(|e| self.error(e, found))?);
+        }
+        Ok(remote)
+    }
+
+    /// Is the push for this key done? `source` is the image task's image (ID or tag),
+    /// `recorded` the digest this key's record names.
+    pub async fn probe_source(
+        &self,
+        source: &str,
+        own_key: &Key,
+        recorded: Option<&str>,
+    ) -> Result<Probe, TaskError> {
+        let (_, key_tag) = self.local(source, own_key).await?;
+        let found = self.credentials().await?;
+        let tags = self.all_tags(&key_tag);
+        let remote = self
+            .look(&tags, found, None, &CancellationToken::new())
+            .await?;
+        *self.looked.lock().unwrap() = Some((key_tag.clone(), remote.clone()));
+        let repo = &self.spec.repository;
+        let Some(Some(digest)) = remote.get(&key_tag) else {
+            return Ok(Probe::Missing(format!("{repo}:{key_tag} not in the registry")));
+        };
+        if recorded.is_some_and(|r| r != digest) {
+            return Ok(Probe::Missing(format!(
+                "{repo}:{key_tag} has another digest than the record"
+            )));
+        }
+        let missing: Vec<&str> = self
+            .spec
+            .tags
+            .iter()
+            .filter(|t| remote.get(*t).and_then(|d| d.as_deref()) != Some(digest))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Ok(Probe::Missing(format!(
+                "tag {} not in {repo} with {} (added without a layer upload)",
+                missing.join(", "),
+                short(digest)
+            )));
+        }
+        let location = format!("{repo}@{}", short(digest));
+        if recorded == Some(digest.as_str()) {
+            Ok(Probe::Fresh(location))
+        } else {
+            Ok(Probe::FreshAt {
+                location,
+                data: self.result_data(digest, &key_tag),
+            })
+        }
+    }
+
+    fn result_data(&self, digest: &str, key_tag: &str) -> serde_json::Value {
+        json!({
+            "digest": digest,
+            "reference": format!("{}@{digest}", self.spec.repository),
+            "repository": self.spec.repository,
+            "tags": self.spec.tags,
+            "key_tag": key_tag,
+        })
+    }
+
+    /// Push the key tag (the layer upload, when the registry lacks it), then every user tag
+    /// the registry lacks (a manifest put each). Nothing is recorded unless all succeed.
+    pub async fn push_source(
+        &self,
+        source: &str,
+        own_key: &Key,
+        log: &LogSink,
+        cancel: &CancellationToken,
+    ) -> Result<serde_json::Value, TaskError> {
+        let (id, key_tag) = self.local(source, own_key).await?;
+        let found = self.credentials().await?;
+        let tags = self.all_tags(&key_tag);
+        let looked = self
+            .looked
+            .lock()
+            .unwrap()
+            .take()
+            .filter(|(k, _)| *k == key_tag);
+        let remote = match looked {
+            Some((_, r)) => r,
+            None => self.look(&tags, found, Some(log), cancel).await?,
+        };
+        let d = self.docker.get().await?;
+        let creds = self.engine_creds(found);
+        let repo = &self.spec.repository;
+        let mut digest = remote.get(&key_tag).cloned().flatten();
+        for tag in &tags {
+            let is_key = *tag == key_tag;
+            if !is_key && digest.is_some() && remote.get(tag).cloned().flatten() == digest {
+                continue;
+            }
+            if is_key && digest.is_some() {
+                continue;
+            }
+            d.tag_image(
+                &id,
+                Some(TagImageOptionsBuilder::default().repo(repo).tag(tag).build()),
+            )
+            .await
+            .map_err(|e| classify(e, &format!("tag {repo}:{tag}")))?;
+            let what = format!("push {repo}:{tag}");
+            let pushed = remote::retried(&what, Some(log), cancel, || {
+                remote::push(&d, repo, tag, creds.as_ref(), log, cancel)
+            })
+            .await
+            .map_err(|e| self.error(e, found))?;
+            if is_key {
+                // The key tag is the registry's; locally it would only pile up.
+                let _ = d
+                    .remove_image(
+                        &format!("{repo}:{tag}"),
+                        Some(RemoveImageOptionsBuilder::default().noprune(true).build()),
+                        None,
+                    )
+                    .await;
+            }
+            let how = if pushed.uploaded == 0 {
+                format!("no layer upload ({} layers already there)", pushed.existed)
+            } else {
+                format!(
+                    "{} layers uploaded ({:.1} MB), {} already there",
+                    pushed.uploaded,
+                    pushed.bytes as f64 / 1e6,
+                    pushed.existed
+                )
+            };
+            log.line(
+                Stream::Stdout,
+                &format!("pushed {repo}:{tag} {}: {how}", short(&pushed.digest)),
+            );
+            match &digest {
+                Some(d) if *d != pushed.digest => {
+                    return Err(TaskError::Failed(format!(
+                        "{repo}:{tag} was pushed as {} but {repo}:{key_tag} is {}: the engine made another manifest for the same image",
+                        pushed.digest, d
+                    )))
+                }
+                Some(_) => {}
+                None => digest = Some(pushed.digest),
+            }
+        }
+        let digest = digest.expect("the key tag was pushed or found");
+        Ok(self.result_data(&digest, &key_tag))
+    }
+}
+
+fn short(digest: &str) -> String {
+    let hex = digest.trim_start_matches("sha256:");
+    format!("sha256:{}", &hex[..12.min(hex.len())])
+}
