@@ -18,6 +18,7 @@ mod image_inputs;
 mod images;
 mod plan_explain;
 mod postgres;
+mod registry;
 mod runs;
 mod secrets;
 mod service_cli;

@@ -106,12 +106,20 @@ struct HelperAnswer {
     secret: String,
 }
 
+/// Where variables come from: the process environment, or a map (tests in one process).
+pub type Vars = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// The process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// `$DOCKER_CONFIG/config.json`, or `~/.docker/config.json`.
-pub fn config_path() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+pub fn config_path(vars: &Vars) -> Option<PathBuf> {
+    if let Some(dir) = vars("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir).join("config.json"));
     }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
+    vars("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
 }
 
 /// The key Docker files Docker Hub under in `auths`.
@@ -132,9 +140,9 @@ fn same_host(key: &str, host: &str) -> bool {
 }
 
 /// Look up credentials for `host` (`127.0.0.1:5000`, `gcr.io`, `docker.io`).
-pub fn lookup(host: &str) -> Result<Found, String> {
-    let user = std::env::var(USER_ENV).ok().filter(|u| !u.is_empty());
-    let password = std::env::var(PASSWORD_ENV).ok();
+pub fn lookup(host: &str, vars: &Vars) -> Result<Found, String> {
+    let user = vars(USER_ENV).filter(|u| !u.is_empty());
+    let password = vars(PASSWORD_ENV);
     if let Some(user) = user {
         let Some(password) = password else {
             return Err(format!(
@@ -147,7 +155,7 @@ pub fn lookup(host: &str) -> Result<Found, String> {
         });
     }
     let mut looked = vec![format!("{USER_ENV}/{PASSWORD_ENV} (not set)")];
-    let Some(path) = config_path() else {
+    let Some(path) = config_path(vars) else {
         looked.push("no Docker config (neither DOCKER_CONFIG nor HOME is set)".into());
         return Ok(Found {
             credentials: None,
@@ -175,7 +183,7 @@ pub fn lookup(host: &str) -> Result<Found, String> {
         .iter()
         .find(|(k, _)| same_host(k, host))
     {
-        let creds = run_helper(helper, host)?;
+        let creds = run_helper(helper, host, vars)?;
         looked.push(format!(
             "{shown} credHelpers → docker-credential-{helper}{}",
             if creds.is_some() { "" } else { " (no entry)" }
@@ -198,7 +206,7 @@ pub fn lookup(host: &str) -> Result<Found, String> {
         }
     }
     if let Some(store) = &config.creds_store {
-        let creds = run_helper(store, host)?;
+        let creds = run_helper(store, host, vars)?;
         looked.push(format!(
             "{shown} credsStore → docker-credential-{store}{}",
             if creds.is_some() { "" } else { " (no entry)" }
@@ -243,9 +251,14 @@ fn from_entry(e: &AuthEntry) -> Result<Option<Credentials>, String> {
 /// `docker-credential-NAME get` with the host on stdin. "Not found" (the helper's exit
 /// status with that message) is no credentials; anything else is an error that names the
 /// helper and what it said (helpers print no secrets on failure).
-fn run_helper(name: &str, host: &str) -> Result<Option<Credentials>, String> {
+fn run_helper(name: &str, host: &str, vars: &Vars) -> Result<Option<Credentials>, String> {
     let program = format!("docker-credential-{name}");
-    let mut child = Command::new(&program)
+    let mut cmd = Command::new(&program);
+    if let Some(path) = vars("PATH") {
+        // Also where the program is looked for.
+        cmd.env("PATH", path);
+    }
+    let mut child = cmd
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

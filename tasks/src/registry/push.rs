@@ -40,6 +40,7 @@ pub struct PushTask {
     pub spec: PushSpec,
     docker: Docker,
     creds: OnceCell<Result<Found, String>>,
+    vars: std::sync::Arc<credentials::Vars>,
     /// The probe's look at the registry, for `execute`: (key tag, what it found).
     looked: std::sync::Mutex<Option<(String, Remote)>>,
 }
@@ -55,8 +56,16 @@ impl PushTask {
             spec,
             docker,
             creds: OnceCell::new(),
+            vars: std::sync::Arc::new(credentials::process_env),
             looked: Default::default(),
         }
+    }
+
+    /// Read credential variables (`LIFEOS_REGISTRY_*`, `DOCKER_CONFIG`, `HOME`, `PATH`)
+    /// from `vars` rather than the process environment.
+    pub fn with_vars(mut self, vars: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.vars = std::sync::Arc::new(vars);
+        self
     }
 
     pub fn host(&self) -> &str {
@@ -66,9 +75,10 @@ impl PushTask {
     /// Credentials for the registry, looked up once per run.
     async fn credentials(&self) -> Result<&Found, TaskError> {
         let host = self.host().to_string();
+        let vars = self.vars.clone();
         self.creds
             .get_or_init(|| async move {
-                tokio::task::spawn_blocking(move || credentials::lookup(&host))
+                tokio::task::spawn_blocking(move || credentials::lookup(&host, &*vars))
                     .await
                     .unwrap_or_else(|e| Err(format!("credential lookup panicked: {e}")))
             })

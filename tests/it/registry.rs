@@ -1,0 +1,304 @@
+//! Pushing to a real registry (Debian's `docker-registry`, htpasswd auth, a random loopback
+//! port) through the real engine. Images are built by the lifeos binary; everything is
+//! labelled `lifeos.test=<id>` and removed, and the registry dies with its temp dir.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::sync::Arc;
+
+use lifeos_engine::{Key, LogSink, Probe, Redactor, TaskError};
+use lifeos_tasks::registry::{PushSpec, PushTask};
+use lifeos_tasks::Docker;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{all_bytes, contains, DockerFx, TestRegistry};
+
+/// A password with the characters that break standard-base64 X-Registry-Auth headers.
+const PASSWORD: &str = "p?+/w0rd~>?x";
+
+impl DockerFx {
+    /// Two images (the seed's web and api shape) built by lifeos from this test's base.
+    fn two_images(&self) {
+        self.p
+            .file("app/web.txt", &format!("web {}", self.id))
+            .file("app/api.txt", &format!("api {}", self.id))
+            .file(
+                "app/Dockerfile",
+                &format!(
+                    "FROM {base} AS web\nCOPY web.txt /srv/web.txt\nFROM {base} AS api\nCOPY api.txt /srv/api.txt\n",
+                    base = self.base()
+                ),
+            )
+            .config(&format!(
+                r#"
+[tasks.web]
+kind = "image"
+context = "app"
+target = "web"
+tag = "{web}"
+labels = {{ "lifeos.test" = "{id}" }}
+
+[tasks.api]
+kind = "image"
+context = "app"
+target = "api"
+tag = "{api}"
+labels = {{ "lifeos.test" = "{id}" }}
+"#,
+                web = self.tag("web"),
+                api = self.tag("api"),
+                id = self.id
+            ));
+        let r = self.p.run(&["build"]);
+        assert_eq!(r.code, 0, "{}", r.all());
+    }
+
+    /// This test's repository for `name` in `reg`, and its path after the host.
+    fn repo(&self, reg: &TestRegistry, name: &str) -> (String, String) {
+        let path = format!("lifeos-it/{}-{name}", self.id);
+        (format!("{}/{path}", reg.host()), path)
+    }
+}
+
+/// Credential variables for the push (a map: tests share one process environment).
+fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+    let map: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+fn env_creds(reg: &TestRegistry) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+    vars(&[
+        ("LIFEOS_REGISTRY_USER", &reg.user),
+        ("LIFEOS_REGISTRY_PASSWORD", &reg.password),
+    ])
+}
+
+struct Pusher {
+    rt: tokio::runtime::Runtime,
+}
+
+impl Pusher {
+    fn new() -> Self {
+        Self {
+            rt: tokio::runtime::Runtime::new().unwrap(),
+        }
+    }
+
+    fn task(
+        &self,
+        repo: &str,
+        tags: &[&str],
+        vars: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> PushTask {
+        PushTask::new(
+            PushSpec {
+                image: "web".into(),
+                repository: repo.into(),
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+            },
+            Docker::new(),
+        )
+        .with_vars(vars)
+    }
+
+    fn probe(&self, t: &PushTask, source: &str, recorded: Option<&str>) -> Result<Probe, TaskError> {
+        self.rt
+            .block_on(t.probe_source(source, &Key([7; 32]), recorded))
+    }
+
+    /// Push; the data and the task's log.
+    fn push(&self, t: &PushTask, source: &str) -> (Result<serde_json::Value, TaskError>, String) {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let log = LogSink::new("push", tx, Arc::new(Redactor::new(Vec::<String>::new())));
+        let r = self.rt.block_on(t.push_source(
+            source,
+            &Key([7; 32]),
+            &log,
+            &CancellationToken::new(),
+        ));
+        (r, String::from_utf8_lossy(&log.contents()).into_owned())
+    }
+}
+
+fn digest_of(data: &serde_json::Value) -> String {
+    data["digest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn push_lib_both_images_every_tag_then_fresh_then_a_new_tag_without_layer_upload() {
+    let fx = DockerFx::new();
+    fx.two_images();
+    let reg = TestRegistry::start("lifeos", PASSWORD);
+    let px = Pusher::new();
+    for name in ["web", "api"] {
+        let (repo, path) = fx.repo(&reg, name);
+        let t = px.task(&repo, &["v1", "latest"], env_creds(&reg));
+        let probe = px.probe(&t, &fx.tag(name), None).unwrap();
+        assert!(
+            matches!(&probe, Probe::Missing(why) if why.contains("not in the registry")),
+            "{probe:?}"
+        );
+        let (data, log) = px.push(&t, &fx.tag(name));
+        let data = data.unwrap_or_else(|e| panic!("{e}\n{log}"));
+        let digest = digest_of(&data);
+        assert_eq!(data["reference"], format!("{repo}@{digest}"));
+        let key_tag = data["key_tag"].as_str().unwrap().to_string();
+        assert!(key_tag.starts_with("key-"), "{data}");
+        // The registry's own API: every tag, each with the digest lifeos reported.
+        let mut want = vec![key_tag.clone(), "latest".into(), "v1".into()];
+        want.sort();
+        assert_eq!(reg.tags(&path), want);
+        for tag in &want {
+            assert_eq!(reg.digest(&path, tag).as_deref(), Some(digest.as_str()), "{tag}");
+        }
+        // The key tag names the image task's key (its label), so any machine finds it.
+        let label = crate::support::docker(&[
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"lifeos.key\"}}",
+            &fx.tag(name),
+        ]);
+        assert_eq!(key_tag, format!("key-{}", &label[..16]));
+
+        // Next run: the registry has it all with the recorded digest.
+        let uploads = reg.blob_uploads();
+        let t = px.task(&repo, &["v1", "latest"], env_creds(&reg));
+        let probe = px.probe(&t, &fx.tag(name), Some(&digest)).unwrap();
+        assert!(matches!(&probe, Probe::Fresh(at) if at.starts_with(&repo)), "{probe:?}");
+        // Another machine (no record) finds the same push by its key tag.
+        let t = px.task(&repo, &["v1", "latest"], env_creds(&reg));
+        let probe = px.probe(&t, &fx.tag(name), None).unwrap();
+        assert!(matches!(&probe, Probe::FreshAt { data, .. } if data["digest"] == digest.as_str()), "{probe:?}");
+
+        // A new user tag: a manifest put, no blob upload.
+        let puts = reg.manifest_puts();
+        let t = px.task(&repo, &["v1", "latest", "v2"], env_creds(&reg));
+        let probe = px.probe(&t, &fx.tag(name), Some(&digest)).unwrap();
+        assert!(matches!(&probe, Probe::Missing(why) if why.contains("v2")), "{probe:?}");
+        let (data, log) = px.push(&t, &fx.tag(name));
+        let data = data.unwrap_or_else(|e| panic!("{e}\n{log}"));
+        assert_eq!(digest_of(&data), digest);
+        assert!(log.contains("no layer upload"), "{log}");
+        assert_eq!(reg.digest(&path, "v2").as_deref(), Some(digest.as_str()));
+        assert_eq!(reg.blob_uploads(), uploads, "{}", reg.log());
+        assert_eq!(reg.manifest_puts(), puts + 1, "{}", reg.log());
+    }
+}
+
+#[test]
+fn push_lib_credentials_from_cred_helpers_and_auths_and_a_refusal_names_the_registry() {
+    let fx = DockerFx::new();
+    fx.two_images();
+    let reg = TestRegistry::start("ci", PASSWORD);
+    let px = Pusher::new();
+    let (repo, path) = fx.repo(&reg, "web");
+    let home = tempfile::tempdir().unwrap();
+    let path_env = format!(
+        "{}:{}",
+        home.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    // credHelpers: a helper program that answers for this registry only.
+    fs::create_dir_all(home.path().join("bin")).unwrap();
+    let helper = home.path().join("bin/docker-credential-lifeostest");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread host\n[ \"$host\" = \"{host}\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"ci\",\"Secret\":\"%s\"}}\\n' \"$host\" '{PASSWORD}'\n",
+            host = reg.host()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cfg = home.path().join("helper");
+    fs::create_dir_all(&cfg).unwrap();
+    fs::write(
+        cfg.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"lifeostest"}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let t = px.task(
+        &repo,
+        &["helper"],
+        vars(&[
+            ("DOCKER_CONFIG", cfg.to_str().unwrap()),
+            ("PATH", &path_env),
+        ]),
+    );
+    let (data, log) = px.push(&t, &fx.tag("web"));
+    let data = data.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_eq!(reg.digest(&path, "helper"), Some(digest_of(&data)));
+
+    // auths: base64 of user:password, as `docker login` writes it.
+    let cfg = home.path().join("auths");
+    fs::create_dir_all(&cfg).unwrap();
+    let auth = crate::support::base64_std(&format!("ci:{PASSWORD}"));
+    fs::write(
+        cfg.join("config.json"),
+        format!(r#"{{"auths":{{"http://{}":{{"auth":"{auth}"}}}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let t = px.task(&repo, &["auths"], vars(&[("DOCKER_CONFIG", cfg.to_str().unwrap())]));
+    let (data, log) = px.push(&t, &fx.tag("web"));
+    let data = data.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_eq!(reg.digest(&path, "auths"), Some(digest_of(&data)));
+
+    // A wrong password: an environment error naming the registry and where lifeos looked;
+    // the password is in neither the message nor the log.
+    let wrong = "Wr0ng?+/pass";
+    let t = px.task(
+        &repo,
+        &["wrong"],
+        vars(&[("LIFEOS_REGISTRY_USER", "ci"), ("LIFEOS_REGISTRY_PASSWORD", wrong)]),
+    );
+    let err = px.probe(&t, &fx.tag("web"), None).unwrap_err();
+    let TaskError::Environment(msg) = &err else {
+        panic!("not an environment error: {err:?}")
+    };
+    assert!(msg.contains(&reg.host()) && msg.contains("LIFEOS_REGISTRY_USER"), "{msg}");
+    assert!(!msg.contains(wrong) && !msg.contains(PASSWORD), "{msg}");
+    // No credentials at all: the same, naming the Docker config it read.
+    let t = px.task(&repo, &["none"], vars(&[("DOCKER_CONFIG", cfg.parent().unwrap().join("nowhere").to_str().unwrap())]));
+    let (r, log) = px.push(&t, &fx.tag("web"));
+    let Err(TaskError::Environment(msg)) = r else {
+        panic!("{r:?}\n{log}")
+    };
+    assert!(msg.contains("nowhere/config.json") && msg.contains(&reg.host()), "{msg}");
+    for (p, bytes) in all_bytes(fx.p.path()) {
+        assert!(!contains(&bytes, wrong) && !contains(&bytes, PASSWORD), "{p:?}");
+    }
+}
+
+#[test]
+fn push_lib_registry_down_is_retried_then_fails_and_a_restarted_registry_gets_the_push() {
+    let fx = DockerFx::new();
+    fx.two_images();
+    let mut reg = TestRegistry::start("ci", PASSWORD);
+    let px = Pusher::new();
+    let (repo, path) = fx.repo(&reg, "api");
+    reg.stop();
+    let t = px.task(&repo, &["v1"], env_creds(&reg));
+    let (r, log) = px.push(&t, &fx.tag("api"));
+    let Err(TaskError::Failed(msg)) = &r else {
+        panic!("{r:?}\n{log}")
+    };
+    assert!(msg.contains(&reg.host()) && msg.contains("gave up after 4 attempts"), "{msg}");
+    // Each look-up (key tag and v1, at once) tried 4 times: 3 retries each, then no more.
+    let retries = |tag: &str| {
+        log.lines()
+            .filter(|l| l.contains(&format!("-api:{tag}")) && l.contains("retrying in"))
+            .count()
+    };
+    assert_eq!((retries("key-"), retries("v1: ")), (3, 3), "{log}");
+    assert_eq!(log.matches("retrying in").count(), 6, "{log}");
+    reg.restart();
+    assert!(reg.tags(&path).is_empty());
+    let t = px.task(&repo, &["v1"], env_creds(&reg));
+    let (data, log) = px.push(&t, &fx.tag("api"));
+    let data = data.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_eq!(reg.digest(&path, "v1"), Some(digest_of(&data)));
+}
