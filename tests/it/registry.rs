@@ -7,6 +7,7 @@ use std::fs;
 use std::sync::Arc;
 
 use lifeos_engine::{Key, LogSink, Probe, Redactor, TaskError};
+use lifeos_tasks::registry::cache::ImageCache;
 use lifeos_tasks::registry::{PushSpec, PushTask};
 use lifeos_tasks::Docker;
 use tokio_util::sync::CancellationToken;
@@ -104,7 +105,12 @@ impl Pusher {
         .with_vars(vars)
     }
 
-    fn probe(&self, t: &PushTask, source: &str, recorded: Option<&str>) -> Result<Probe, TaskError> {
+    fn probe(
+        &self,
+        t: &PushTask,
+        source: &str,
+        recorded: Option<&str>,
+    ) -> Result<Probe, TaskError> {
         self.rt
             .block_on(t.probe_source(source, &Key([7; 32]), recorded))
     }
@@ -113,12 +119,9 @@ impl Pusher {
     fn push(&self, t: &PushTask, source: &str) -> (Result<serde_json::Value, TaskError>, String) {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let log = LogSink::new("push", tx, Arc::new(Redactor::new(Vec::<String>::new())));
-        let r = self.rt.block_on(t.push_source(
-            source,
-            &Key([7; 32]),
-            &log,
-            &CancellationToken::new(),
-        ));
+        let r =
+            self.rt
+                .block_on(t.push_source(source, &Key([7; 32]), &log, &CancellationToken::new()));
         (r, String::from_utf8_lossy(&log.contents()).into_owned())
     }
 }
@@ -152,7 +155,11 @@ fn push_lib_both_images_every_tag_then_fresh_then_a_new_tag_without_layer_upload
         want.sort();
         assert_eq!(reg.tags(&path), want);
         for tag in &want {
-            assert_eq!(reg.digest(&path, tag).as_deref(), Some(digest.as_str()), "{tag}");
+            assert_eq!(
+                reg.digest(&path, tag).as_deref(),
+                Some(digest.as_str()),
+                "{tag}"
+            );
         }
         // The key tag names the image task's key (its label), so any machine finds it.
         let label = crate::support::docker(&[
@@ -167,17 +174,26 @@ fn push_lib_both_images_every_tag_then_fresh_then_a_new_tag_without_layer_upload
         let uploads = reg.blob_uploads();
         let t = px.task(&repo, &["v1", "latest"], env_creds(&reg));
         let probe = px.probe(&t, &fx.tag(name), Some(&digest)).unwrap();
-        assert!(matches!(&probe, Probe::Fresh(at) if at.starts_with(&repo)), "{probe:?}");
+        assert!(
+            matches!(&probe, Probe::Fresh(at) if at.starts_with(&repo)),
+            "{probe:?}"
+        );
         // Another machine (no record) finds the same push by its key tag.
         let t = px.task(&repo, &["v1", "latest"], env_creds(&reg));
         let probe = px.probe(&t, &fx.tag(name), None).unwrap();
-        assert!(matches!(&probe, Probe::FreshAt { data, .. } if data["digest"] == digest.as_str()), "{probe:?}");
+        assert!(
+            matches!(&probe, Probe::FreshAt { data, .. } if data["digest"] == digest.as_str()),
+            "{probe:?}"
+        );
 
         // A new user tag: a manifest put, no blob upload.
         let puts = reg.manifest_puts();
         let t = px.task(&repo, &["v1", "latest", "v2"], env_creds(&reg));
         let probe = px.probe(&t, &fx.tag(name), Some(&digest)).unwrap();
-        assert!(matches!(&probe, Probe::Missing(why) if why.contains("v2")), "{probe:?}");
+        assert!(
+            matches!(&probe, Probe::Missing(why) if why.contains("v2")),
+            "{probe:?}"
+        );
         let (data, log) = px.push(&t, &fx.tag(name));
         let data = data.unwrap_or_else(|e| panic!("{e}\n{log}"));
         assert_eq!(digest_of(&data), digest);
@@ -239,10 +255,17 @@ fn push_lib_credentials_from_cred_helpers_and_auths_and_a_refusal_names_the_regi
     let auth = crate::support::base64_std(&format!("ci:{PASSWORD}"));
     fs::write(
         cfg.join("config.json"),
-        format!(r#"{{"auths":{{"http://{}":{{"auth":"{auth}"}}}}}}"#, reg.host()),
+        format!(
+            r#"{{"auths":{{"http://{}":{{"auth":"{auth}"}}}}}}"#,
+            reg.host()
+        ),
     )
     .unwrap();
-    let t = px.task(&repo, &["auths"], vars(&[("DOCKER_CONFIG", cfg.to_str().unwrap())]));
+    let t = px.task(
+        &repo,
+        &["auths"],
+        vars(&[("DOCKER_CONFIG", cfg.to_str().unwrap())]),
+    );
     let (data, log) = px.push(&t, &fx.tag("web"));
     let data = data.unwrap_or_else(|e| panic!("{e}\n{log}"));
     assert_eq!(reg.digest(&path, "auths"), Some(digest_of(&data)));
@@ -253,23 +276,42 @@ fn push_lib_credentials_from_cred_helpers_and_auths_and_a_refusal_names_the_regi
     let t = px.task(
         &repo,
         &["wrong"],
-        vars(&[("LIFEOS_REGISTRY_USER", "ci"), ("LIFEOS_REGISTRY_PASSWORD", wrong)]),
+        vars(&[
+            ("LIFEOS_REGISTRY_USER", "ci"),
+            ("LIFEOS_REGISTRY_PASSWORD", wrong),
+        ]),
     );
     let err = px.probe(&t, &fx.tag("web"), None).unwrap_err();
     let TaskError::Environment(msg) = &err else {
         panic!("not an environment error: {err:?}")
     };
-    assert!(msg.contains(&reg.host()) && msg.contains("LIFEOS_REGISTRY_USER"), "{msg}");
+    assert!(
+        msg.contains(&reg.host()) && msg.contains("LIFEOS_REGISTRY_USER"),
+        "{msg}"
+    );
     assert!(!msg.contains(wrong) && !msg.contains(PASSWORD), "{msg}");
     // No credentials at all: the same, naming the Docker config it read.
-    let t = px.task(&repo, &["none"], vars(&[("DOCKER_CONFIG", cfg.parent().unwrap().join("nowhere").to_str().unwrap())]));
+    let t = px.task(
+        &repo,
+        &["none"],
+        vars(&[(
+            "DOCKER_CONFIG",
+            cfg.parent().unwrap().join("nowhere").to_str().unwrap(),
+        )]),
+    );
     let (r, log) = px.push(&t, &fx.tag("web"));
     let Err(TaskError::Environment(msg)) = r else {
         panic!("{r:?}\n{log}")
     };
-    assert!(msg.contains("nowhere/config.json") && msg.contains(&reg.host()), "{msg}");
+    assert!(
+        msg.contains("nowhere/config.json") && msg.contains(&reg.host()),
+        "{msg}"
+    );
     for (p, bytes) in all_bytes(fx.p.path()) {
-        assert!(!contains(&bytes, wrong) && !contains(&bytes, PASSWORD), "{p:?}");
+        assert!(
+            !contains(&bytes, wrong) && !contains(&bytes, PASSWORD),
+            "{p:?}"
+        );
     }
 }
 
@@ -286,7 +328,10 @@ fn push_lib_registry_down_is_retried_then_fails_and_a_restarted_registry_gets_th
     let Err(TaskError::Failed(msg)) = &r else {
         panic!("{r:?}\n{log}")
     };
-    assert!(msg.contains(&reg.host()) && msg.contains("gave up after 4 attempts"), "{msg}");
+    assert!(
+        msg.contains(&reg.host()) && msg.contains("gave up after 4 attempts"),
+        "{msg}"
+    );
     // Each look-up (key tag and v1, at once) tried 4 times: 3 retries each, then no more.
     let retries = |tag: &str| {
         log.lines()
@@ -301,4 +346,45 @@ fn push_lib_registry_down_is_retried_then_fails_and_a_restarted_registry_gets_th
     let (data, log) = px.push(&t, &fx.tag("api"));
     let data = data.unwrap_or_else(|e| panic!("{e}\n{log}"));
     assert_eq!(reg.digest(&path, "v1"), Some(digest_of(&data)));
+}
+
+#[test]
+fn image_cache_lib_pulls_an_image_by_its_key_tag_and_checks_its_key_label() {
+    let fx = DockerFx::new();
+    fx.two_images();
+    let reg = TestRegistry::start("ci", PASSWORD);
+    let px = Pusher::new();
+    let (repo, _) = fx.repo(&reg, "web");
+    let t = px.task(&repo, &["v1"], env_creds(&reg));
+    let (data, log) = px.push(&t, &fx.tag("web"));
+    data.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    let key = crate::support::docker(&[
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"lifeos.key\"}}",
+        &fx.tag("web"),
+    ]);
+    let id = crate::support::docker(&["inspect", "-f", "{{.Id}}", &fx.tag("web")]);
+    // Gone from this engine (as on another machine): every local tag of it removed.
+    crate::support::docker(&["rmi", "-f", &id]);
+    let cache = ImageCache::new(&repo).with_vars(env_creds(&reg));
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let log = LogSink::new("web", tx, Arc::new(Redactor::new(Vec::<String>::new())));
+    let docker = Docker::new();
+    let got = px
+        .rt
+        .block_on(cache.fetch(&docker, &key, &log, &CancellationToken::new()))
+        .unwrap();
+    let text = String::from_utf8_lossy(&log.contents()).into_owned();
+    let (pulled, reference) = got.unwrap_or_else(|| panic!("not pulled:\n{text}"));
+    assert_eq!(pulled, id, "the same image ID comes back");
+    assert!(text.contains(&format!("pulled from {repo}")), "{text}");
+    crate::support::docker(&["tag", &reference, &fx.tag("web")]);
+    // Another key: not in the registry, nothing pulled.
+    let other = "0".repeat(64);
+    let got = px
+        .rt
+        .block_on(cache.fetch(&docker, &other, &log, &CancellationToken::new()))
+        .unwrap();
+    assert!(got.is_none());
 }

@@ -662,7 +662,11 @@ impl TestRegistry {
         let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
         let mut tags: Vec<String> = v["tags"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         tags.sort();
         tags

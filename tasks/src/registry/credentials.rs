@@ -178,11 +178,7 @@ pub fn lookup(host: &str, vars: &Vars) -> Result<Found, String> {
     let config: ConfigFile = serde_json::from_slice(&text)
         .map_err(|e| format!("{shown} is not a valid Docker config: {e}"))?;
 
-    if let Some((_, helper)) = config
-        .cred_helpers
-        .iter()
-        .find(|(k, _)| same_host(k, host))
-    {
+    if let Some((_, helper)) = config.cred_helpers.iter().find(|(k, _)| same_host(k, host)) {
         let creds = run_helper(helper, host, vars)?;
         looked.push(format!(
             "{shown} credHelpers → docker-credential-{helper}{}",
@@ -193,11 +189,14 @@ pub fn lookup(host: &str, vars: &Vars) -> Result<Found, String> {
             looked: looked.join(", "),
         });
     }
-    let entry = config.auths.iter().find(|(k, _)| {
-        same_host(k, host) || (host == "docker.io" && k.as_str() == HUB_KEY)
-    });
+    let entry = config
+        .auths
+        .iter()
+        .find(|(k, _)| same_host(k, host) || (host == "docker.io" && k.as_str() == HUB_KEY));
     if let Some((key, e)) = entry {
-        if let Some(creds) = from_entry(e).map_err(|why| format!("{shown}: auths.\"{key}\": {why}"))? {
+        if let Some(creds) =
+            from_entry(e).map_err(|why| format!("{shown}: auths.\"{key}\": {why}"))?
+        {
             looked.push(format!("{shown} auths.\"{key}\""));
             return Ok(Found {
                 credentials: Some(creds),
@@ -216,7 +215,9 @@ pub fn lookup(host: &str, vars: &Vars) -> Result<Found, String> {
             looked: looked.join(", "),
         });
     }
-    looked.push(format!("{shown} (no auths, credHelpers or credsStore entry for {host})"));
+    looked.push(format!(
+        "{shown} (no auths, credHelpers or credsStore entry for {host})"
+    ));
     Ok(Found {
         credentials: None,
         looked: looked.join(", "),

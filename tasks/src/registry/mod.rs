@@ -1,6 +1,8 @@
 //! Registries: credentials the way Docker users have them, registry calls through the
 //! engine (with bounded retries), and the `push` kind.
 
+pub mod access;
+pub mod cache;
 pub mod credentials;
 pub mod push;
 pub mod reference;

@@ -7,17 +7,15 @@
 
 use std::collections::BTreeMap;
 
-use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{RemoveImageOptionsBuilder, TagImageOptionsBuilder};
 use lifeos_engine::{Key, LogSink, Probe, Stream, TaskError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use super::credentials::{self, Found};
-use super::reference::registry_host;
-use super::remote::{self, RemoteError};
+use super::access::Access;
+use super::credentials::Found;
+use super::remote;
 use crate::docker::{classify, Docker};
 
 /// Hex digits of the image key in the key tag: 64 bits, unique among one repository's tags.
@@ -39,8 +37,7 @@ type Remote = BTreeMap<String, Option<String>>;
 pub struct PushTask {
     pub spec: PushSpec,
     docker: Docker,
-    creds: OnceCell<Result<Found, String>>,
-    vars: std::sync::Arc<credentials::Vars>,
+    access: Access,
     /// The probe's look at the registry, for `execute`: (key tag, what it found).
     looked: std::sync::Mutex<Option<(String, Remote)>>,
 }
@@ -53,71 +50,21 @@ pub fn key_tag(key: &str) -> String {
 impl PushTask {
     pub fn new(spec: PushSpec, docker: Docker) -> Self {
         Self {
+            access: Access::new(&spec.repository),
             spec,
             docker,
-            creds: OnceCell::new(),
-            vars: std::sync::Arc::new(credentials::process_env),
             looked: Default::default(),
         }
     }
 
     /// Read credential variables (`LIFEOS_REGISTRY_*`, `DOCKER_CONFIG`, `HOME`, `PATH`)
     /// from `vars` rather than the process environment.
-    pub fn with_vars(mut self, vars: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
-        self.vars = std::sync::Arc::new(vars);
+    pub fn with_vars(
+        mut self,
+        vars: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.access.set_vars(vars);
         self
-    }
-
-    pub fn host(&self) -> &str {
-        registry_host(&self.spec.repository)
-    }
-
-    /// Credentials for the registry, looked up once per run.
-    async fn credentials(&self) -> Result<&Found, TaskError> {
-        let host = self.host().to_string();
-        let vars = self.vars.clone();
-        self.creds
-            .get_or_init(|| async move {
-                tokio::task::spawn_blocking(move || credentials::lookup(&host, &*vars))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("credential lookup panicked: {e}")))
-            })
-            .await
-            .as_ref()
-            .map_err(|e| TaskError::Environment(e.clone()))
-    }
-
-    fn engine_creds(&self, found: &Found) -> Option<DockerCredentials> {
-        found
-            .credentials
-            .as_ref()
-            .map(|c| c.for_engine(self.host()))
-    }
-
-    /// A registry failure as the task's error: a refusal is the environment's (exit 3) and
-    /// says where lifeos looked for credentials; a registry that stays down fails the task.
-    fn error(&self, e: RemoteError, found: &Found) -> TaskError {
-        let secret = found.credentials.as_ref().map(|c| c.secret());
-        let clean = |m: String| match secret {
-            Some(s) if !s.is_empty() => m.replace(s, "***"),
-            _ => m,
-        };
-        let host = self.host();
-        match e {
-            RemoteError::Auth(m) => TaskError::Environment(format!(
-                "registry {host} refused access to {} ({}); credentials looked for in: {}\n  log in with `docker login {host}`, add a credHelpers entry for {host} to the Docker config, or set {}/{}",
-                self.spec.repository,
-                clean(m),
-                found.looked,
-                credentials::USER_ENV,
-                credentials::PASSWORD_ENV,
-            )),
-            RemoteError::Transient(m) => TaskError::Failed(format!(
-                "registry {host} is unreachable or failing: {}",
-                clean(m)
-            )),
-            RemoteError::Other(e) => e,
-        }
     }
 
     /// The local image (ID, key tag): the key tag names the image task's key (its
@@ -153,7 +100,7 @@ impl PushTask {
         cancel: &CancellationToken,
     ) -> Result<Remote, TaskError> {
         let d = self.docker.connected().await?;
-        let creds = self.engine_creds(found);
+        let creds = self.access.engine_creds(found);
         let asks = tags.iter().map(|t| {
             let reference = format!("{}:{t}", self.spec.repository);
             let (d, creds) = (&d, creds.as_ref());
@@ -168,7 +115,7 @@ impl PushTask {
         let answers = futures_util::future::join_all(asks).await;
         let mut remote = Remote::new();
         for (t, a) in tags.iter().zip(answers) {
-            remote.insert(t.clone(), a.map_err(|e| self.error(e, found))?);
+            remote.insert(t.clone(), a.map_err(|e| self.access.error(e, found))?);
         }
         Ok(remote)
     }
@@ -182,7 +129,7 @@ impl PushTask {
         recorded: Option<&str>,
     ) -> Result<Probe, TaskError> {
         let (_, key_tag) = self.local(source, own_key).await?;
-        let found = self.credentials().await?;
+        let found = self.access.found().await?;
         let tags = self.all_tags(&key_tag);
         let remote = self
             .look(&tags, found, None, &CancellationToken::new())
@@ -190,7 +137,9 @@ impl PushTask {
         *self.looked.lock().unwrap() = Some((key_tag.clone(), remote.clone()));
         let repo = &self.spec.repository;
         let Some(Some(digest)) = remote.get(&key_tag) else {
-            return Ok(Probe::Missing(format!("{repo}:{key_tag} not in the registry")));
+            return Ok(Probe::Missing(format!(
+                "{repo}:{key_tag} not in the registry"
+            )));
         };
         if recorded.is_some_and(|r| r != digest) {
             return Ok(Probe::Missing(format!(
@@ -242,7 +191,7 @@ impl PushTask {
         cancel: &CancellationToken,
     ) -> Result<serde_json::Value, TaskError> {
         let (id, key_tag) = self.local(source, own_key).await?;
-        let found = self.credentials().await?;
+        let found = self.access.found().await?;
         let tags = self.all_tags(&key_tag);
         let looked = self
             .looked
@@ -255,7 +204,7 @@ impl PushTask {
             None => self.look(&tags, found, Some(log), cancel).await?,
         };
         let d = self.docker.get().await?;
-        let creds = self.engine_creds(found);
+        let creds = self.access.engine_creds(found);
         let repo = &self.spec.repository;
         let mut digest = remote.get(&key_tag).cloned().flatten();
         for tag in &tags {
@@ -268,7 +217,12 @@ impl PushTask {
             }
             d.tag_image(
                 &id,
-                Some(TagImageOptionsBuilder::default().repo(repo).tag(tag).build()),
+                Some(
+                    TagImageOptionsBuilder::default()
+                        .repo(repo)
+                        .tag(tag)
+                        .build(),
+                ),
             )
             .await
             .map_err(|e| classify(e, &format!("tag {repo}:{tag}")))?;
@@ -277,7 +231,7 @@ impl PushTask {
                 remote::push(&d, repo, tag, creds.as_ref(), log, cancel)
             })
             .await
-            .map_err(|e| self.error(e, found))?;
+            .map_err(|e| self.access.error(e, found))?;
             if is_key {
                 // The key tag is the registry's; locally it would only pile up.
                 let _ = d

@@ -4,9 +4,7 @@
 /// The host (with port) that credentials are looked up for and messages name.
 pub fn registry_host(repository: &str) -> &str {
     match repository.split_once('/') {
-        Some((first, _))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
             first
         }
         _ => "docker.io",

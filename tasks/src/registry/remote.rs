@@ -34,7 +34,7 @@ pub enum RemoteError {
 }
 
 /// What the registry says about a manifest reference.
-fn sort(e: bollard::errors::Error, what: &str) -> RemoteError {
+pub fn sort_error(e: bollard::errors::Error, what: &str) -> RemoteError {
     use bollard::errors::Error as E;
     match e {
         E::DockerResponseServerError {
@@ -49,13 +49,13 @@ fn sort(e: bollard::errors::Error, what: &str) -> RemoteError {
                 RemoteError::Other(TaskError::Failed(format!("{what}: {message}")))
             }
         }
-        E::DockerStreamError { error } => sort_text(error, what),
+        E::DockerStreamError { error } => sort_message(error, what),
         other => RemoteError::Other(classify(other, what)),
     }
 }
 
 /// A push stream's error item: auth, a local problem, else a registry or network fault.
-fn sort_text(error: String, what: &str) -> RemoteError {
+pub fn sort_message(error: String, what: &str) -> RemoteError {
     if is_auth(&error) {
         RemoteError::Auth(error)
     } else if error.contains("does not exist") || error.contains("No such image") {
@@ -127,15 +127,15 @@ pub async fn manifest_digest(
     reference: &str,
     creds: Option<&DockerCredentials>,
 ) -> Result<Option<String>, RemoteError> {
-    match d
-        .inspect_registry_image(reference, creds.cloned())
-        .await
-    {
+    match d.inspect_registry_image(reference, creds.cloned()).await {
         Ok(info) => Ok(info.descriptor.digest),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => Ok(None),
-        Err(e) => Err(sort(e, &format!("look up {reference} in the registry"))),
+        Err(e) => Err(sort_error(
+            e,
+            &format!("look up {reference} in the registry"),
+        )),
     }
 }
 
@@ -176,9 +176,9 @@ pub async fn push(
             item = stream.next() => item,
         };
         let Some(item) = item else { break };
-        let info = item.map_err(|e| sort(e, &what))?;
+        let info = item.map_err(|e| sort_error(e, &what))?;
         if let Some(err) = info.error_detail.and_then(|e| e.message) {
-            return Err(sort_text(err, &what));
+            return Err(sort_message(err, &what));
         }
         let status = info.status.unwrap_or_default();
         match status.as_str() {
@@ -246,29 +246,38 @@ mod tests {
             message: m.into(),
         };
         assert!(matches!(
-            sort(server(401, "unauthorized: authentication required"), "x"),
+            sort_error(server(401, "unauthorized: authentication required"), "x"),
             RemoteError::Auth(_)
         ));
         assert!(matches!(
-            sort(
-                server(500, "Head \"http://h/v2/a/manifests/1\": no basic auth credentials"),
+            sort_error(
+                server(
+                    500,
+                    "Head \"http://h/v2/a/manifests/1\": no basic auth credentials"
+                ),
                 "x"
             ),
             RemoteError::Auth(_)
         ));
         assert!(matches!(
-            sort(
+            sort_error(
                 server(500, "Get \"http://127.0.0.1:1/v2/\": dial tcp 127.0.0.1:1: connect: connection refused"),
                 "x"
             ),
             RemoteError::Transient(_)
         ));
         assert!(matches!(
-            sort_text("An image does not exist locally with the tag: x".into(), "x"),
+            sort_message(
+                "An image does not exist locally with the tag: x".into(),
+                "x"
+            ),
             RemoteError::Other(_)
         ));
         assert!(matches!(
-            sort_text("received unexpected HTTP status: 503 Service Unavailable".into(), "x"),
+            sort_message(
+                "received unexpected HTTP status: 503 Service Unavailable".into(),
+                "x"
+            ),
             RemoteError::Transient(_)
         ));
     }
