@@ -18,8 +18,8 @@ use crate::support::{all_bytes, contains, DockerFx, TestRegistry};
 const PASSWORD: &str = "p?+/w0rd~>?x";
 
 impl DockerFx {
-    /// Two images (the seed's web and api shape) built by lifeos from this test's base.
-    fn two_images(&self) {
+    /// Two image tasks (the seed's web and api shape) from this test's base.
+    fn images_toml(&self) -> String {
         self.p
             .file("app/web.txt", &format!("web {}", self.id))
             .file("app/api.txt", &format!("api {}", self.id))
@@ -29,9 +29,9 @@ impl DockerFx {
                     "FROM {base} AS web\nCOPY web.txt /srv/web.txt\nFROM {base} AS api\nCOPY api.txt /srv/api.txt\n",
                     base = self.base()
                 ),
-            )
-            .config(&format!(
-                r#"
+            );
+        format!(
+            r#"
 [tasks.web]
 kind = "image"
 context = "app"
@@ -46,10 +46,16 @@ target = "api"
 tag = "{api}"
 labels = {{ "lifeos.test" = "{id}" }}
 "#,
-                web = self.tag("web"),
-                api = self.tag("api"),
-                id = self.id
-            ));
+            web = self.tag("web"),
+            api = self.tag("api"),
+            id = self.id
+        )
+    }
+
+    /// The two images, built by lifeos.
+    fn two_images(&self) {
+        let toml = self.images_toml();
+        self.p.config(&toml);
         let r = self.p.run(&["build"]);
         assert_eq!(r.code, 0, "{}", r.all());
     }
@@ -387,4 +393,305 @@ fn image_cache_lib_pulls_an_image_by_its_key_tag_and_checks_its_key_label() {
         .block_on(cache.fetch(&docker, &other, &log, &CancellationToken::new()))
         .unwrap();
     assert!(got.is_none());
+}
+
+// ---- through the lifeos binary: `kind = "push"` ----
+
+impl DockerFx {
+    /// The images, a push of each to `${vars.registry}` under `${vars.tag}` and `latest`,
+    /// and a task that prints what the pushes report.
+    fn push_config(&self) {
+        let toml = self.images_toml();
+        self.p.config(&format!(
+            r#"
+[vars]
+registry = "127.0.0.1:1"
+tag = "v1"
+{toml}
+[tasks.push-web]
+kind = "push"
+image = "web"
+repository = "${{vars.registry}}/lifeos-it/{id}-web"
+tags = ["${{vars.tag}}", "latest"]
+
+[tasks.push-api]
+kind = "push"
+image = "api"
+repository = "${{vars.registry}}/lifeos-it/{id}-api"
+tags = ["${{vars.tag}}", "latest"]
+
+[tasks.report]
+kind = "exec"
+run = "echo web=${{tasks.push-web.digest}} ${{tasks.push-web.reference}}; echo api=${{tasks.push-api.digest}} ${{tasks.push-api.reference}}"
+"#,
+            id = self.id
+        ));
+    }
+}
+
+/// `lifeos --json --set registry=HOST ARGS` with `env`.
+fn lifeos(
+    fx: &DockerFx,
+    reg: &TestRegistry,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> crate::support::Run {
+    let set = format!("registry={}", reg.host());
+    let mut a = vec!["--set", set.as_str()];
+    a.extend_from_slice(args);
+    fx.p.json_env(&a, env)
+}
+
+fn creds_env(reg: &TestRegistry) -> Vec<(&'static str, String)> {
+    vec![
+        ("LIFEOS_REGISTRY_USER", reg.user.clone()),
+        ("LIFEOS_REGISTRY_PASSWORD", reg.password.clone()),
+    ]
+}
+
+fn env_refs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    v.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// What `report` printed for `name`: (digest, reference).
+fn reported(r: &crate::support::Run, name: &str) -> (String, String) {
+    let prefix = format!("{name}=");
+    r.events()
+        .iter()
+        .filter(|e| e["event"] == "task_log" && e["task"] == "report")
+        .filter_map(|e| e["line"].as_str())
+        .find_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (d, reference) = rest.split_once(' ')?;
+            Some((d.to_string(), reference.to_string()))
+        })
+        .unwrap_or_else(|| panic!("no report for {name}:\n{}", r.all()))
+}
+
+/// The log lines of `task` in a `--json` run.
+fn task_log(r: &crate::support::Run, task: &str) -> String {
+    r.events()
+        .iter()
+        .filter(|e| e["event"] == "task_log" && e["task"] == task)
+        .filter_map(|e| e["line"].as_str().map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn push_both_images_then_cached_without_blob_uploads_then_a_new_tag_without_layer_upload() {
+    let fx = DockerFx::new();
+    fx.push_config();
+    let reg = TestRegistry::start("lifeos", PASSWORD);
+    let env = creds_env(&reg);
+    let env = env_refs(&env);
+
+    let r = lifeos(&fx, &reg, &["run"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    for t in ["web", "api", "push-web", "push-api", "report"] {
+        assert!(r.ran().contains(&t.to_string()), "{t}: {}", r.all());
+    }
+    let mut digests = BTreeMap::new();
+    for name in ["web", "api"] {
+        let (digest, reference) = reported(&r, name);
+        let (repo, path) = fx.repo(&reg, name);
+        assert_eq!(reference, format!("{repo}@{digest}"));
+        let tags = reg.tags(&path);
+        assert_eq!(tags.len(), 3, "{tags:?}");
+        assert!(
+            tags[0].starts_with("key-") && tags[1] == "latest" && tags[2] == "v1",
+            "{tags:?}"
+        );
+        for tag in &tags {
+            assert_eq!(
+                reg.digest(&path, tag).as_deref(),
+                Some(digest.as_str()),
+                "{name}:{tag}"
+            );
+        }
+        let log = task_log(&r, &format!("push-{name}"));
+        assert!(log.contains("layers uploaded"), "{log}");
+        digests.insert(name, digest);
+    }
+    let uploads = reg.blob_uploads();
+    let puts = reg.manifest_puts();
+    assert!(uploads >= 2, "{}", reg.log());
+
+    // Second run: both pushes cached, the registry saw no upload and no manifest put.
+    let r = lifeos(&fx, &reg, &["run"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.ran().is_empty(), "{}", r.all());
+    assert_eq!(
+        (reg.blob_uploads(), reg.manifest_puts()),
+        (uploads, puts),
+        "{}",
+        reg.log()
+    );
+
+    // A new user tag: the push runs, says why, and puts one manifest per image, no blob.
+    let r = lifeos(
+        &fx,
+        &reg,
+        &["--set", "tag=v2", "run", "push-web", "push-api"],
+        &env,
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        r.ran(),
+        vec!["push-api".to_string(), "push-web".to_string()],
+        "{}",
+        r.all()
+    );
+    assert!(r.stdout.contains("tag v2 not in"), "{}", r.all());
+    assert_eq!(reg.blob_uploads(), uploads, "{}", reg.log());
+    assert_eq!(reg.manifest_puts(), puts + 2, "{}", reg.log());
+    for name in ["web", "api"] {
+        let (_, path) = fx.repo(&reg, name);
+        assert_eq!(reg.digest(&path, "v2").as_ref(), Some(&digests[name]));
+        assert!(task_log(&r, &format!("push-{name}")).contains("no layer upload"));
+    }
+    for (p, bytes) in all_bytes(fx.p.path()) {
+        assert!(!contains(&bytes, PASSWORD), "the password is in {p:?}");
+    }
+}
+
+#[test]
+fn push_credentials_from_cred_helpers_and_auths_and_a_wrong_password_exits_3() {
+    let fx = DockerFx::new();
+    fx.push_config();
+    let reg = TestRegistry::start("ci", PASSWORD);
+    let home = tempfile::tempdir().unwrap();
+    let bin = home.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-lifeostest");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread host\n[ \"$host\" = \"{host}\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"ci\",\"Secret\":\"%s\"}}\\n' \"$host\" '{PASSWORD}'\n",
+            host = reg.host()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path_env = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let helper_cfg = home.path().join("helper");
+    fs::create_dir_all(&helper_cfg).unwrap();
+    fs::write(
+        helper_cfg.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"lifeostest"}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let r = lifeos(
+        &fx,
+        &reg,
+        &["run", "push-web"],
+        &[
+            ("DOCKER_CONFIG", helper_cfg.to_str().unwrap()),
+            ("PATH", &path_env),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    let (_, path) = fx.repo(&reg, "web");
+    assert!(reg.digest(&path, "v1").is_some());
+
+    // auths, as `docker login` writes them; a new tag makes the push ask the registry.
+    let auths_cfg = home.path().join("auths");
+    fs::create_dir_all(&auths_cfg).unwrap();
+    let auth = crate::support::base64_std(&format!("ci:{PASSWORD}"));
+    fs::write(
+        auths_cfg.join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let r = lifeos(
+        &fx,
+        &reg,
+        &["--set", "tag=auths", "run", "push-web"],
+        &[("DOCKER_CONFIG", auths_cfg.to_str().unwrap())],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(reg.digest(&path, "auths").is_some());
+
+    // A wrong password: exit 3, the registry named, the password in no output or file.
+    let wrong = "Wr0ng?+/pass";
+    let r = lifeos(
+        &fx,
+        &reg,
+        &["--set", "tag=wrong", "run", "push-web"],
+        &[
+            ("LIFEOS_REGISTRY_USER", "ci"),
+            ("LIFEOS_REGISTRY_PASSWORD", wrong),
+        ],
+    );
+    assert_eq!(r.code, 3, "{}", r.all());
+    let all = r.all();
+    assert!(
+        all.contains(&format!("registry {} refused", reg.host())),
+        "{all}"
+    );
+    assert!(all.contains("LIFEOS_REGISTRY_USER"), "{all}");
+    assert!(!all.contains(wrong) && !all.contains(PASSWORD), "{all}");
+    assert!(reg.digest(&path, "wrong").is_none());
+    for (p, bytes) in all_bytes(fx.p.path()) {
+        assert!(
+            !contains(&bytes, wrong) && !contains(&bytes, PASSWORD),
+            "{p:?}"
+        );
+    }
+}
+
+#[test]
+fn push_registry_stopped_during_the_push_fails_after_bounded_retries_and_the_next_run_pushes() {
+    let fx = DockerFx::new();
+    // A layer big enough that the push is still uploading when the registry goes.
+    let big: String = (0..6_000_000u32)
+        .map(|i| format!("{:08x}", i.wrapping_mul(2654435761)))
+        .collect();
+    fx.push_config();
+    fx.p.file("app/web.txt", &big);
+    let mut reg = TestRegistry::start("ci", PASSWORD);
+    let env = creds_env(&reg);
+    let env = env_refs(&env);
+    let set = format!("registry={}", reg.host());
+    let mut cmd = fx.p.cmd(&["--json", "--set", &set, "run", "push-web"]);
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stop the registry as soon as the first blob upload begins.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while reg.blob_uploads() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(reg.blob_uploads() > 0, "no upload began:\n{}", reg.log());
+    reg.stop();
+    let out = child.wait_with_output().unwrap();
+    let r = crate::support::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(r.code, 1, "{}", r.all());
+    let all = r.all();
+    assert!(all.contains("gave up after 4 attempts"), "{all}");
+    assert!(
+        all.contains(&format!("registry {} is unreachable", reg.host())),
+        "{all}"
+    );
+
+    // Restarted: the next run pushes (nothing was recorded) and the registry has it.
+    reg.restart();
+    let r = lifeos(&fx, &reg, &["run", "push-web"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.ran().contains(&"push-web".to_string()), "{}", r.all());
+    let (_, path) = fx.repo(&reg, "web");
+    assert!(reg.digest(&path, "v1").is_some());
 }
