@@ -511,6 +511,19 @@ fn push_both_images_then_cached_without_blob_uploads_then_a_new_tag_without_laye
         }
         let log = task_log(&r, &format!("push-{name}"));
         assert!(log.contains("layers uploaded"), "{log}");
+        // Byte progress of the layer upload.
+        let progress: Vec<String> = r
+            .events()
+            .iter()
+            .filter(|e| e["event"] == "task_progress" && e["task"] == format!("push-{name}"))
+            .filter_map(|e| e["message"].as_str().map(str::to_owned))
+            .collect();
+        assert!(
+            progress
+                .iter()
+                .any(|m| m.starts_with("pushing :key-") && m.contains(" MB / ")),
+            "{progress:?}"
+        );
         digests.insert(name, digest);
     }
     let uploads = reg.blob_uploads();

@@ -141,8 +141,8 @@ async fn pull(
         if info.status.as_deref() == Some("Downloading") {
             if let (Some(id), Some(p)) = (info.id, info.progress_detail) {
                 if let (Some(cur), Some(total)) = (p.current, p.total) {
-                    layers.insert(id, (cur.min(total), total));
-                    if last.elapsed() >= Duration::from_millis(100) {
+                    let new_layer = layers.insert(id, (cur.min(total), total)).is_none();
+                    if new_layer || last.elapsed() >= Duration::from_millis(100) {
                         last = std::time::Instant::now();
                         let done: i64 = layers.values().map(|v| v.0).sum();
                         let total: i64 = layers.values().map(|v| v.1).sum();

@@ -187,8 +187,8 @@ pub async fn push(
             "Pushing" => {
                 if let Some(p) = info.progress_detail {
                     if let (Some(cur), Some(total)) = (p.current, p.total) {
-                        layers.insert(total, cur.min(total));
-                        if last_shown.elapsed() >= Duration::from_millis(100) {
+                        let new_layer = layers.insert(total, cur.min(total)).is_none();
+                        if new_layer || last_shown.elapsed() >= Duration::from_millis(100) {
                             last_shown = std::time::Instant::now();
                             log.progress(&progress_line(tag, &layers));
                         }
