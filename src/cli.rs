@@ -1,11 +1,8 @@
-//! Command-line interface (clap) and dispatch.
+//! Command-line interface (clap): the commands, flags and their parsing. `main.rs` runs them.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
-use crate::commands;
-use crate::exit;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -139,44 +136,4 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 fn parse_dur(s: &str) -> Result<std::time::Duration, String> {
     crate::config::parse_duration(s)
         .ok_or_else(|| format!("expected a duration such as 7d, 12h, 30m; got `{s}`"))
-}
-
-pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
-            let _ = e.print();
-            return code;
-        }
-    };
-    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
-        console::set_colors_enabled(false);
-        console::set_colors_enabled_stderr(false);
-    }
-    if let Some(dir) = &cli.global.dir {
-        if let Err(e) = std::env::set_current_dir(dir) {
-            eprintln!("error: cannot change to {}: {e}", dir.display());
-            return exit::USAGE;
-        }
-    }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::ENVIRONMENT;
-        }
-    };
-    let code = rt.block_on(commands::dispatch(cli));
-    // Not leaked like the project: shutting the runtime down drops the engine connections,
-    // and for an ssh:// engine each one is an ssh process, killed with it.
-    drop(rt);
-    code
 }

@@ -3,7 +3,7 @@
 //! task: key → cache check → execute → record.
 //! Fail-fast by default: after a failure no new task starts, running ones finish.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,15 +12,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::FutureExt;
 use lifeos_cache::{ActionRecord, BlobStore, CacheDir, RecordStore, Snapshot};
 use petgraph::stable_graph::NodeIndex;
+use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::deps::{DepResult, Deps};
 use crate::event::{Event, Outcome, Reason, Summary};
 use crate::fingerprint::{Fingerprint, Key, FINGERPRINT_VERSION};
 use crate::graph::Graph;
 use crate::redact::Redactor;
-use crate::task::{CachePolicy, ExecCx, KeyCx, LogSink, Node, Probe, ProbeCx, TaskError};
+use crate::task::{CachePolicy, Class, ExecCx, KeyCx, LogSink, Node, Probe, ProbeCx, TaskError};
 
 #[derive(Debug, Clone, Default)]
 pub enum Force {
@@ -104,6 +106,8 @@ struct Shared {
     fingerprints: std::sync::Mutex<HashMap<String, Fingerprint>>,
     /// `-j`: how many tasks execute at once. Cache checks do not take a slot.
     exec_slots: tokio::sync::Semaphore,
+    /// The same number again for `Class::Docker` tasks.
+    docker_slots: tokio::sync::Semaphore,
     /// Set by the first failure (fail-fast): tasks not yet executing will not start.
     stopped_by: std::sync::Mutex<Option<String>>,
 }
@@ -113,26 +117,6 @@ fn now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs()
-}
-
-pub fn format_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    if d.subsec_nanos() != 0 {
-        return if s == 0 {
-            format!("{}ms", d.as_millis())
-        } else {
-            format!("{:.1}s", d.as_secs_f64())
-        };
-    }
-    if s > 0 && s.is_multiple_of(86400) {
-        format!("{}d", s / 86400)
-    } else if s > 0 && s.is_multiple_of(3600) {
-        format!("{}h", s / 3600)
-    } else if s > 0 && s.is_multiple_of(60) {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
-    }
 }
 
 /// Run `selection` (topologically ordered node indices of `graph`).
@@ -170,6 +154,7 @@ pub async fn run(
         opts,
         fingerprints: Default::default(),
         exec_slots: tokio::sync::Semaphore::new(jobs),
+        docker_slots: tokio::sync::Semaphore::new(jobs),
         stopped_by: Default::default(),
     });
     // Cache checks are cheap and mostly wait on I/O: let them run well ahead of `-j`.
@@ -200,12 +185,13 @@ pub async fn run(
         .filter(|&p| remaining[p] == 0)
         .collect();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; selection.len()];
-    let mut keys: Vec<Option<Key>> = vec![None; selection.len()];
+    // What each finished node hands its dependants (its key and record data).
+    let mut results: Vec<Option<Arc<DepResult>>> = vec![None; selection.len()];
     let mut stopped_by: Option<String> = None;
-    let mut running: JoinSet<(usize, Outcome)> = JoinSet::new();
+    let mut running: JoinSet<(usize, Outcome, Option<Value>)> = JoinSet::new();
     // Nodes whose check finished on its first poll (a cached task with nothing to wait for):
     // they never become tokio tasks, which on a no-op of 10,000 was a third of the loop.
-    let mut finished: VecDeque<(usize, Outcome)> = VecDeque::new();
+    let mut finished: VecDeque<(usize, Outcome, Option<Value>)> = VecDeque::new();
     let mut inline_streak = 0u32;
 
     loop {
@@ -214,31 +200,39 @@ pub async fn run(
             let i = selection[p];
             // The graph (an Arc), not a clone of the node: no 10,000 spec clones.
             let graph = graph.clone();
-            let deps: BTreeMap<String, Key> = graph
-                .dependencies(i)
-                .filter_map(|d| pos[d.index()].map(|dp| (graph.node(d).spec.id.clone(), keys[dp])))
-                .map(|(id, k)| (id, k.expect("dependency finished with a key")))
-                .collect();
+            let deps = Deps::new(
+                graph
+                    .dependencies(i)
+                    .filter_map(|d| {
+                        pos[d.index()]
+                            .map(|dp| (graph.node(d).spec.id.clone(), results[dp].clone()))
+                    })
+                    .map(|(id, r)| (id, r.expect("dependency finished with a result")))
+                    .collect(),
+            );
             let shared = shared.clone();
             let mut job = Box::pin(async move {
                 let node = graph.node(i);
                 let id = node.spec.id.clone();
                 let t0 = Instant::now();
-                let outcome = std::panic::AssertUnwindSafe(process(node, deps, &shared))
+                let (outcome, data) = std::panic::AssertUnwindSafe(process(node, deps, &shared))
                     .catch_unwind()
                     .await
-                    .unwrap_or_else(|_| Outcome::Failed {
-                        key: None,
-                        error: "task panicked (a lifeos bug)".into(),
-                        environment: false,
-                        log_tail: vec![],
+                    .unwrap_or_else(|_| {
+                        let failed = Outcome::Failed {
+                            key: None,
+                            error: "task panicked (a lifeos bug)".into(),
+                            environment: false,
+                            log_tail: vec![],
+                        };
+                        (failed, None)
                     });
                 let _ = shared.events.send(Event::TaskFinished {
                     task: id,
                     outcome: outcome.clone(),
                     duration: t0.elapsed(),
                 });
-                (p, outcome)
+                (p, outcome, data)
             });
             // One poll here; whatever has to wait is spawned and polled again by tokio (the
             // resource it waits on registers the task's waker then).
@@ -250,7 +244,7 @@ pub async fn run(
                 }
             }
         }
-        let (p, outcome) = if let Some(done) = finished.pop_front() {
+        let (p, outcome, data) = if let Some(done) = finished.pop_front() {
             // Let the UI and Ctrl-C in now and then during a long run of inline checks.
             inline_streak += 1;
             if inline_streak.is_multiple_of(256) {
@@ -270,7 +264,14 @@ pub async fn run(
             let _ = shared.events.send(Event::Warning { message: w });
         }
         if outcome.is_success() {
-            keys[p] = outcome.key();
+            let node = graph.node(selection[p]);
+            results[p] = outcome.key().map(|key| {
+                Arc::new(DepResult {
+                    key,
+                    task: node.task.clone(),
+                    data: data.unwrap_or_default(),
+                })
+            });
             for d in graph.dependents(selection[p]) {
                 if let Some(dp) = pos[d.index()] {
                     remaining[dp] -= 1;
@@ -394,7 +395,7 @@ fn failed(key: Option<Key>, e: TaskError, redactor: &Redactor, log_tail: Vec<Str
 /// Build the fingerprint of a node whose dependencies are done.
 pub async fn fingerprint(
     node: &Node,
-    deps: BTreeMap<String, Key>,
+    deps: &Deps,
     root: PathBuf,
     snapshot: Arc<Snapshot>,
     secret_key: &[u8; 32],
@@ -404,6 +405,7 @@ pub async fn fingerprint(
         root,
         snapshot,
         previous,
+        deps,
     };
     let inputs = node.task.inputs(&cx).await?;
     let env = node
@@ -436,7 +438,7 @@ pub async fn fingerprint(
         inputs: inputs.files,
         env,
         secrets,
-        deps,
+        deps: deps.keys(),
         extras: inputs.extras,
     })
 }
@@ -464,11 +466,12 @@ fn reason_from_history(sh: &Shared, id: &str, fp: &Fingerprint) -> Reason {
     }
 }
 
-async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outcome {
+/// Key, cache check, execute. The outcome, and on success the data dependants get.
+async fn process(node: &Node, deps: Deps, sh: &Shared) -> (Outcome, Option<Value>) {
     let spec = &node.spec;
     let fp = match fingerprint(
         node,
-        deps,
+        &deps,
         sh.root.clone(),
         sh.snapshot.clone(),
         &sh.secret_key,
@@ -477,7 +480,7 @@ async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outco
     .await
     {
         Ok(fp) => fp,
-        Err(e) => return failed(None, e, &sh.redactor, vec![]),
+        Err(e) => return (failed(None, e, &sh.redactor, vec![]), None),
     };
     let key = fp.key();
     if sh.opts.dry_run {
@@ -509,7 +512,7 @@ async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outco
                 unreachable!()
             };
             Reason::WindowExpired {
-                every: format_duration(*w),
+                every: crate::duration::show(*w),
             }
         } else {
             let probe = node
@@ -521,14 +524,19 @@ async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outco
                     record: record.as_deref(),
                     blobs: &sh.blobs,
                     dry_run: sh.opts.dry_run,
+                    deps: &deps,
                 })
                 .await;
             match probe.map(Probe::found) {
                 Ok(Ok((location, data))) => {
                     let saved_ms = record.as_ref().map(|r| r.duration_ms).unwrap_or(0);
+                    // What dependants get: what the probe found, else what the record says.
+                    let result = data
+                        .clone()
+                        .or_else(|| record.as_ref().map(|r| r.data.clone()));
                     if !sh.opts.dry_run {
                         if let Err(e) = adopt(sh, node, &fp, key, record.as_deref(), data) {
-                            return failed(Some(key), e, &sh.redactor, vec![]);
+                            return (failed(Some(key), e, &sh.redactor, vec![]), None);
                         }
                     }
                     if !sh.opts.dry_run {
@@ -536,34 +544,40 @@ async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outco
                             sh.snapshot.invalidate(&w);
                         }
                     }
-                    return Outcome::Cached {
+                    let cached = Outcome::Cached {
                         key,
                         location,
                         saved_ms,
                     };
+                    return (cached, result);
                 }
                 Ok(Err(detail)) => match &record {
                     Some(_) => Reason::ResultMissing { detail },
                     None => reason_from_history(sh, &spec.id, &fp),
                 },
-                Err(e) => return failed(Some(key), e, &sh.redactor, vec![]),
+                Err(e) => return (failed(Some(key), e, &sh.redactor, vec![]), None),
             }
         }
     };
     if sh.opts.dry_run {
-        return Outcome::WouldRun { key, reason };
+        return (Outcome::WouldRun { key, reason }, None);
     }
 
+    let slots = match spec.class {
+        Class::Local => &sh.exec_slots,
+        Class::Docker => &sh.docker_slots,
+    };
     let _slot = tokio::select! {
-        s = sh.exec_slots.acquire() => s.expect("the semaphore is never closed"),
-        _ = sh.cancel.cancelled() => return Outcome::Skipped { because: "run interrupted".into() },
+        s = slots.acquire() => s.expect("the semaphore is never closed"),
+        _ = sh.cancel.cancelled() => return (Outcome::Skipped { because: "run interrupted".into() }, None),
     };
     if let Some(f) = sh.stopped_by.lock().unwrap().clone() {
-        return Outcome::Skipped {
+        let skipped = Outcome::Skipped {
             because: format!("run stopped after {f} failed (--keep-going runs the rest)"),
         };
+        return (skipped, None);
     }
-    let outcome = execute(node, sh, &fp, key, reason).await;
+    let (outcome, data) = execute(node, sh, &fp, key, reason, &deps).await;
     // Fail-fast: mark the run stopped before this slot frees up for a waiting task.
     if matches!(outcome, Outcome::Failed { .. }) && !sh.opts.keep_going {
         sh.stopped_by
@@ -571,11 +585,18 @@ async fn process(node: &Node, deps: BTreeMap<String, Key>, sh: &Shared) -> Outco
             .unwrap()
             .get_or_insert_with(|| spec.id.clone());
     }
-    outcome
+    (outcome, data)
 }
 
 /// Execute a task that missed the cache (with retries and timeout) and record its success.
-async fn execute(node: &Node, sh: &Shared, fp: &Fingerprint, key: Key, reason: Reason) -> Outcome {
+async fn execute(
+    node: &Node,
+    sh: &Shared,
+    fp: &Fingerprint,
+    key: Key,
+    reason: Reason,
+    deps: &Deps,
+) -> (Outcome, Option<Value>) {
     let spec = &node.spec;
     let _ = sh.events.send(Event::TaskStarted {
         task: spec.id.clone(),
@@ -583,11 +604,24 @@ async fn execute(node: &Node, sh: &Shared, fp: &Fingerprint, key: Key, reason: R
         reason: reason.clone(),
     });
     let log = LogSink::new(&spec.id, sh.events.clone(), sh.redactor.clone());
-    let mut env: Vec<(String, String)> = fp
-        .env
-        .iter()
-        .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-        .collect();
+    // Declared values may name dependency results (`${tasks.db.port}`).
+    let mut env: Vec<(String, String)> = Vec::with_capacity(fp.env.len());
+    for (k, v) in &fp.env {
+        let Some(v) = v else { continue };
+        // Only values written in the config; a host's value is passed as it is.
+        let declared = spec.env.iter().any(|e| &e.name == k && e.value.is_some());
+        if !declared {
+            env.push((k.clone(), v.clone()));
+            continue;
+        }
+        match deps.expand(v) {
+            Ok(v) => env.push((k.clone(), v)),
+            Err(e) => {
+                let e = TaskError::Failed(format!("env {k}: {e}"));
+                return (failed(Some(key), e, &sh.redactor, vec![]), None);
+            }
+        }
+    }
     env.extend(
         spec.secrets
             .iter()
@@ -607,6 +641,7 @@ async fn execute(node: &Node, sh: &Shared, fp: &Fingerprint, key: Key, reason: R
             log: log.clone(),
             cancel: token.clone(),
             run_id: &sh.opts.run_id,
+            deps,
         };
         let fut = node.task.execute(&cx);
         tokio::pin!(fut);
@@ -617,13 +652,13 @@ async fn execute(node: &Node, sh: &Shared, fp: &Fingerprint, key: Key, reason: R
                     // Let the task clean up (kill its processes) before reporting.
                     token.cancel();
                     let _ = fut.await;
-                    Err(TaskError::Failed(format!("timed out after {}", format_duration(t))))
+                    Err(TaskError::Failed(format!("timed out after {}", crate::duration::show(t))))
                 }
             },
             None => fut.await,
         };
         if sh.cancel.is_cancelled() {
-            return Outcome::Interrupted;
+            return (Outcome::Interrupted, None);
         }
         for w in node.task.writes() {
             sh.snapshot.invalidate(&w);
@@ -639,20 +674,21 @@ async fn execute(node: &Node, sh: &Shared, fp: &Fingerprint, key: Key, reason: R
                 });
                 attempt += 1;
             }
-            Err(e) => return failed(Some(key), e, &sh.redactor, log.tail(20)),
+            Err(e) => return (failed(Some(key), e, &sh.redactor, log.tail(20)), None),
         }
     };
     let duration_ms = t0.elapsed().as_millis() as u64;
     let log_blob = match sh.blobs.put(&log.contents()) {
         Ok(d) => Some(d),
-        Err(e) => return failed(Some(key), e.into(), &sh.redactor, vec![]),
+        Err(e) => return (failed(Some(key), e.into(), &sh.redactor, vec![]), None),
     };
+    let data = executed.data.clone();
     if spec.cache != CachePolicy::Never {
         if let Err(e) = write_record(sh, node, fp, key, duration_ms, log_blob, executed) {
-            return failed(Some(key), e, &sh.redactor, vec![]);
+            return (failed(Some(key), e, &sh.redactor, vec![]), None);
         }
     }
-    Outcome::Ran { key, reason }
+    (Outcome::Ran { key, reason }, Some(data))
 }
 
 /// A result the probe found in the world: record it when there is no record yet, or when
@@ -706,19 +742,4 @@ fn write_record(
             data: executed.data,
         })
         .map_err(|e| TaskError::Failed(format!("cannot write the cache record: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::format_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations_read_as_written() {
-        assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
-        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
-        assert_eq!(format_duration(Duration::from_secs(86400)), "1d");
-    }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+use crate::deps::Deps;
 use crate::event::{Event, Stream};
 use crate::fingerprint::Key;
 use crate::redact::Redactor;
@@ -54,6 +55,22 @@ impl CachePolicy {
     }
 }
 
+/// Which executor slots a task takes. Docker work mostly waits on the engine, so it has
+/// slots of its own: a build in progress does not keep a local command from starting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    #[default]
+    Local,
+    Docker,
+}
+
+impl Class {
+    fn is_local(&self) -> bool {
+        *self == Class::Local
+    }
+}
+
 /// What every task has, whatever its kind. Defaults are left out of its serde form (the
 /// compiled config), which keeps that small.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,6 +88,9 @@ pub struct TaskSpec {
     pub retries: u32,
     #[serde(default, skip_serializing_if = "CachePolicy::is_always")]
     pub cache: CachePolicy,
+    /// The kind's (not in lifeos.toml).
+    #[serde(default, skip_serializing_if = "Class::is_local")]
+    pub class: Class,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -87,6 +107,7 @@ impl TaskSpec {
             timeout: None,
             retries: 0,
             cache: CachePolicy::Always,
+            class: Class::Local,
         }
     }
 }
@@ -131,6 +152,8 @@ pub struct KeyCx<'a> {
     /// The task's latest successful record, whatever its key: a kind may start fetching
     /// what its probe will check while the key is still being computed.
     pub previous: Option<&'a ActionRecord>,
+    /// The dependencies' results (their keys are in the fingerprint already).
+    pub deps: &'a Deps,
 }
 
 impl KeyCx<'_> {
@@ -174,6 +197,7 @@ pub struct ProbeCx<'a> {
     pub blobs: &'a BlobStore,
     /// `plan`: look, never change anything.
     pub dry_run: bool,
+    pub deps: &'a Deps,
 }
 
 /// Is the result for this key still there?
@@ -215,6 +239,8 @@ pub struct ExecCx<'a> {
     /// Cancelled on Ctrl-C or timeout: stop, clean up what was started, return.
     pub cancel: CancellationToken,
     pub run_id: &'a str,
+    /// The dependencies' results, for `${tasks.NAME.FIELD}` ([`Deps::expand`]).
+    pub deps: &'a Deps,
 }
 
 /// What a successful execution leaves for the record.
@@ -316,6 +342,12 @@ pub trait Task: Send + Sync + 'static {
     /// Project-relative paths this task writes; walks under them are redone after it runs.
     fn writes(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// What dependants see of a result (`${tasks.NAME.FIELD}`, [`Deps::typed`]), made from
+    /// the record's data. `key` is added by the engine.
+    fn result(&self, data: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        data.as_object().cloned().unwrap_or_default()
     }
 
     /// Short description of the result, for `lifeos graph` and summaries.

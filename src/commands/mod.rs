@@ -11,7 +11,6 @@ use std::thread::JoinHandle;
 
 use lifeos_cache::{CacheDir, RecordStore, Snapshot};
 use lifeos_engine::GraphFormat;
-use lifeos_tasks::Docker;
 
 use crate::cli::{Cli, Cmd, Format, Global};
 use crate::config::{self, LoadError, LoadOptions, Project};
@@ -85,7 +84,7 @@ fn load(g: &Global, file: &Path) -> Result<Project, i32> {
         set: g.set.clone(),
         cache_dir: g.cache_dir.clone(),
     };
-    config::load(file, &opts, &Docker::new()).map_err(|e| match e {
+    config::load(file, &opts).map_err(|e| match e {
         LoadError::Config(d) => {
             eprint!("{}", d.render(console::colors_enabled_stderr()));
             let n = d.errors.len();

@@ -10,12 +10,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::{check_names, open_run_cache, usage_error};
 use crate::cli::Global;
-use crate::config::{Kind, Project};
+use crate::config::Project;
 use crate::exit;
 use crate::ui;
+use lifeos_tasks::kind::TypedKind;
 
 pub async fn build(g: &Global, project: &Project, images: Vec<String>) -> i32 {
-    match select_of_kind(project, images, Kind::Image) {
+    match select_of_kind(project, images, lifeos_tasks::image::ImageKind::NAME) {
         Ok(names) => execute(g, project, "build", names, false).await.0,
         Err(code) => code,
     }
@@ -25,11 +26,11 @@ pub async fn build(g: &Global, project: &Project, images: Vec<String>) -> i32 {
 pub fn select_of_kind(
     project: &Project,
     names: Vec<String>,
-    kind: Kind,
+    kind: &str,
 ) -> Result<Vec<String>, i32> {
     check_names(project, &names)?;
     let all = project.of_kind(kind);
-    let k = kind.name();
+    let k = kind;
     let a = if k.starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
     } else {
@@ -149,12 +150,9 @@ pub async fn execute(
         run_id: run_id(),
     };
     let run_id = opts.run_id.clone();
-    let uses_containers = selection.iter().any(|&i| {
-        matches!(
-            project.kinds.get(&project.graph.node(i).spec.id),
-            Some(Kind::Service | Kind::Container)
-        )
-    });
+    let uses_containers = selection
+        .iter()
+        .any(|&i| project.graph.node(i).spec.class == lifeos_engine::Class::Docker);
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(cancel.clone()));
     // A run that executes tasks has the cache to itself (cache/src/run_lock.rs); `plan` and
@@ -188,7 +186,10 @@ pub async fn execute(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let ui = ui::spawn(rx, g, dry_run);
     let (records, snapshot) = open_run_cache(project, stale);
-    project.docker.keep_view_in(cache.engine_view_path());
+    project
+        .services
+        .docker()
+        .keep_view_in(cache.engine_view_path());
     let cx = RunContext {
         root: project.root.clone(),
         cache,
@@ -200,11 +201,11 @@ pub async fn execute(
     let result = scheduler::run(Arc::clone(&project.graph), selection, opts, cx).await;
     let _ = ui.await;
     if project.cache_dir.is_dir() {
-        project.docker.save_view();
+        project.services.docker().save_view();
     }
     if uses_containers && result.as_ref().is_ok_and(|r| r.interrupted) {
         // Ctrl-C: nothing this run started may outlive it.
-        if let Ok(d) = project.docker.get().await {
+        if let Ok(d) = project.services.docker().get().await {
             let n = lifeos_tasks::container::ops::remove_run(&d, &run_id).await;
             if n > 0 {
                 eprintln!("lifeos: removed {n} container(s) this run created");

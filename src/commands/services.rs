@@ -6,8 +6,10 @@ use lifeos_tasks::container::ops;
 use super::check_names;
 use super::run::{execute, select_of_kind};
 use crate::cli::Global;
-use crate::config::{Kind, Project};
+use crate::config::Project;
 use crate::exit;
+use lifeos_tasks::container::ServiceKind;
+use lifeos_tasks::kind::TypedKind;
 
 fn env_error(e: TaskError) -> i32 {
     eprintln!("{} {e}", console::style("error:").red().bold().for_stderr());
@@ -18,7 +20,7 @@ fn env_error(e: TaskError) -> i32 {
 }
 
 pub async fn up(g: &Global, project: &Project, services: Vec<String>) -> i32 {
-    let names = match select_of_kind(project, services, Kind::Service) {
+    let names = match select_of_kind(project, services, ServiceKind::NAME) {
         Ok(n) => n,
         Err(code) => return code,
     };
@@ -27,7 +29,7 @@ pub async fn up(g: &Global, project: &Project, services: Vec<String>) -> i32 {
         return code;
     }
     // Where to reach what came up.
-    let Ok(d) = project.docker.get().await else {
+    let Ok(d) = project.services.docker().get().await else {
         return code;
     };
     if let Ok(rows) = ops::status(&d, &project.name, &names).await {
@@ -44,7 +46,7 @@ pub async fn up(g: &Global, project: &Project, services: Vec<String>) -> i32 {
 }
 
 pub async fn down(project: &Project, volumes: bool) -> i32 {
-    let d = match project.docker.get().await {
+    let d = match project.services.docker().get().await {
         Ok(d) => d,
         Err(e) => return env_error(e),
     };
@@ -64,11 +66,11 @@ pub async fn down(project: &Project, volumes: bool) -> i32 {
 }
 
 pub async fn status(g: &Global, project: &Project) -> i32 {
-    let d = match project.docker.get().await {
+    let d = match project.services.docker().get().await {
         Ok(d) => d,
         Err(e) => return env_error(e),
     };
-    let services = project.of_kind(Kind::Service);
+    let services = project.of_kind(ServiceKind::NAME);
     match ops::status(&d, &project.name, &services).await {
         Ok(rows) if g.json => {
             crate::outln!("{}", serde_json::to_string(&rows).unwrap());
@@ -108,7 +110,7 @@ pub async fn logs(project: &Project, service: &str, follow: bool) -> i32 {
     if let Err(code) = check_names(project, &[service.to_string()]) {
         return code;
     }
-    let d = match project.docker.get().await {
+    let d = match project.services.docker().get().await {
         Ok(d) => d,
         Err(e) => return env_error(e),
     };

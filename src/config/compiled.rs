@@ -7,129 +7,43 @@
 //! and resolving, which on a 10,000-task file is most of a no-op run. Anything unexpected
 //! (another stamp, a corrupt file, a checked path gone) means a normal load.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use lifeos_engine::{Node, TaskSpec};
-use lifeos_tasks::container::{ContainerSpec, ImageRef};
-use lifeos_tasks::exec::{Command, ExecTask};
-use lifeos_tasks::image::{ImageSpec, ImageTask};
-use lifeos_tasks::{ContainerTask, Docker, ServiceTask};
+use lifeos_tasks::kind::InstantiateCx;
+use lifeos_tasks::Services;
 use serde::{Deserialize, Serialize};
-
-use super::Kind;
+use serde_json::value::RawValue;
 
 /// Bump when the meaning of the compiled form changes.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 pub const FILE_NAME: &str = "config.compiled.json";
 
 /// One task after resolution: everything needed to build its node, nothing from the file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The body is the kind's own serde form, kept raw until its kind reads it.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Resolved {
     pub spec: TaskSpec,
-    pub body: Body,
+    pub kind: String,
+    pub body: Box<RawValue>,
 }
 
-/// Big variants are boxed: 10,000 of these are read at once, and a smaller element keeps
-/// that vector's growth cheap.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Body {
-    Exec {
-        run: Command,
-        cwd: String,
-        inputs: Vec<String>,
-        outputs: Vec<String>,
-    },
-    Image {
-        spec: Box<ImageSpec>,
-        /// Not in `ImageSpec`'s serde form, which is its key.
-        tags: Vec<String>,
-    },
-    Service(Box<Container>),
-    Container(Box<Container>),
-}
-
-/// A container spec plus the fields its key leaves out.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Container {
-    pub spec: ContainerSpec,
-    pub project: String,
-    pub task: String,
-    /// The tag of an image task the container runs.
-    pub reference: Option<String>,
-}
-
-impl Container {
-    pub fn new(spec: ContainerSpec) -> Self {
-        let reference = match &spec.image {
-            ImageRef::Task { reference, .. } => Some(reference.clone()),
-            ImageRef::External(_) => None,
-        };
-        Self {
-            project: spec.project.clone(),
-            task: spec.task.clone(),
-            reference,
-            spec,
-        }
-    }
-
-    fn full(&self) -> ContainerSpec {
-        let mut s = self.spec.clone();
-        s.project.clone_from(&self.project);
-        s.task.clone_from(&self.task);
-        if let (ImageRef::Task { reference, .. }, Some(r)) = (&mut s.image, &self.reference) {
-            reference.clone_from(r);
-        }
-        s
-    }
-}
-
-impl Body {
-    pub fn kind(&self) -> Kind {
-        match self {
-            Body::Exec { .. } => Kind::Exec,
-            Body::Image { .. } => Kind::Image,
-            Body::Service(_) => Kind::Service,
-            Body::Container(_) => Kind::Container,
-        }
-    }
-}
-
-/// Graph nodes for resolved tasks (in file order). A one-shot container acts on the services
-/// it depends on: it waits for them and its key covers their identity.
-pub fn instantiate(tasks: Vec<Resolved>, docker: &Docker) -> Result<Vec<Node>, String> {
-    let services: HashMap<String, ContainerSpec> = tasks
+/// Graph nodes for resolved tasks (in file order), each built by its kind.
+pub fn instantiate(tasks: Vec<Resolved>, services: &Services) -> Result<Vec<Node>, String> {
+    let peers: HashMap<String, (String, Box<RawValue>)> = tasks
         .iter()
-        .filter_map(|t| match &t.body {
-            Body::Service(c) => Some((t.spec.id.clone(), c.full())),
-            _ => None,
-        })
+        .map(|t| (t.spec.id.clone(), (t.kind.clone(), t.body.clone())))
         .collect();
+    let cx = InstantiateCx {
+        services,
+        peers: &peers,
+    };
     let mut nodes = Vec::with_capacity(tasks.len());
     for t in tasks {
-        let task: Arc<dyn lifeos_engine::Task> = match t.body {
-            Body::Exec {
-                run,
-                cwd,
-                inputs,
-                outputs,
-            } => Arc::new(ExecTask::new(run, cwd, inputs, outputs).map_err(|e| e.message)?),
-            Body::Image { mut spec, tags } => {
-                spec.tags = tags;
-                Arc::new(ImageTask::new(*spec, docker.clone()))
-            }
-            Body::Service(c) => Arc::new(ServiceTask::new(c.full(), docker.clone())),
-            Body::Container(c) => {
-                let acts_on = t
-                    .spec
-                    .deps
-                    .iter()
-                    .filter_map(|d| services.get(d.as_str()).cloned())
-                    .collect();
-                Arc::new(ContainerTask::new(c.full(), acts_on, docker.clone()))
-            }
-        };
+        let kind = lifeos_tasks::kinds::get(&t.kind)
+            .ok_or_else(|| format!("task `{}`: unknown kind `{}`", t.spec.id, t.kind))?;
+        let task = kind.instantiate(&t.spec, &t.body, &cx)?;
         nodes.push(Node { spec: t.spec, task });
     }
     Ok(nodes)
@@ -180,6 +94,9 @@ pub struct Compiled {
     pub cache_dir: PathBuf,
     /// Paths resolution found present (`true`: a directory): checked again on every use.
     pub present: Vec<(String, bool)>,
+    /// The `${git.*}` values resolution used, if any: checked again on every use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<BTreeMap<String, String>>,
     pub tasks: Vec<Resolved>,
 }
 
@@ -205,7 +122,12 @@ impl Compiled {
                 p.is_file()
             }
         });
-        (c.cache_dir == cache_dir && holds).then_some(c)
+        // A new commit or branch changes `${git.*}`: resolve again.
+        let git_holds = match &c.git {
+            None => true,
+            Some(g) => lifeos_tasks::kind::git::read(root).ok().as_ref() == Some(g),
+        };
+        (c.cache_dir == cache_dir && holds && git_holds).then_some(c)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -225,8 +147,6 @@ impl Compiled {
 #[cfg(test)]
 mod tests {
     use std::fs;
-
-    use lifeos_tasks::Docker;
 
     use crate::config::{load, LoadOptions, Project};
 
@@ -302,13 +222,12 @@ deps = ["db"]
             .map(|id| {
                 let n = p.graph.get(id).unwrap();
                 format!(
-                    "{:?} | {} | {} | {} | {:?} | {:?}",
+                    "{:?} | {} | {} | {} | {:?}",
                     n.spec,
                     n.task.kind(),
                     n.task.config(),
                     n.task.describe(),
                     n.task.writes(),
-                    p.kinds.get(id),
                 )
             })
             .collect()
@@ -317,15 +236,14 @@ deps = ["db"]
     #[test]
     fn a_compiled_load_builds_the_same_project_as_a_parse() {
         let (_t, file) = fixture();
-        let docker = Docker::new();
         for env in [None, Some("prod".to_string())] {
             let opts = LoadOptions {
                 env: env.clone(),
                 ..Default::default()
             };
-            let parsed = load(&file, &opts, &docker).unwrap();
+            let parsed = load(&file, &opts).unwrap();
             assert!(!parsed.compiled, "first load of {env:?} parses");
-            let compiled = load(&file, &opts, &docker).unwrap();
+            let compiled = load(&file, &opts).unwrap();
             assert!(compiled.compiled, "second load of {env:?} is compiled");
             assert_eq!(shape(&parsed), shape(&compiled));
             assert_eq!(
@@ -338,31 +256,31 @@ deps = ["db"]
             env: Some("prod".into()),
             ..Default::default()
         };
-        let p = load(&file, &prod, &docker).unwrap();
+        let p = load(&file, &prod).unwrap();
         assert!(shape(&p)[0].contains("hello"), "{}", shape(&p)[0]);
     }
 
     #[test]
     fn an_edit_a_corrupt_file_or_a_missing_path_means_a_fresh_parse() {
         let (t, file) = fixture();
-        let (docker, opts) = (Docker::new(), LoadOptions::default());
-        load(&file, &opts, &docker).unwrap();
-        assert!(load(&file, &opts, &docker).unwrap().compiled);
+        let opts = LoadOptions::default();
+        load(&file, &opts).unwrap();
+        assert!(load(&file, &opts).unwrap().compiled);
 
         // Same size, one byte changed.
         fs::write(&file, CONFIG.replace("sleep\", \"300", "sleep\", \"301")).unwrap();
-        let p = load(&file, &opts, &docker).unwrap();
+        let p = load(&file, &opts).unwrap();
         assert!(!p.compiled);
         assert!(shape(&p).iter().any(|s| s.contains("301")));
 
         let compiled = t.path().join(".lifeos").join(super::FILE_NAME);
         fs::write(&compiled, b"{ not json").unwrap();
-        assert!(!load(&file, &opts, &docker).unwrap().compiled);
-        assert!(load(&file, &opts, &docker).unwrap().compiled);
+        assert!(!load(&file, &opts).unwrap().compiled);
+        assert!(load(&file, &opts).unwrap().compiled);
 
         // The Dockerfile resolution found is gone: the normal load reports it.
         fs::remove_file(t.path().join("app/Dockerfile")).unwrap();
-        let Err(crate::config::LoadError::Config(d)) = load(&file, &opts, &docker) else {
+        let Err(crate::config::LoadError::Config(d)) = load(&file, &opts) else {
             panic!("a missing Dockerfile is a config error");
         };
         assert!(d.errors[0]
@@ -373,7 +291,7 @@ deps = ["db"]
     #[test]
     fn container_fields_outside_the_key_survive_the_round_trip() {
         let (t, file) = fixture();
-        let p = load(&file, &LoadOptions::default(), &Docker::new()).unwrap();
+        let p = load(&file, &LoadOptions::default()).unwrap();
         assert!(!p.compiled);
         // What `load` saves for the next run, read back.
         let opts = LoadOptions::default();
@@ -387,14 +305,18 @@ deps = ["db"]
         .ok()
         .unwrap();
         let back: super::Compiled = serde_json::from_slice(&c.to_bytes()).unwrap();
+        let mut services = 0;
         for (a, b) in c.tasks.iter().zip(&back.tasks) {
-            if let (super::Body::Service(x), super::Body::Service(y)) = (&a.body, &b.body) {
-                assert_eq!(format!("{:?}", x.full()), format!("{:?}", y.full()));
-                assert_eq!(y.full().project, "demo");
-                assert_eq!(y.full().task, "db");
-                assert_eq!(y.full().image.reference(), "demo/img:1");
+            assert_eq!((&a.kind, a.body.get()), (&b.kind, b.body.get()));
+            if b.kind == "service" {
+                let spec: lifeos_tasks::ContainerSpec = serde_json::from_str(b.body.get()).unwrap();
+                assert_eq!(spec.project, "demo");
+                assert_eq!(spec.task, "db");
+                assert_eq!(spec.image.reference(), "demo/img:1");
+                services += 1;
             }
         }
+        assert_eq!(services, 1);
     }
 
     #[test]
@@ -404,11 +326,11 @@ deps = ["db"]
             set: vec![("unused".into(), "TOPSECRET-1234".into())],
             ..Default::default()
         };
-        load(&file, &opts, &Docker::new()).unwrap();
+        load(&file, &opts).unwrap();
         let saved = fs::read_to_string(t.path().join(".lifeos").join(super::FILE_NAME)).unwrap();
         assert!(saved.contains("\"options\""), "a compiled config was saved");
         assert!(!saved.contains("TOPSECRET"), "{saved}");
-        assert!(load(&file, &opts, &Docker::new()).unwrap().compiled);
+        assert!(load(&file, &opts).unwrap().compiled);
     }
 
     #[test]
@@ -416,9 +338,9 @@ deps = ["db"]
         let t = tempfile::tempdir().unwrap();
         let file = t.path().join("lifeos.toml");
         fs::write(&file, "[tasks.a]\nkind = \"exec\"\nrun = \"true\"\n").unwrap();
-        let (docker, opts) = (Docker::new(), LoadOptions::default());
-        load(&file, &opts, &docker).unwrap();
-        assert!(!load(&file, &opts, &docker).unwrap().compiled);
+        let opts = LoadOptions::default();
+        load(&file, &opts).unwrap();
+        assert!(!load(&file, &opts).unwrap().compiled);
         assert!(
             !t.path().join(".lifeos").exists(),
             "loading creates nothing"

@@ -3,15 +3,11 @@
 //! each pointing at its place in the file; nothing runs unless the whole file is sound.
 
 mod compiled;
-mod containers;
-mod duration;
-mod names;
-mod overlap;
 mod raw;
 mod resolve;
 mod source;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,12 +15,12 @@ use std::time::Duration;
 
 use compiled::{Compiled, Resolved, Stamp};
 use lifeos_engine::{Graph, GraphError};
-use lifeos_tasks::Docker;
+use lifeos_tasks::kind::{names, overlap, Peer, Protected, ResolveCx};
+use lifeos_tasks::kinds::REGISTRY;
+use lifeos_tasks::Services;
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
 pub use compiled::FILE_NAME as COMPILED_FILE_NAME;
-pub use raw::Kind;
-use raw::{RawConfig, RawTask, S};
 use resolve::Resolver;
 
 pub const FILE_NAME: &str = "lifeos.toml";
@@ -42,19 +38,18 @@ pub struct Project {
     pub file: PathBuf,
     pub cache_dir: PathBuf,
     pub graph: Arc<Graph>,
-    pub kinds: HashMap<String, Kind>,
-    /// The engine connection, made on first use and shared by every task.
-    pub docker: Docker,
+    /// Connections the kinds share (the engine client), made on first use.
+    pub services: Services,
     /// Loaded from the compiled config in the cache, not parsed.
     pub compiled: bool,
 }
 
 impl Project {
     /// Task names of one kind, in file order.
-    pub fn of_kind(&self, kind: Kind) -> Vec<String> {
+    pub fn of_kind(&self, kind: &str) -> Vec<String> {
         self.graph
             .ids()
-            .filter(|id| self.kinds.get(*id) == Some(&kind))
+            .filter(|id| self.graph.get(id).is_some_and(|n| n.task.kind() == kind))
             .map(str::to_owned)
             .collect()
     }
@@ -75,7 +70,9 @@ pub fn find(dir: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project, LoadError> {
+/// Load and resolve lifeos.toml. Nothing connects to Docker here.
+pub fn load(file: &Path, opts: &LoadOptions) -> Result<Project, LoadError> {
+    let services = Services::new();
     let source = source::read(file).map_err(|e| match e {
         source::SourceError::Usage(m) => LoadError::Usage(m),
         source::SourceError::Encoding(text, d) => config_error(file, &text, vec![d]),
@@ -93,7 +90,7 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
     }
     let stamp = Stamp::new(&file, source.as_bytes(), opts);
     if let Some(c) = Compiled::load(&cache_guess, &stamp, &root) {
-        if let Ok(p) = project(c, &root, &file, docker) {
+        if let Ok(p) = project(c, &root, &file, &services) {
             return Ok(Project {
                 compiled: true,
                 ..p
@@ -103,7 +100,7 @@ pub fn load(file: &Path, opts: &LoadOptions, docker: &Docker) -> Result<Project,
     let (compiled, dep_spans) = resolve(&source, &file, &root, opts, stamp)?;
     let save = (compiled.cache_dir == cache_guess).then(|| compiled.to_bytes());
     let fail = |d: Diagnostic| config_error(&file, &source, vec![d]);
-    let project = project(compiled, &root, &file, docker).map_err(|e| match e {
+    let project = project(compiled, &root, &file, &services).map_err(|e| match e {
         ProjectError::Graph(GraphError::Cycle { path }) => {
             let span = dep_spans
                 .get(&(path[0].clone(), path[1].clone()))
@@ -143,14 +140,9 @@ fn project(
     c: Compiled,
     root: &Path,
     file: &Path,
-    docker: &Docker,
+    services: &Services,
 ) -> Result<Project, ProjectError> {
-    let kinds = c
-        .tasks
-        .iter()
-        .map(|t| (t.spec.id.clone(), t.body.kind()))
-        .collect();
-    let nodes = compiled::instantiate(c.tasks, docker).map_err(ProjectError::Task)?;
+    let nodes = compiled::instantiate(c.tasks, services).map_err(ProjectError::Task)?;
     let graph = Graph::new(nodes).map_err(ProjectError::Graph)?;
     Ok(Project {
         name: c.name,
@@ -158,8 +150,7 @@ fn project(
         file: file.to_path_buf(),
         cache_dir: c.cache_dir,
         graph: Arc::new(graph),
-        kinds,
-        docker: docker.clone(),
+        services: services.clone(),
         compiled: false,
     })
 }
@@ -173,31 +164,29 @@ fn resolve(
     stamp: Stamp,
 ) -> Result<(Compiled, DepSpans), LoadError> {
     let fail = |errors: Vec<Diagnostic>| config_error(file, source, errors);
-    let raw: RawConfig = toml::from_str(source).map_err(|e| {
-        let d = Diagnostic::new(e.message().to_string());
-        fail(vec![match e.span() {
-            Some(s) => d.at(s, "here"),
-            None => d,
-        }])
+    let (raw, tasks) = raw::parse(source).map_err(|errs| {
+        fail(
+            errs.into_iter()
+                .map(|e| {
+                    let d = Diagnostic::new(e.message);
+                    match e.span {
+                        Some(s) => d.at(s, "here"),
+                        None => d,
+                    }
+                })
+                .collect(),
+        )
     })?;
-    let mut cx = Resolver {
-        vars: BTreeMap::new(),
-        image_tags: HashMap::new(),
-        project: String::new(),
-        kinds: HashMap::new(),
+    let mut r = Resolver {
+        cx: ResolveCx::new(source, root),
         secret_names: HashMap::new(),
-        errors: Vec::new(),
-        source,
-        root,
-        present: Vec::new(),
-        protected: Vec::new(),
     };
-    cx.collect_vars(&raw, opts)?;
+    r.collect_vars(&raw, opts)?;
 
     let name = match raw.project.as_ref().and_then(|p| p.name.as_ref()) {
         Some(n) => {
             if let Some(why) = names::project_problem(n.get_ref()) {
-                cx.err(
+                r.err(
                     Diagnostic::new("invalid project name")
                         .at(n.span(), why)
                         .help("the name prefixes container, network and volume names: use letters, digits, `_`, `.` and `-`, starting with a letter or digit"),
@@ -218,9 +207,9 @@ fn resolve(
     ) {
         (Some(d), _) => d.clone(),
         (None, Some(d)) => {
-            let dir = root.join(cx.interp(d).unwrap_or_default());
+            let dir = root.join(r.cx.interp(d).unwrap_or_default());
             if let Err(e) = lifeos_cache::dir::check_location(&dir, root, home().as_deref()) {
-                cx.err(
+                r.err(
                     Diagnostic::new("invalid `cache_dir`")
                         .at(d.span(), e)
                         .help("lifeos deletes its cache with `lifeos cache clean`; give it a directory of its own"),
@@ -230,68 +219,76 @@ fn resolve(
         }
         (None, None) => root.join(".lifeos"),
     };
-    cx.protected = protected(file, root, &cache_dir);
+    r.cx.protected = protected(file, root, &cache_dir);
+    r.cx.project = name.clone();
+    r.cx.project_named = raw
+        .project
+        .as_ref()
+        .and_then(|p| p.name.as_ref())
+        .map(|n| n.get_ref().clone());
 
-    // Declaration order, not the map's sorted order.
-    let mut tasks: Vec<(&S<String>, &S<RawTask>)> =
-        raw.tasks.iter().map(|(k, t)| (k, &**t)).collect();
-    tasks.sort_by_key(|(k, _)| k.span().start);
-    let names: Vec<&str> = tasks.iter().map(|(k, _)| k.get_ref().as_str()).collect();
+    let names: Vec<&str> = tasks.iter().map(|t| t.name.get_ref().as_str()).collect();
     let name_set: std::collections::HashSet<&str> = names.iter().copied().collect();
 
-    let project_tags = name_str(&raw);
-    // Image tasks' tags, for services that run them. Errors in them are reported once,
-    // when the image task itself is resolved below.
-    let before = cx.errors.len();
-    let mut image_tags = HashMap::new();
-    for (k, t) in &tasks {
-        let t = t.get_ref();
-        if *t.kind.get_ref() != Kind::Image {
-            continue;
-        }
-        let first = t
-            .tag
-            .as_ref()
-            .or_else(|| t.tags.as_ref().and_then(|v| v.first()));
-        let mut tag = match first {
-            Some(x) => cx.interp(x).unwrap_or_default(),
-            None => name_for_tags(&project_tags, k.get_ref()),
-        };
-        if !tag.rsplit('/').next().unwrap_or("").contains(':') {
-            tag.push_str(":latest");
-        }
-        image_tags.insert(k.get_ref().clone(), tag);
-    }
-    cx.errors.truncate(before);
-    cx.image_tags = image_tags;
-    for (k, t) in &tasks {
-        for s in &t.get_ref().secrets {
-            cx.secret_names
-                .entry(s.get_ref().clone())
-                .or_insert_with(|| k.get_ref().clone());
-        }
-    }
-    cx.kinds = tasks
+    // Each task's kind, or an error at its `kind`.
+    let kinds: Vec<Option<&'static dyn lifeos_tasks::kind::Kind>> = tasks
         .iter()
-        .map(|(k, t)| (k.get_ref().clone(), *t.get_ref().kind.get_ref()))
+        .map(|t| {
+            let k = &t.common.kind;
+            let found = REGISTRY.get(k.get_ref());
+            if found.is_none() {
+                let known: Vec<&str> = REGISTRY.names().collect();
+                let mut d = Diagnostic::new(format!(
+                    "unknown variant `{}`, expected one of {}",
+                    k.get_ref(),
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .at(k.span(), "unknown kind");
+                if let Some(m) = did_you_mean(k.get_ref(), known.iter().copied()) {
+                    d = d.help(format!("did you mean `{m}`?"));
+                }
+                r.err(d);
+            }
+            found
+        })
         .collect();
-    cx.project = name.clone();
+    // What every task may know of the others before any resolves (an image's tag).
+    for (t, kind) in tasks.iter().zip(&kinds) {
+        let Some(kind) = kind else { continue };
+        let facts = kind.declare(&mut r.cx, &t.table);
+        r.cx.peers.insert(
+            t.name.get_ref().clone(),
+            Peer {
+                kind: kind.name(),
+                facts,
+                result_fields: kind.result_fields(),
+            },
+        );
+        for s in &t.common.secrets {
+            r.secret_names
+                .entry(s.get_ref().clone())
+                .or_insert_with(|| t.name.get_ref().clone());
+        }
+    }
     let mut resolved: Vec<Resolved> = Vec::with_capacity(tasks.len());
     let mut dep_spans = DepSpans::default();
-    for (name, task) in &tasks {
-        let id = name.get_ref().clone();
+    for (t, kind) in tasks.iter().zip(&kinds) {
+        let id = t.name.get_ref().clone();
         if id.is_empty()
             || !id
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
-            cx.err(
+            r.err(
                 Diagnostic::new(format!("invalid task name `{id}`"))
-                    .at(name.span(), "use letters, digits, `-`, `_` and `.`"),
+                    .at(t.name.span(), "use letters, digits, `-`, `_` and `.`"),
             );
         }
-        let t = task.get_ref();
-        for d in &t.deps {
+        for d in &t.common.deps {
             if !name_set.contains(d.get_ref().as_str()) {
                 let mut diag = Diagnostic::new(format!("unknown dependency `{}`", d.get_ref()))
                     .at(d.span(), "no task with this name");
@@ -299,41 +296,98 @@ fn resolve(
                     Some(s) => diag.help(format!("did you mean `{s}`?")),
                     None => diag.help(format!("defined tasks: {}", names.join(", "))),
                 };
-                cx.err(diag);
+                r.err(diag);
             }
             if d.get_ref() == &id {
-                cx.err(
+                r.err(
                     Diagnostic::new(format!("task `{id}` depends on itself")).at(d.span(), "here"),
                 );
             }
+            dep_spans.insert((id.clone(), d.get_ref().clone()), d.span());
         }
-        if let Some(r) = cx.task(&id, name, task, &name_for_tags(&project_tags, &id)) {
-            resolved.push(r);
+        let Some(kind) = kind else { continue };
+        check_fields(&mut r, *kind, &t.table);
+        r.cx.late_deps.clear();
+        let mut spec = r.spec(&id, &t.common, kind.defaults());
+        let before = r.cx.error_count();
+        let body = kind.resolve(&mut r.cx, &t.table, &mut spec);
+        // Tasks whose results this one names (`${tasks.NAME.FIELD}`) are dependencies.
+        for d in std::mem::take(&mut r.cx.late_deps) {
+            if d == id {
+                r.err(
+                    Diagnostic::new(format!("task `{id}` names its own result"))
+                        .at(t.name.span(), "a task's result exists only after it runs"),
+                );
+            } else if !spec.deps.contains(&d) {
+                spec.deps.push(d);
+            }
+        }
+        if let (Some(body), true) = (body, r.cx.error_count() == before) {
+            resolved.push(Resolved {
+                spec,
+                kind: kind.name().to_string(),
+                body,
+            });
         }
     }
-    if !cx.errors.is_empty() {
-        return Err(fail(cx.errors));
+    if !r.cx.errors.is_empty() {
+        return Err(fail(std::mem::take(&mut r.cx.errors)));
     }
-    for (name, task) in &tasks {
-        for d in &task.get_ref().deps {
-            dep_spans.insert((name.get_ref().clone(), d.get_ref().clone()), d.span());
-        }
-    }
+    let git = r.cx.git.take().and_then(Result::ok);
     Ok((
         Compiled {
             stamp,
             name,
             cache_dir,
-            present: cx.present,
+            present: r.cx.present,
+            git,
             tasks: resolved,
         },
         dep_spans,
     ))
 }
 
+/// A field the task's kind does not take: another kind's (say which), or a typo.
+fn check_fields(
+    r: &mut Resolver,
+    kind: &dyn lifeos_tasks::kind::Kind,
+    t: &lifeos_tasks::kind::TaskTable,
+) {
+    let own = kind.fields();
+    for (k, v) in t.fields.iter() {
+        let field = k.get_ref().as_ref();
+        if own.contains(&field) {
+            continue;
+        }
+        let d = match REGISTRY.owner_of(field) {
+            Some(_) => Diagnostic::new(format!(
+                "field `{field}` does not apply to kind `{}`",
+                kind.name()
+            ))
+            .at(v.span(), "remove this field")
+            .help(format!("`{}` tasks take: {}", kind.name(), own.join(", "))),
+            None => {
+                let all = own.iter().chain(raw::COMMON).copied();
+                let d = Diagnostic::new(format!("unknown field `{field}`"))
+                    .at(k.span(), "unknown field");
+                match did_you_mean(field, all) {
+                    Some(m) => d.help(format!("did you mean `{m}`?")),
+                    None => d.help(format!(
+                        "`{}` tasks take: {}, and {}",
+                        kind.name(),
+                        own.join(", "),
+                        raw::COMMON.join(", ")
+                    )),
+                }
+            }
+        };
+        r.err(d);
+    }
+}
+
 /// What outputs may not match: the config file, the cache directory (when inside the
 /// project) and `.git`.
-fn protected(file: &Path, root: &Path, cache_dir: &Path) -> Vec<resolve::Protected> {
+fn protected(file: &Path, root: &Path, cache_dir: &Path) -> Vec<Protected> {
     let rel = |p: &Path| -> Option<String> {
         let p = std::path::absolute(p).ok()?;
         let r = p.strip_prefix(root).ok()?;
@@ -344,18 +398,18 @@ fn protected(file: &Path, root: &Path, cache_dir: &Path) -> Vec<resolve::Protect
     };
     let mut v = Vec::new();
     if let Some(f) = rel(file) {
-        v.push(resolve::Protected {
+        v.push(Protected {
             paths: overlap::Paths::file(&f),
             what: format!("the config file `{f}`"),
         });
     }
     if let Some(c) = rel(cache_dir) {
-        v.push(resolve::Protected {
+        v.push(Protected {
             paths: overlap::Paths::new(&[&c]),
             what: format!("the cache directory `{c}/`"),
         });
     }
-    v.push(resolve::Protected {
+    v.push(Protected {
         paths: overlap::Paths::new(&[".git"]),
         what: "`.git/`".into(),
     });
@@ -364,22 +418,6 @@ fn protected(file: &Path, root: &Path, cache_dir: &Path) -> Vec<resolve::Protect
 
 /// Where each dependency is written, for a cycle's message.
 type DepSpans = HashMap<(String, String), Range<usize>>;
-
-fn name_str(raw: &RawConfig) -> Option<String> {
-    raw.project
-        .as_ref()
-        .and_then(|p| p.name.as_ref())
-        .map(|n| n.get_ref().clone())
-}
-
-/// An image task's tag when it sets none. Repository names are lowercase.
-fn name_for_tags(project: &Option<String>, task: &str) -> String {
-    match project {
-        Some(p) => format!("{p}-{task}:latest"),
-        None => format!("{task}:latest"),
-    }
-    .to_lowercase()
-}
 
 fn pathdiff(file: &Path) -> String {
     let cwd = std::env::current_dir().unwrap_or_default();
@@ -390,7 +428,7 @@ fn pathdiff(file: &Path) -> String {
 
 /// A positive duration such as `7d` or `30s` (`--older-than`); `None` when malformed.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    duration::parse(s)
+    lifeos_engine::duration::parse(s)
 }
 
 /// `$HOME`, where a cache directory may not be.

@@ -1,8 +1,13 @@
-//! lifeos.toml as written: flat structs with spans (no tagged enums, which lose spans).
+//! lifeos.toml as written. The file is parsed once into toml's spanned document; the top
+//! level and the fields every task has become flat serde structs with spans, and each task's
+//! other fields stay a spanned table for its kind (`lifeos_tasks::kind`) to read.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
-use serde::{Deserialize, Serialize};
+use lifeos_tasks::kind::TaskTable;
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 pub type S<T> = Spanned<T>;
@@ -15,36 +20,6 @@ pub struct RawConfig {
     pub vars: BTreeMap<S<String>, S<toml::Value>>,
     #[serde(default)]
     pub environments: BTreeMap<S<String>, RawEnvironment>,
-    /// In declaration order. A Vec, not a map: 10,000 tasks of ~1 KiB each made a BTreeMap's
-    /// node moves and allocations the largest cost of loading a big file.
-    #[serde(default, deserialize_with = "in_order")]
-    pub tasks: Vec<(S<String>, Box<S<RawTask>>)>,
-}
-
-/// A TOML table as a list of entries (TOML itself rejects duplicate keys).
-fn in_order<'de, D, V>(d: D) -> Result<Vec<(S<String>, V)>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    V: Deserialize<'de>,
-{
-    struct Entries<V>(std::marker::PhantomData<V>);
-    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Entries<V> {
-        type Value = Vec<(S<String>, V)>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a table")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut v = Vec::with_capacity(map.size_hint().unwrap_or(0));
-            while let Some(entry) = map.next_entry()? {
-                v.push(entry);
-            }
-            Ok(v)
-        }
-    }
-    d.deserialize_map(Entries(std::marker::PhantomData))
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,41 +36,11 @@ pub struct RawEnvironment {
     pub vars: BTreeMap<S<String>, S<toml::Value>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Exec,
-    Image,
-    Service,
-    Container,
-}
-
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Exec => "exec",
-            Kind::Image => "image",
-            Kind::Service => "service",
-            Kind::Container => "container",
-        }
-    }
-}
-
+/// The fields every task has, whatever its kind.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawHealth {
-    /// An argv array (`CMD`) or a shell string (`CMD-SHELL`).
-    pub cmd: S<toml::Value>,
-    pub interval: Option<S<String>>,
-    pub timeout: Option<S<String>>,
-    pub retries: Option<S<u32>>,
-    pub start_period: Option<S<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTask {
-    pub kind: S<Kind>,
+pub struct RawCommon {
+    pub kind: S<String>,
     #[serde(default)]
     pub deps: Vec<S<String>>,
     #[serde(default)]
@@ -106,84 +51,110 @@ pub struct RawTask {
     pub retries: Option<S<u32>>,
     /// `true`, `false`, or `{ every = "24h" }`.
     pub cache: Option<S<toml::Value>>,
-
-    // exec
-    /// A shell string or an argv array.
-    pub run: Option<S<toml::Value>>,
-    pub cwd: Option<S<String>>,
-    pub inputs: Option<Vec<S<String>>>,
-    pub outputs: Option<Vec<S<String>>>,
-
-    // image
-    pub context: Option<S<String>>,
-    pub dockerfile: Option<S<String>>,
-    pub target: Option<S<String>>,
-    pub build_args: Option<BTreeMap<String, S<String>>>,
-    pub labels: Option<BTreeMap<String, S<String>>>,
-    pub tag: Option<S<String>>,
-    pub tags: Option<Vec<S<String>>>,
-    pub platform: Option<S<String>>,
-    pub builder: Option<S<String>>,
-
-    // service, container
-    /// An image task of the graph, or an image reference.
-    pub image: Option<S<String>>,
-    pub cmd: Option<Vec<S<String>>>,
-    pub entrypoint: Option<Vec<S<String>>>,
-    pub workdir: Option<S<String>>,
-    pub user: Option<S<String>>,
-    pub ports: Option<Vec<S<String>>>,
-    pub volumes: Option<Vec<S<String>>>,
-    pub health: Option<S<RawHealth>>,
-    pub restart: Option<S<String>>,
 }
 
-impl RawTask {
-    /// Kind-specific fields that are set, with their spans, to reject those another kind owns.
-    pub fn kind_fields(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
-        let mut v = Vec::new();
-        macro_rules! f {
-            ($($name:ident),*) => {$(
-                if let Some(x) = &self.$name { v.push((stringify!($name), span_of(x))); }
-            )*};
+/// The names of [`RawCommon`]'s fields.
+pub const COMMON: &[&str] = &[
+    "kind", "deps", "env", "secrets", "timeout", "retries", "cache",
+];
+
+/// One `[tasks.NAME]`: its common fields, and the rest for its kind.
+pub struct RawTask<'s> {
+    pub name: S<String>,
+    pub common: RawCommon,
+    pub table: TaskTable<'s>,
+}
+
+/// A parse error: message and place.
+pub struct ParseError {
+    pub message: String,
+    pub span: Option<Range<usize>>,
+}
+
+impl From<toml::de::Error> for ParseError {
+    fn from(e: toml::de::Error) -> Self {
+        Self {
+            message: e.message().trim().to_string(),
+            span: e.span(),
         }
-        f!(run, cwd, context, dockerfile, target, tag, platform, builder);
-        f!(image, workdir, user, health, restart);
-        for (name, list) in [
-            ("cmd", &self.cmd),
-            ("entrypoint", &self.entrypoint),
-            ("ports", &self.ports),
-            ("volumes", &self.volumes),
-        ] {
-            if let Some(x) = list {
-                v.push((name, x.first().map(|s| s.span()).unwrap_or(0..0)));
-            }
-        }
-        if let Some(x) = &self.inputs {
-            v.push(("inputs", x.first().map(|s| s.span()).unwrap_or(0..0)));
-        }
-        if let Some(x) = &self.outputs {
-            v.push(("outputs", x.first().map(|s| s.span()).unwrap_or(0..0)));
-        }
-        if let Some(x) = &self.tags {
-            v.push(("tags", x.first().map(|s| s.span()).unwrap_or(0..0)));
-        }
-        if let Some(x) = &self.build_args {
-            v.push((
-                "build_args",
-                x.values().next().map(|s| s.span()).unwrap_or(0..0),
-            ));
-        }
-        if let Some(x) = &self.labels {
-            v.push((
-                "labels",
-                x.values().next().map(|s| s.span()).unwrap_or(0..0),
-            ));
-        }
-        v
     }
 }
 
-fn span_of<T>(s: &S<T>) -> std::ops::Range<usize> {
-    s.span()
+/// The document, and its tasks in declaration order.
+pub fn parse(source: &str) -> Result<(RawConfig, Vec<RawTask<'_>>), Vec<ParseError>> {
+    let doc = DeTable::parse(source).map_err(|e| vec![ParseError::from(e)])?;
+    let doc_span = doc.span();
+    let mut doc = doc.into_inner();
+    let tasks_entry = {
+        let key = doc.keys().find(|k| k.get_ref() == "tasks").cloned();
+        key.and_then(|k| doc.remove(&k).map(|v| (k, v)))
+    };
+    let config = RawConfig::deserialize(ValueDeserializer::from(Spanned::new(
+        doc_span,
+        DeValue::Table(doc),
+    )))
+    .map_err(|e| vec![ParseError::from(e)])?;
+    let Some((_, tasks)) = tasks_entry else {
+        return Ok((config, Vec::new()));
+    };
+    let tasks_span = tasks.span();
+    let DeValue::Table(tasks) = tasks.into_inner() else {
+        return Err(vec![ParseError {
+            message: "`tasks` must be a table of tasks: [tasks.NAME]".into(),
+            span: Some(tasks_span),
+        }]);
+    };
+    let mut out = Vec::with_capacity(tasks.len());
+    let mut errors = Vec::new();
+    for (name, value) in tasks {
+        let name = Spanned::new(name.span(), name.get_ref().to_string());
+        let span = value.span();
+        let DeValue::Table(table) = value.into_inner() else {
+            errors.push(ParseError {
+                message: format!("task `{}` must be a table", name.get_ref()),
+                span: Some(span),
+            });
+            continue;
+        };
+        let (mut common, mut own) = (DeTable::new(), DeTable::new());
+        for (k, v) in table {
+            if COMMON.contains(&k.get_ref().as_ref()) {
+                common.insert(k, v);
+            } else {
+                own.insert(k, v);
+            }
+        }
+        let common = match RawCommon::deserialize(ValueDeserializer::from(Spanned::new(
+            span.clone(),
+            DeValue::Table(common),
+        ))) {
+            Ok(c) => c,
+            Err(e) => {
+                let mut e = ParseError::from(e);
+                if e.message.starts_with("missing field `kind`") {
+                    e.message = format!("task `{}` has no `kind`", name.get_ref());
+                    e.span = Some(name.span());
+                }
+                errors.push(e);
+                continue;
+            }
+        };
+        let table = TaskTable {
+            id: name.get_ref().clone(),
+            name_span: name.span(),
+            fields: own,
+            span,
+        };
+        out.push(RawTask {
+            name,
+            common,
+            table,
+        });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // Declaration order, not the map's sorted order.
+    out.sort_by_key(|t| t.name.span().start);
+    Ok((config, out))
 }

@@ -8,7 +8,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use lifeos::config::{load, LoadError, LoadOptions};
-use lifeos_tasks::Docker;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
@@ -32,7 +31,7 @@ fn load_in(dir: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::write(&file, bytes).unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let r = load(&file, &LoadOptions::default(), &Docker::new()).map(|_| ());
+        let r = load(&file, &LoadOptions::default()).map(|_| ());
         let _ = tx.send(r);
     });
     match rx.recv_timeout(HANG) {

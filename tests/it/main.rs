@@ -16,6 +16,7 @@ mod exec;
 mod hashing;
 mod image_inputs;
 mod images;
+mod kinds;
 mod plan_explain;
 mod postgres;
 mod registry;

@@ -1,6 +1,7 @@
 //! Containers through the Engine API, shared by the `service` (long-running) and `container`
 //! (one-shot) kinds: one project network, named volumes, labels to find what lifeos made.
 
+mod kind;
 pub mod oneshot;
 pub mod ops;
 pub mod owner;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use kind::{ContainerKind, ServiceKind};
 pub use oneshot::ContainerTask;
 pub use service::ServiceTask;
 
@@ -25,11 +27,7 @@ pub const RUN_LABEL: &str = "lifeos.run";
 pub enum ImageRef {
     /// An image task of the graph (a dependency): its key covers the image, so only the
     /// task name goes into this task's key.
-    Task {
-        task: String,
-        #[serde(skip)]
-        reference: String,
-    },
+    Task { task: String, reference: String },
     /// A reference such as `postgres:15-alpine`; its image ID goes into the key.
     External(String),
 }
@@ -159,13 +157,11 @@ mod ms {
     }
 }
 
-/// Everything about a container except its environment (the engine passes that).
-/// Fields skipped by serde are not part of the key; the compiled config carries them apart.
+/// Everything about a container except its environment (the engine passes that). Its key
+/// is the narrower [`ContainerKey`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerSpec {
-    #[serde(skip)]
     pub project: String,
-    #[serde(skip)]
     pub task: String,
     pub image: ImageRef,
     pub cmd: Option<Vec<String>>,
@@ -179,7 +175,74 @@ pub struct ContainerSpec {
     pub labels: BTreeMap<String, String>,
 }
 
+/// What a container's key covers: not the project or task name, nor an image task's tag
+/// (that task's own key covers its image), so a rename or a retag reruns nothing.
+#[derive(Serialize)]
+pub struct ContainerKey<'a> {
+    image: ImageRefKey<'a>,
+    cmd: &'a Option<Vec<String>>,
+    entrypoint: &'a Option<Vec<String>>,
+    workdir: &'a Option<String>,
+    user: &'a Option<String>,
+    ports: &'a [Port],
+    volumes: &'a [Volume],
+    health: &'a Option<Health>,
+    restart: &'a Option<String>,
+    labels: &'a BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum ImageRefKey<'a> {
+    Task { task: &'a str },
+    External(&'a str),
+}
+
+/// What a service's dependants get (`${tasks.db.port}`, [`lifeos_engine::Deps::typed`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServiceResult {
+    /// Its name on the project network (`<project>-<task>`), for other containers.
+    pub container: String,
+    pub container_id: String,
+    /// Where the host reaches its first published port.
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
 impl ContainerSpec {
+    /// `cmd` and `entrypoint` with `${tasks.NAME.FIELD}` expanded, for creating the container.
+    pub fn expanded(&self, deps: &lifeos_engine::Deps) -> Result<ContainerSpec, String> {
+        let list = |v: &Option<Vec<String>>| -> Result<Option<Vec<String>>, String> {
+            v.as_ref()
+                .map(|v| v.iter().map(|s| deps.expand(s)).collect())
+                .transpose()
+        };
+        Ok(ContainerSpec {
+            cmd: list(&self.cmd)?,
+            entrypoint: list(&self.entrypoint)?,
+            ..self.clone()
+        })
+    }
+
+    pub fn key(&self) -> ContainerKey<'_> {
+        ContainerKey {
+            image: match &self.image {
+                ImageRef::Task { task, .. } => ImageRefKey::Task { task },
+                ImageRef::External(r) => ImageRefKey::External(r),
+            },
+            cmd: &self.cmd,
+            entrypoint: &self.entrypoint,
+            workdir: &self.workdir,
+            user: &self.user,
+            ports: &self.ports,
+            volumes: &self.volumes,
+            health: &self.health,
+            restart: &self.restart,
+            labels: &self.labels,
+        }
+    }
+
     pub fn network(&self) -> String {
         network_name(&self.project)
     }

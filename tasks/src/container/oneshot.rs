@@ -40,7 +40,7 @@ impl Task for ContainerTask {
     }
 
     fn config(&self) -> serde_json::Value {
-        serde_json::to_value(&self.spec).expect("spec serializes")
+        serde_json::to_value(self.spec.key()).expect("spec serializes")
     }
 
     fn describe(&self) -> String {
@@ -93,7 +93,8 @@ impl Task for ContainerTask {
             super::owner::OWNER_LABEL.into(),
             super::owner::label_value(),
         );
-        let id = ops::create(&d, &self.spec, &name, labels, &cx.env, cx.root).await?;
+        let spec = self.spec.expanded(cx.deps).map_err(TaskError::Failed)?;
+        let id = ops::create(&d, &spec, &name, labels, &cx.env, cx.root).await?;
         let result = run_to_end(&d, &id, &self.spec, cx).await;
         ops::remove(&d, &id).await;
         let code = result?;

@@ -64,6 +64,22 @@ impl ServiceTask {
     }
 }
 
+impl ServiceTask {
+    fn endpoints(&self, container_id: &str) -> super::ServiceResult {
+        let first = self.spec.ports.first();
+        super::ServiceResult {
+            container: self.container_name(),
+            container_id: container_id.to_string(),
+            host: match first.map(|p| p.host_ip.as_str()) {
+                None | Some("0.0.0.0") => "127.0.0.1".to_string(),
+                Some("::") => "::1".to_string(),
+                Some(ip) => ip.to_string(),
+            },
+            port: first.map(|p| p.host_port),
+        }
+    }
+}
+
 #[async_trait]
 impl Task for ServiceTask {
     fn kind(&self) -> &'static str {
@@ -71,7 +87,15 @@ impl Task for ServiceTask {
     }
 
     fn config(&self) -> serde_json::Value {
-        serde_json::to_value(&self.spec).expect("spec serializes")
+        serde_json::to_value(self.spec.key()).expect("spec serializes")
+    }
+
+    fn result(&self, data: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        let id = data["container_id"].as_str().unwrap_or_default();
+        match serde_json::to_value(self.endpoints(id)) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => Default::default(),
+        }
     }
 
     fn describe(&self) -> String {
@@ -171,15 +195,8 @@ impl Task for ServiceTask {
             ops::image_id(&d, r, Some(&cx.log)).await?;
         }
         let labels = ops::labels_of(&self.spec, Some(&cx.key), cx.run_id);
-        let id = ops::create(
-            &d,
-            &self.spec,
-            &self.container_name(),
-            labels,
-            &cx.env,
-            cx.root,
-        )
-        .await?;
+        let spec = self.spec.expanded(cx.deps).map_err(TaskError::Failed)?;
+        let id = ops::create(&d, &spec, &self.container_name(), labels, &cx.env, cx.root).await?;
         ops::start(&d, &id, &self.spec).await?;
         match ops::wait_healthy(&d, &id, &self.spec, &cx.log, &cx.cancel).await {
             Ok(()) => Ok(Executed {

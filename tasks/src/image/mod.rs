@@ -10,6 +10,7 @@ pub mod dockerfile;
 mod dockerfile_checks;
 pub mod dockerignore;
 pub mod ignore_walk;
+mod kind;
 #[cfg(test)]
 mod robustness;
 pub mod solve;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::docker::{classify, Docker, ImageFacts};
+pub use kind::{ImageKind, ImageResult};
 
 pub const KEY_LABEL: &str = "lifeos.key";
 
@@ -48,17 +50,40 @@ pub struct ImageSpec {
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     /// Full references (`name:tag`). Not part of the key: retagging needs no build.
-    #[serde(skip)]
     pub tags: Vec<String>,
     pub platform: Option<String>,
     pub builder: Builder,
     /// The task's declared secrets: BuildKit secret ids (`RUN --mount=type=secret,id=NAME`).
-    /// Not part of this config: the engine keys secrets (by a hash of their values).
-    #[serde(skip)]
+    /// Not part of the key's config: the engine keys secrets (by a hash of their values).
     pub secrets: Vec<String>,
 }
 
+/// What an image's key covers of its spec: not the tags (retagging needs no build) nor the
+/// secret names (the engine keys secrets by their values).
+#[derive(Serialize)]
+pub struct ImageKey<'a> {
+    context: &'a str,
+    dockerfile: &'a str,
+    target: &'a Option<String>,
+    build_args: &'a BTreeMap<String, String>,
+    labels: &'a BTreeMap<String, String>,
+    platform: &'a Option<String>,
+    builder: Builder,
+}
+
 impl ImageSpec {
+    pub fn key(&self) -> ImageKey<'_> {
+        ImageKey {
+            context: &self.context,
+            dockerfile: &self.dockerfile,
+            target: &self.target,
+            build_args: &self.build_args,
+            labels: &self.labels,
+            platform: &self.platform,
+            builder: self.builder,
+        }
+    }
+
     /// The Dockerfile's path inside the context, when it is inside.
     pub fn dockerfile_in_context(&self) -> Option<String> {
         if self.context.is_empty() {
@@ -228,11 +253,22 @@ impl Task for ImageTask {
     }
 
     fn config(&self) -> serde_json::Value {
-        serde_json::to_value(&self.spec).expect("image spec serializes")
+        serde_json::to_value(self.spec.key()).expect("image spec serializes")
     }
 
     fn check(&self, root: &std::path::Path) -> Result<(), String> {
         self.parsed(root).map(drop)
+    }
+
+    fn result(&self, data: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        let r = ImageResult {
+            id: data["image_id"].as_str().unwrap_or_default().to_string(),
+            reference: self.spec.tags.first().cloned().unwrap_or_default(),
+        };
+        match serde_json::to_value(r) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => Default::default(),
+        }
     }
 
     fn describe(&self) -> String {

@@ -1,4 +1,4 @@
-//! Durations as written in lifeos.toml (`500ms`, `30s`, `5m`, `2h`, `7d`, `1w`), with the
+//! The one duration parser and formatter. Durations as written in lifeos.toml (`500ms`, `30s`, `5m`, `2h`, `7d`, `1w`), with the
 //! range each field accepts. Parsing never panics: a value too large for the field, or one
 //! that rounds to less than a millisecond, is an error that says what the field takes.
 
@@ -101,13 +101,23 @@ pub fn parse_in(s: &str, b: Bounds) -> Result<Duration, String> {
     }
 }
 
-/// `7d`, `1h`: the bounds as written in a config.
+/// A duration as a user writes it: `500ms`, `1.5s`, `90s`, `2m`, `7d` (messages, bounds,
+/// timeouts and cache windows all say it this way).
 pub fn show(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= DAY && s.is_multiple_of(DAY) {
+    if d.subsec_nanos() != 0 {
+        return if s == 0 {
+            format!("{}ms", d.as_millis())
+        } else {
+            format!("{:.1}s", d.as_secs_f64())
+        };
+    }
+    if s > 0 && s.is_multiple_of(DAY) {
         format!("{}d", s / DAY)
-    } else if s >= HOUR && s.is_multiple_of(HOUR) {
+    } else if s > 0 && s.is_multiple_of(HOUR) {
         format!("{}h", s / HOUR)
+    } else if s > 0 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
     } else {
         format!("{s}s")
     }
@@ -116,6 +126,16 @@ pub fn show(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_as_written() {
+        assert_eq!(show(Duration::from_millis(500)), "500ms");
+        assert_eq!(show(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(show(Duration::from_secs(90)), "90s");
+        assert_eq!(show(Duration::from_secs(120)), "2m");
+        assert_eq!(show(Duration::from_secs(86400)), "1d");
+        assert_eq!(show(Duration::from_secs(7 * 86400)), "7d");
+    }
 
     #[test]
     fn units() {

@@ -10,6 +10,9 @@ use serde_json::json;
 
 use crate::outputs::{self, OutputState};
 
+mod kind;
+pub use kind::ExecKind;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum Command {
@@ -114,15 +117,19 @@ impl Task for ExecTask {
     }
 
     async fn execute(&self, cx: &ExecCx<'_>) -> Result<Executed, TaskError> {
+        // `${tasks.NAME.FIELD}` in the command: the dependencies' results.
+        let expand = |s: &str| cx.deps.expand(s).map_err(TaskError::Failed);
         let mut cmd = match &self.run {
             Command::Shell(s) => {
                 let mut c = tokio::process::Command::new("sh");
-                c.arg("-c").arg(s);
+                c.arg("-c").arg(expand(s)?);
                 c
             }
             Command::Argv(a) => {
-                let mut c = tokio::process::Command::new(&a[0]);
-                c.args(&a[1..]);
+                let mut c = tokio::process::Command::new(expand(&a[0])?);
+                for arg in &a[1..] {
+                    c.arg(expand(arg)?);
+                }
                 c
             }
         };

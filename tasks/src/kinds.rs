@@ -1,0 +1,15 @@
+//! Every kind lifeos knows: one line each.
+
+use crate::kind::{Kind, Registered, Registry};
+
+static EXEC: Registered<crate::exec::ExecKind> = Registered::new();
+static IMAGE: Registered<crate::image::ImageKind> = Registered::new();
+static SERVICE: Registered<crate::container::ServiceKind> = Registered::new();
+static CONTAINER: Registered<crate::container::ContainerKind> = Registered::new();
+
+pub static REGISTRY: Registry = Registry::new(&[&EXEC, &IMAGE, &SERVICE, &CONTAINER]);
+
+/// For callers that want the trait object of one kind.
+pub fn get(name: &str) -> Option<&'static dyn Kind> {
+    REGISTRY.get(name)
+}
