@@ -4,8 +4,10 @@
 pub mod access;
 pub mod cache;
 pub mod credentials;
+mod kind;
 pub mod push;
 pub mod reference;
 pub mod remote;
 
+pub use kind::PushKind;
 pub use push::{PushSpec, PushTask};

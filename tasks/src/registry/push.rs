@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 
 use bollard::query_parameters::{RemoveImageOptionsBuilder, TagImageOptionsBuilder};
-use lifeos_engine::{Key, LogSink, Probe, Stream, TaskError};
+use lifeos_engine::{
+    ExecCx, Executed, Key, KeyCx, LogSink, Probe, ProbeCx, Stream, Task, TaskError, TaskInputs,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -275,4 +277,66 @@ impl PushTask {
 fn short(digest: &str) -> String {
     let hex = digest.trim_start_matches("sha256:");
     format!("sha256:{}", &hex[..12.min(hex.len())])
+}
+
+#[async_trait::async_trait]
+impl Task for PushTask {
+    fn kind(&self) -> &'static str {
+        "push"
+    }
+
+    /// The tags are left out: a new tag is a manifest put under the same key, not a new push.
+    fn config(&self) -> serde_json::Value {
+        json!({ "image": self.spec.image, "repository": self.spec.repository })
+    }
+
+    fn describe(&self) -> String {
+        format!("push {}:{}", self.spec.repository, self.spec.tags.join(","))
+    }
+
+    async fn inputs(&self, _cx: &KeyCx) -> Result<TaskInputs, TaskError> {
+        Ok(TaskInputs::default())
+    }
+
+    async fn probe(&self, cx: &ProbeCx<'_>) -> Result<Probe, TaskError> {
+        let source = self.source(cx.deps)?;
+        let recorded = cx
+            .record
+            .and_then(|r| r.data.get("digest"))
+            .and_then(|d| d.as_str());
+        self.probe_source(&source, &cx.key, recorded).await
+    }
+
+    async fn execute(&self, cx: &ExecCx<'_>) -> Result<Executed, TaskError> {
+        let source = self.source(cx.deps)?;
+        let data = self.push_source(&source, &cx.key, &cx.log, &cx.cancel).await?;
+        Ok(Executed {
+            outputs: vec![],
+            data,
+        })
+    }
+
+    fn result(&self, data: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        for f in ["digest", "reference", "repository"] {
+            if let Some(v) = data.get(f) {
+                m.insert(f.into(), v.clone());
+            }
+        }
+        m
+    }
+}
+
+impl PushTask {
+    /// The image task's image ID, from its result in this run.
+    fn source(&self, deps: &lifeos_engine::Deps) -> Result<String, TaskError> {
+        deps.typed::<crate::image::ImageResult>(&self.spec.image)
+            .map(|r| r.id)
+            .ok_or_else(|| {
+                TaskError::Failed(format!(
+                    "image task `{}` left no image ID for this push",
+                    self.spec.image
+                ))
+            })
+    }
 }
