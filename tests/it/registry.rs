@@ -695,6 +695,11 @@ fn push_registry_stopped_during_the_push_fails_after_bounded_retries_and_the_nex
     assert_eq!(r.code, 1, "{}", r.all());
     let all = r.all();
     assert!(all.contains("gave up after 4 attempts"), "{all}");
+    // Three retries after the failed upload, then no more.
+    assert!(
+        all.contains("attempt 3 of 4") && !all.contains("attempt 4 of 4"),
+        "{all}"
+    );
     assert!(
         all.contains(&format!("registry {} is unreachable", reg.host())),
         "{all}"

@@ -34,7 +34,12 @@ impl TypedKind for PushKind {
         }
     }
 
-    fn resolve(cx: &mut ResolveCx, t: &TaskTable, raw: Raw, spec: &mut TaskSpec) -> Option<PushSpec> {
+    fn resolve(
+        cx: &mut ResolveCx,
+        t: &TaskTable,
+        raw: Raw,
+        spec: &mut TaskSpec,
+    ) -> Option<PushSpec> {
         let id = t.id.as_str();
         let before = cx.error_count();
         let image = match &raw.image {
@@ -80,7 +85,9 @@ impl TypedKind for PushKind {
             Some(s) => {
                 let r = cx.interp(s)?;
                 if let Some(why) = invalid_repository(&r) {
-                    cx.err(Diagnostic::new(format!("invalid `repository` `{r}`")).at(s.span(), why));
+                    cx.err(
+                        Diagnostic::new(format!("invalid `repository` `{r}`")).at(s.span(), why),
+                    );
                 }
                 Some(r)
             }
@@ -94,10 +101,10 @@ impl TypedKind for PushKind {
                     if let Some(why) = invalid_tag(&tag) {
                         cx.err(Diagnostic::new(format!("invalid tag `{tag}`")).at(s.span(), why));
                     } else if tag.starts_with("key-") {
-                        cx.err(
-                            Diagnostic::new(format!("invalid tag `{tag}`"))
-                                .at(s.span(), "tags starting with `key-` are lifeos's own key tags"),
-                        );
+                        cx.err(Diagnostic::new(format!("invalid tag `{tag}`")).at(
+                            s.span(),
+                            "tags starting with `key-` are lifeos's own key tags",
+                        ));
                     } else if !tags.contains(&tag) {
                         tags.push(tag);
                     }
@@ -114,7 +121,11 @@ impl TypedKind for PushKind {
         })
     }
 
-    fn instantiate(_spec: &TaskSpec, body: PushSpec, cx: &InstantiateCx) -> Result<Arc<dyn Task>, String> {
+    fn instantiate(
+        _spec: &TaskSpec,
+        body: PushSpec,
+        cx: &InstantiateCx,
+    ) -> Result<Arc<dyn Task>, String> {
         Ok(Arc::new(PushTask::new(body, cx.services.docker().clone())))
     }
 }

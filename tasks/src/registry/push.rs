@@ -309,7 +309,9 @@ impl Task for PushTask {
 
     async fn execute(&self, cx: &ExecCx<'_>) -> Result<Executed, TaskError> {
         let source = self.source(cx.deps)?;
-        let data = self.push_source(&source, &cx.key, &cx.log, &cx.cancel).await?;
+        let data = self
+            .push_source(&source, &cx.key, &cx.log, &cx.cancel)
+            .await?;
         Ok(Executed {
             outputs: vec![],
             data,

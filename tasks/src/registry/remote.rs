@@ -181,6 +181,14 @@ pub async fn push(
             return Err(sort_message(err, &what));
         }
         let status = info.status.unwrap_or_default();
+        if status.starts_with("Retrying in") {
+            // The engine's own retry of a layer upload waits 5, 10, 15, 20 s and says no
+            // more than this; this push stops (dropping the request cancels the engine's
+            // push) and `retried` decides, with its shorter, bounded pauses.
+            return Err(RemoteError::Transient(format!(
+                "a layer upload failed (the engine said \"{status}\")"
+            )));
+        }
         match status.as_str() {
             "Pushed" => pushed.uploaded += 1,
             "Layer already exists" | "Mounted from" => pushed.existed += 1,
