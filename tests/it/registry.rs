@@ -713,3 +713,71 @@ fn push_registry_stopped_during_the_push_fails_after_bounded_retries_and_the_nex
     let (_, path) = fx.repo(&reg, "web");
     assert!(reg.digest(&path, "v1").is_some());
 }
+
+#[test]
+fn registry_cache_a_second_checkout_pulls_instead_of_building_and_so_does_a_build_after_rmi() {
+    let fx = DockerFx::new();
+    fx.push_config();
+    let toml = fx.p.read("lifeos.toml").replace(
+        "target = \"web\"\n",
+        &format!(
+            "target = \"web\"\nregistry_cache = \"${{vars.registry}}/lifeos-it/{}-web\"\n",
+            fx.id
+        ),
+    );
+    fx.p.config(&toml);
+    let reg = TestRegistry::start("ci", PASSWORD);
+    let env = creds_env(&reg);
+    let env = env_refs(&env);
+    // First checkout: not in the registry yet, so built; then pushed.
+    let r = lifeos(&fx, &reg, &["run", "push-web"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let log = task_log(&r, "web");
+    assert!(
+        log.contains("building") && log.contains("COPY web.txt"),
+        "{log}"
+    );
+    let id = crate::support::docker(&["inspect", "-f", "{{.Id}}", &fx.tag("web")]);
+
+    // Second checkout of the same sources, its own cache dir, on an engine without the image.
+    let second = crate::support::Project::new();
+    second
+        .file("app/web.txt", &fx.p.read("app/web.txt"))
+        .file("app/api.txt", &fx.p.read("app/api.txt"))
+        .file("app/Dockerfile", &fx.p.read("app/Dockerfile"))
+        .config(&toml);
+    crate::support::docker(&["rmi", "-f", &id]);
+    let set = format!("registry={}", reg.host());
+    let r = second.json_env(&["--set", &set, "build", "web"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.ran(), vec!["web".to_string()], "{}", r.all());
+    let log = task_log(&r, "web");
+    let repo = fx.repo(&reg, "web").0;
+    assert!(log.contains(&format!("pulled from {repo}")), "{log}");
+    assert!(
+        !log.contains("COPY") && !log.contains("exporting"),
+        "a build step ran:\n{log}"
+    );
+    assert_eq!(
+        crate::support::docker(&["inspect", "-f", "{{.Id}}", &fx.tag("web")]),
+        id,
+        "the pulled image is the one built"
+    );
+    // The key tag is not left behind locally; the image's own tag is there.
+    let local = crate::support::docker(&["inspect", "-f", "{{json .RepoTags}}", &id]);
+    assert!(!local.contains(":key-"), "{local}");
+
+    // The first checkout, after `docker rmi`: pulled again, not built.
+    crate::support::docker(&["rmi", "-f", &id]);
+    let r = lifeos(&fx, &reg, &["build", "web"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let log = task_log(&r, "web");
+    assert!(
+        log.contains("pulled from") && !log.contains("COPY"),
+        "{log}"
+    );
+    // And the push after it is cached.
+    let r = lifeos(&fx, &reg, &["run", "push-web"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.ran().is_empty(), "{}", r.all());
+}

@@ -250,6 +250,7 @@ mod tests {
             platform: None,
             builder,
             secrets: vec![],
+            registry_cache: None,
         }
     }
 
