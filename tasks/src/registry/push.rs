@@ -299,7 +299,13 @@ impl Task for PushTask {
     }
 
     async fn probe(&self, cx: &ProbeCx<'_>) -> Result<Probe, TaskError> {
-        let source = self.source(cx.deps)?;
+        let Ok(source) = self.source(cx.deps) else {
+            // `plan` of a graph whose image task will run: nothing to look up yet.
+            return Ok(Probe::Missing(format!(
+                "image task `{}` has no image yet",
+                self.spec.image
+            )));
+        };
         let recorded = cx
             .record
             .and_then(|r| r.data.get("digest"))
@@ -334,6 +340,7 @@ impl PushTask {
     fn source(&self, deps: &lifeos_engine::Deps) -> Result<String, TaskError> {
         deps.typed::<crate::image::ImageResult>(&self.spec.image)
             .map(|r| r.id)
+            .filter(|id| !id.is_empty())
             .ok_or_else(|| {
                 TaskError::Failed(format!(
                     "image task `{}` left no image ID for this push",
