@@ -3,7 +3,7 @@
 #
 #  1. apt-get install whatever is missing of: docker.io busybox-static
 #     ninja-build docker-registry apache2-utils mmdebstrap postgresql-client redis-tools
-#     curl hyperfine musl-tools openssh-client openssh-server procps jq (a ready
+#     curl hyperfine musl-tools openssh-client openssh-server procps jq nginx (a ready
 #     machine does no apt work at all; musl-tools is for the static release binary,
 #     scripts/build-release.sh; the ssh:// engine tests start their own sshd and look
 #     for leftover processes with pgrep (procps); jq is for benches/; the registry
@@ -64,13 +64,14 @@ have() {
         openssh-server)    [[ -x /usr/sbin/sshd ]] ;;
         procps)            command -v pgrep >/dev/null ;;
         jq)                command -v jq >/dev/null ;;
+        nginx)             [[ -x /usr/sbin/nginx ]] ;;
         *)                 pkg_installed "$1" ;;
     esac
 }
 
 packages=(docker.io busybox-static ninja-build docker-registry apache2-utils mmdebstrap
           postgresql-client redis-tools curl hyperfine musl-tools
-          openssh-client openssh-server procps jq time)
+          openssh-client openssh-server procps jq time nginx)
 missing=()
 for p in "${packages[@]}"; do
     have "$p" || missing+=("$p")

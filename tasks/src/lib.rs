@@ -3,6 +3,7 @@
 
 pub mod container;
 pub mod docker;
+pub mod download;
 pub mod exec;
 pub mod image;
 pub mod kind;

@@ -25,3 +25,4 @@ mod secrets;
 mod service_cli;
 mod services;
 mod ssh;
+mod url_inputs;
