@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -293,7 +293,7 @@ impl CacheDir {
             return Ok(k);
         }
         let mut key = [0u8; 32];
-        fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+        getrandom::fill(&mut key).map_err(|e| io::Error::other(format!("random key: {e}")))?;
         let mut tmp = safe_fs::temp_in(&self.root)?;
         tmp.write_all(&key)?;
         tmp.as_file().sync_all()?;

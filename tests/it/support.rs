@@ -361,15 +361,9 @@ pub fn run_token() -> String {
                     return t.to_ascii_lowercase();
                 }
             }
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos(),
-            );
-            format!("{:08x}", h.finish() as u32)
+            let mut b = [0u8; 4];
+            getrandom::fill(&mut b).expect("the system's random source");
+            format!("{:08x}", u32::from_le_bytes(b))
         })
         .clone()
 }
