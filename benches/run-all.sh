@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Run every benchmark in turn (and `cargo bench --bench graph`), printing the load average
 # before each. Output: the scripts' own tables. Usage: benches/run-all.sh [NAME...]
-# (NAME: noop-monorepo vs-ninja vs-docker-build parallel-images hash-vs-b3sum graph).
+# (NAME: noop-monorepo vs-ninja vs-docker-build vs-docker-push parallel-images hash-vs-b3sum graph).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 names=("$@")
-((${#names[@]})) || names=(noop-monorepo vs-ninja vs-docker-build parallel-images hash-vs-b3sum graph)
+((${#names[@]})) || names=(noop-monorepo vs-ninja vs-docker-build vs-docker-push parallel-images hash-vs-b3sum graph)
 
 echo "# lifeos benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -r)"
 for n in "${names[@]}"; do

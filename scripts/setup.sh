@@ -2,11 +2,12 @@
 # Make this machine able to build and test lifeos (Debian 12, run as root).
 #
 #  1. apt-get install whatever is missing of: docker.io busybox-static
-#     ninja-build docker-registry mmdebstrap postgresql-client redis-tools
+#     ninja-build docker-registry apache2-utils mmdebstrap postgresql-client redis-tools
 #     curl hyperfine musl-tools openssh-client openssh-server procps jq nginx (a ready
 #     machine does no apt work at all; musl-tools is for the static release binary,
 #     scripts/build-release.sh; the ssh:// engine tests start their own sshd and look
-#     for leftover processes with pgrep (procps); jq is for benches/);
+#     for leftover processes with pgrep (procps); jq is for benches/; the registry
+#     tests serve docker-registry with an htpasswd file made by apache2-utils);
 #  2. start dockerd in the background unless a Docker Engine already answers
 #     (no systemd needed), and wait until it does;
 #  3. check that cargo is available.
@@ -52,6 +53,7 @@ have() {
         busybox-static)    is_static /bin/busybox ;;
         ninja-build)       command -v ninja >/dev/null ;;
         docker-registry)   command -v docker-registry >/dev/null ;;
+        apache2-utils)     command -v htpasswd >/dev/null ;;
         mmdebstrap)        command -v mmdebstrap >/dev/null ;;
         postgresql-client) command -v psql >/dev/null ;;
         redis-tools)       command -v redis-cli >/dev/null ;;
@@ -67,7 +69,7 @@ have() {
     esac
 }
 
-packages=(docker.io busybox-static ninja-build docker-registry mmdebstrap
+packages=(docker.io busybox-static ninja-build docker-registry apache2-utils mmdebstrap
           postgresql-client redis-tools curl hyperfine musl-tools
           openssh-client openssh-server procps jq time nginx)
 missing=()

@@ -13,10 +13,12 @@ pub mod kind;
 pub mod kinds;
 pub mod outputs;
 pub mod process;
+pub mod registry;
 pub mod services;
 
 pub use container::{ContainerSpec, ContainerTask, ServiceTask};
 pub use docker::Docker;
 pub use exec::{Command, ExecTask};
 pub use image::{Builder, ImageSpec, ImageTask};
+pub use registry::{PushSpec, PushTask};
 pub use services::Services;

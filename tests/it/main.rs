@@ -21,6 +21,7 @@ mod images;
 mod kinds;
 mod plan_explain;
 mod postgres;
+mod registry;
 mod remote_cache;
 mod runs;
 mod secrets;

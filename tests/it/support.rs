@@ -648,3 +648,188 @@ impl Drop for Nginx {
         self.stop();
     }
 }
+
+/// A real registry (Debian's `docker-registry`) with htpasswd auth on a random loopback
+/// port, its config, storage and log in a temp dir; killed and removed on drop. Docker
+/// treats 127.0.0.0/8 registries as insecure, so the engine pushes to it over plain HTTP.
+pub struct TestRegistry {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    child: Option<std::process::Child>,
+}
+
+impl TestRegistry {
+    pub fn start(user: &str, password: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("lifeos-registry-")
+            .tempdir()
+            .unwrap();
+        let htpasswd = Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .expect("htpasswd runs (apache2-utils; scripts/setup.sh installs it)");
+        assert!(htpasswd.status.success(), "htpasswd failed");
+        fs::write(dir.path().join("htpasswd"), &htpasswd.stdout).unwrap();
+        let port = free_port();
+        fs::write(
+            dir.path().join("config.yml"),
+            format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: lifeos-test\n    path: {root}/htpasswd\n",
+                root = dir.path().display()
+            ),
+        )
+        .unwrap();
+        let mut r = TestRegistry {
+            dir,
+            port,
+            user: user.into(),
+            password: password.into(),
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Start it again (same port, config and storage) after [`TestRegistry::stop`].
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the registry is running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("registry.log"))
+            .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry runs (scripts/setup.sh installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry did not listen on {} within 20 s:\n{}",
+                self.host(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The registry's log (application and access lines), across restarts.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Blob uploads started so far (`POST /v2/…/blobs/uploads/` in the access log).
+    pub fn blob_uploads(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("\"POST /v2/") && l.contains("/blobs/uploads/"))
+            .count()
+    }
+
+    /// Manifest puts so far (`PUT /v2/…/manifests/…` in the access log).
+    pub fn manifest_puts(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("\"PUT /v2/") && l.contains("/manifests/"))
+            .count()
+    }
+
+    /// `curl -s -u USER:PASSWORD ARGS… http://HOST/v2/PATH`: (status, headers and body).
+    pub fn curl(&self, method: &str, path: &str) -> (u16, String) {
+        let auth = format!("{}:{}", self.user, self.password);
+        let url = format!("http://{}/v2/{path}", self.host());
+        let mut c = Command::new("curl");
+        c.args(["-s", "-i", "-u", &auth, "-X", method]);
+        if method == "HEAD" {
+            c.arg("-I");
+        }
+        for t in [
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.oci.image.index.v1+json",
+        ] {
+            c.args(["-H", &format!("Accept: {t}")]);
+        }
+        let o = c.arg(&url).output().expect("curl runs");
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (code, text)
+    }
+
+    /// The tags of `repo` (path after the host), sorted.
+    pub fn tags(&self, repo: &str) -> Vec<String> {
+        let (code, text) = self.curl("GET", &format!("{repo}/tags/list"));
+        if code != 200 {
+            return vec![];
+        }
+        let body = text.split("\r\n\r\n").last().unwrap_or("");
+        let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let mut tags: Vec<String> = v["tags"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        tags.sort();
+        tags
+    }
+
+    /// The digest of `repo:tag` by a manifest HEAD with the four manifest Accept types.
+    pub fn digest(&self, repo: &str, tag: &str) -> Option<String> {
+        let (code, text) = self.curl("HEAD", &format!("{repo}/manifests/{tag}"));
+        if code != 200 {
+            return None;
+        }
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("docker-content-digest")
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Standard base64 of `s` (the coreutils `base64`, as `docker login` stores `auth`).
+pub fn base64_std(s: &str) -> String {
+    use std::io::Write;
+    let mut c = Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("base64 runs");
+    c.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}

@@ -243,6 +243,7 @@ mod tests {
             platform: None,
             builder,
             secrets: vec![],
+            registry_cache: None,
         }
     }
 

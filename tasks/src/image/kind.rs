@@ -24,6 +24,7 @@ pub struct Raw {
     tags: Option<Vec<S<String>>>,
     platform: Option<S<String>>,
     builder: Option<S<String>>,
+    registry_cache: Option<S<String>>,
 }
 
 /// What dependants get (`${tasks.NAME.id}`, [`lifeos_engine::Deps::typed`]).
@@ -165,6 +166,17 @@ impl TypedKind for ImageKind {
         };
         let target = raw.target.as_ref().and_then(|x| cx.interp(x));
         let platform = raw.platform.as_ref().and_then(|x| cx.interp(x));
+        let registry_cache = raw.registry_cache.as_ref().and_then(|x| {
+            let repo = cx.interp(x)?;
+            if let Some(why) = crate::registry::reference::invalid_repository(&repo) {
+                cx.err(
+                    Diagnostic::new(format!("invalid `registry_cache` `{repo}`"))
+                        .at(x.span(), why)
+                        .help("the repository a push task of this image pushes to"),
+                );
+            }
+            Some(repo)
+        });
         if cx.error_count() > before {
             return None;
         }
@@ -178,6 +190,7 @@ impl TypedKind for ImageKind {
             platform,
             builder,
             secrets: spec.secrets.clone(),
+            registry_cache,
         })
     }
 

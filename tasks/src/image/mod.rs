@@ -55,6 +55,11 @@ pub struct ImageSpec {
     /// The task's declared secrets: BuildKit secret ids (`RUN --mount=type=secret,id=NAME`).
     /// Not part of the key's config: the engine keys secrets (by a hash of their values).
     pub secrets: Vec<String>,
+    /// A repository whose key tags (`key-<key prefix>`, what a push leaves) are pulled
+    /// rather than built when the image is missing here. Not part of the key: where an
+    /// image comes from does not change it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_cache: Option<String>,
 }
 
 /// What an image's key covers of its spec: not the tags (retagging needs no build) nor the
@@ -118,11 +123,16 @@ pub struct ImageTask {
     /// The last record's image, inspected by `inputs` for `probe`: (image ID, answer).
     prefetched: Mutex<Option<(String, Inspected)>>,
     parsed: Mutex<Option<ParseMemo>>,
+    cache: Option<crate::registry::cache::ImageCache>,
 }
 
 impl ImageTask {
     pub fn new(spec: ImageSpec, docker: Docker) -> Self {
         Self {
+            cache: spec
+                .registry_cache
+                .as_deref()
+                .map(crate::registry::cache::ImageCache::new),
             spec,
             docker,
             prefetched: Default::default(),
@@ -168,6 +178,38 @@ impl ImageTask {
             parsed: parsed.clone(),
         });
         parsed
+    }
+
+    /// The image pulled from the registry cache and tagged, when the cache has this key.
+    /// A registry that refuses or fails costs only the shortcut: the image is built.
+    async fn pull_from_cache(
+        &self,
+        d: &bollard::Docker,
+        cx: &ExecCx<'_>,
+    ) -> Result<Option<String>, TaskError> {
+        let Some(cache) = &self.cache else {
+            return Ok(None);
+        };
+        let key = cx.key.to_hex();
+        match cache.fetch(&self.docker, &key, &cx.log, &cx.cancel).await {
+            Ok(Some((id, reference))) => {
+                self.ensure_tags(d, &id, &[]).await?;
+                if !self.spec.tags.contains(&reference) {
+                    crate::registry::cache::untag(d, &reference).await;
+                    self.docker.forget(&reference, &id);
+                }
+                Ok(Some(id))
+            }
+            Ok(None) => Ok(None),
+            Err(TaskError::Interrupted) => Err(TaskError::Interrupted),
+            Err(e) => {
+                cx.log.line(
+                    lifeos_engine::Stream::Stderr,
+                    &format!("registry cache {}: {e}; building", cache.repository()),
+                );
+                Ok(None)
+            }
+        }
     }
 
     /// Make every configured tag point at `id`.
@@ -434,6 +476,12 @@ impl Task for ImageTask {
     async fn execute(&self, cx: &ExecCx<'_>) -> Result<Executed, TaskError> {
         let d = self.docker.get().await?;
         let parsed = self.parsed(cx.root).map_err(TaskError::Failed)?;
+        if let Some(id) = self.pull_from_cache(&d, cx).await? {
+            return Ok(Executed {
+                outputs: vec![],
+                data: json!({ "image_id": id, "tags": self.spec.tags }),
+            });
+        }
         let id = build::build(&d, &self.spec, parsed, cx).await?;
         self.ensure_tags(&d, &id, &[]).await?;
         Ok(Executed {
@@ -462,6 +510,7 @@ mod tests {
             platform: None,
             builder: Builder::BuildKit,
             secrets: vec![],
+            registry_cache: None,
         };
         let task = ImageTask::new(spec, Docker::default());
         task.check(root).unwrap();

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# No-op push of two images against `docker push` of the same two tags, both already in the
+# registry.
+#
+# A real registry (Debian's docker-registry, htpasswd auth) on a free loopback port; a
+# project with two image tasks (FROM scratch + the host's static busybox, one small file each)
+# and a push of each to that registry under `v1` and `latest`. After the first run:
+#
+#   lifeos no-op push   `lifeos run push-web push-api`: both images cached (label lookup),
+#                       both pushes cached (one engine /distribution call per tag, which is
+#                       the engine's manifest HEAD to the registry);
+#   docker push x2      `docker push REPO-web:v1` then `REPO-api:v1` with the same
+#                       credentials (a temp DOCKER_CONFIG): the engine HEADs every layer,
+#                       finds them all, and puts the manifest again.
+#
+# Checks: the lifeos row must be a clean no-op (ran=0), and the registry log must show no
+# blob upload during the timed runs.
+#
+# Goal: the lifeos no-op at least 20x faster than the two docker pushes (ratio of medians).
+#
+# Env: LIFEOS (default: scripts/build-release.sh's binary), RUNS (docker rows, default 10),
+#      LIFEOS_RUNS (default 50), KEEP=1.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=common.sh
+. "$here/common.sh"
+bench_init vs-docker-push hyperfine jq docker docker-registry htpasswd curl
+RUNS=${RUNS:-10}
+LIFEOS_RUNS=${LIFEOS_RUNS:-50}
+GOAL=20
+
+user=bench
+pass='b?+/nch'
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+host=127.0.0.1:$port
+htpasswd -Bbn "$user" "$pass" >"$tmp/htpasswd"
+cat >"$tmp/registry.yml" <<YML
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: $tmp/registry
+http:
+  addr: $host
+auth:
+  htpasswd:
+    realm: bench
+    path: $tmp/htpasswd
+YML
+docker-registry serve "$tmp/registry.yml" >"$tmp/registry.log" 2>&1 &
+reg_pid=$!
+bench_cleanup_push() {
+    kill "$reg_pid" 2>/dev/null || true
+    docker image prune -a -f --filter label=lifeos.test=bench-push >/dev/null 2>&1 || true
+    bench_cleanup
+}
+trap bench_cleanup_push EXIT
+for _ in $(seq 100); do curl -s "http://$host/v2/" >/dev/null && break; sleep 0.1; done
+
+proj=$tmp/proj
+mkdir -p "$proj/app"
+cp /bin/busybox "$proj/app/busybox"
+echo "web $$" >"$proj/app/web.txt"
+echo "api $$" >"$proj/app/api.txt"
+cat >"$proj/app/Dockerfile" <<'DF'
+FROM scratch AS base
+LABEL lifeos.test=bench-push
+COPY busybox /bin/busybox
+FROM base AS web
+COPY web.txt /srv/web.txt
+FROM base AS api
+COPY api.txt /srv/api.txt
+DF
+cat >"$proj/lifeos.toml" <<TOML
+[vars]
+registry = "$host/bench"
+
+[tasks.web]
+kind = "image"
+context = "app"
+target = "web"
+tag = "lifeos-bench-push-web:latest"
+
+[tasks.api]
+kind = "image"
+context = "app"
+target = "api"
+tag = "lifeos-bench-push-api:latest"
+
+[tasks.push-web]
+kind = "push"
+image = "web"
+repository = "\${vars.registry}/web"
+tags = ["v1", "latest"]
+
+[tasks.push-api]
+kind = "push"
+image = "api"
+repository = "\${vars.registry}/api"
+tags = ["v1", "latest"]
+TOML
+find "$proj" -exec touch -h -d '@'$(($(date +%s) - 3600)) {} +
+export LIFEOS_REGISTRY_USER=$user LIFEOS_REGISTRY_PASSWORD=$pass
+"$LIFEOS" -C "$proj" run push-web push-api >"$tmp/first.log" 2>&1 || { tail -n 30 "$tmp/first.log"; exit 1; }
+
+# The Docker CLI with the same credentials, in its own config dir.
+export DOCKER_CONFIG=$tmp/docker-config
+mkdir -p "$DOCKER_CONFIG"
+printf '%s' "$pass" | docker login -u "$user" --password-stdin "$host" >/dev/null 2>&1
+cat >"$tmp/docker-push.sh" <<SH
+#!/bin/sh
+set -e
+docker push -q $host/bench/web:v1 >/dev/null
+docker push -q $host/bench/api:v1 >/dev/null
+SH
+chmod +x "$tmp/docker-push.sh"
+"$tmp/docker-push.sh"
+
+check=$("$LIFEOS" -C "$proj" --json run push-web push-api | jq -r 'select(.event == "run_finished") | .summary
+    | "ran=\(.ran) cached=\(.cached) failed=\(.failed)"')
+[[ $check == ran=0*failed=0* ]] || { echo "vs-docker-push: the lifeos run is not a no-op: $check" >&2; exit 1; }
+uploads_before=$(grep -c '"POST /v2/.*/blobs/uploads/' "$tmp/registry.log" || true)
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+hyperfine -N --style basic --warmup 2 --runs "$RUNS" --export-json "$tmp/docker.json" \
+    -n "docker push x2 (already there)" "$tmp/docker-push.sh"
+hyperfine -N --style basic --warmup 5 --runs "$LIFEOS_RUNS" --export-json "$tmp/lifeos.json" \
+    -n "lifeos no-op push x2" "$LIFEOS -C $proj run push-web push-api"
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+uploads_after=$(grep -c '"POST /v2/.*/blobs/uploads/' "$tmp/registry.log" || true)
+[[ $uploads_after == "$uploads_before" ]] || { echo "vs-docker-push: blobs were uploaded during the timed runs" >&2; exit 1; }
+
+jq -s '{results: (.[0].results + .[1].results)}' "$tmp/docker.json" "$tmp/lifeos.json" >"$tmp/r.json"
+med() { jq --arg n "$1" '.results[] | select(.command == $n) | .median*1000' "$tmp/r.json"; }
+ratio=$(awk -v d="$(med "docker push x2 (already there)")" -v l="$(med "lifeos no-op push x2")" 'BEGIN { printf "%.6f", d / l }')
+verdict=$(awk -v r="$ratio" -v g="$GOAL" 'BEGIN { print (r >= g ? "PASS" : "FAIL") }')
+echo
+echo "## vs-docker-push: two images already in the registry ($(nproc) cores; load $load_before -> $load_after)"
+jq -r '.results[] | [.command, (.median*1000|.*100|round/100), (.mean*1000|.*100|round/100), ((.stddev // 0)*1000|.*100|round/100), (.min*1000|.*100|round/100)] | @tsv' "$tmp/r.json" \
+    | { printf 'command\tmedian ms\tmean ms\tstddev ms\tmin ms\n'; cat; } | column -t -s $'\t'
+echo "lifeos check: $check; blob uploads during the timed runs: 0"
+echo "goal: lifeos no-op push >= ${GOAL}x faster than docker push x2 (ratio of medians): $verdict (${ratio}x)"
+[[ $verdict == PASS ]]
