@@ -161,3 +161,38 @@ fn credentials_in_the_remote_url_are_a_config_error() {
         r.all()
     );
 }
+
+#[test]
+fn the_server_going_away_during_a_run_is_one_warning() {
+    let nginx = Nginx::start("");
+    let url = nginx.url("lifeos");
+    let pid = nginx.pid().unwrap();
+    // `down` stops the server (its workers follow the master within a moment); nothing
+    // after that can upload.
+    let p = checkout(&url, "");
+    let toml = p.read("lifeos.toml").replace(
+        "[tasks.gen]\n",
+        &format!(
+            "[tasks.down]\nkind = \"exec\"\nrun = \"kill -TERM {pid}; sleep 1\"\n\n[tasks.gen]\ndeps = [\"down\"]\n"
+        ),
+    );
+    p.config(&toml);
+    let r = p.json(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.outcomes()["gen"], "ran", "{}", r.all());
+    let warnings: Vec<String> = r
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "warning")
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        warnings.iter().filter(|w| w.contains("unusable")).count(),
+        1,
+        "{warnings:?}"
+    );
+    assert!(warnings.iter().any(|w| w.contains(&url)), "{warnings:?}");
+    // Recorded locally all the same.
+    let again = p.json(&["run", "gen"]);
+    assert_eq!(again.outcomes()["gen"], "cached", "{}", again.all());
+}

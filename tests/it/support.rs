@@ -633,6 +633,11 @@ http {{
         )
     }
 
+    /// The master process, for a test that stops it from elsewhere (`kill -TERM`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Access log lines so far (`METHOD /path` with the status).
     pub fn access_log(&self) -> Vec<String> {
         fs::read_to_string(self.dir.path().join("access.log"))
