@@ -22,7 +22,7 @@ pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<Answer, St
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
         let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: lifeos\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: lifeos\r\nConnection: close\r\n\r\n"
         );
         s.write_all(req.as_bytes())
             .await

@@ -68,7 +68,7 @@ pub async fn list(
             })
         })
         .collect();
-    out.sort_by(|a, b| b.rev.cmp(&a.rev));
+    out.sort_by_key(|r| std::cmp::Reverse(r.rev));
     Ok(out)
 }
 

@@ -381,9 +381,17 @@ impl Router {
         state: &mut State,
         log: Option<&LogSink>,
     ) -> Result<(), TaskError> {
-        state.image = self.image.clone();
-        state.http = self.http.clone();
-        state.labels = self.labels.clone();
+        if !self.image.is_empty() {
+            state.image = self.image.clone();
+            state.http = self.http.clone();
+            state.labels = self.labels.clone();
+        }
+        if state.image.is_empty() {
+            return Err(TaskError::Failed(format!(
+                "environment `{}` has no router yet: run the deploy first",
+                self.env
+            )));
+        }
         for (service, s) in state.services.iter_mut() {
             for (rev, w) in s.split() {
                 if w == 0 {
@@ -396,10 +404,10 @@ impl Router {
         }
         state.generation += 1;
         let mut conf = render(state);
-        if !self.http.trim().is_empty() {
+        if !state.http.trim().is_empty() {
             conf = conf.replacen(
                 "http {\n",
-                &format!("http {{\n    {}\n", self.http.trim()),
+                &format!("http {{\n    {}\n", state.http.trim()),
                 1,
             );
         }
@@ -578,11 +586,10 @@ async fn read_file(
         }
     }
     let mut a = tar::Archive::new(&tar_bytes[..]);
-    for entry in a.entries()? {
-        let mut entry = entry?;
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut v)?;
-        return Ok(Some(v));
-    }
-    Ok(None)
+    let Some(entry) = a.entries()?.next() else {
+        return Ok(None);
+    };
+    let mut v = Vec::new();
+    std::io::Read::read_to_end(&mut entry?, &mut v)?;
+    Ok(Some(v))
 }

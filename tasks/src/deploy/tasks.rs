@@ -64,10 +64,12 @@ impl DeployBody {
     pub fn router(&self, deps: &lifeos_engine::Deps) -> Result<Router, TaskError> {
         let mut r = self.router.clone();
         if let Some(t) = &self.router_task {
-            let img = deps.typed::<ImageResult>(t).ok_or_else(|| {
-                TaskError::Failed(format!("router image task `{t}` left no image"))
-            })?;
-            r.image = img.id;
+            // Canary, promote and check do not depend on the router's image task: they
+            // keep the image the deploy recorded (an empty one here).
+            r.image = deps
+                .typed::<ImageResult>(t)
+                .map(|i| i.id)
+                .unwrap_or_default();
         }
         Ok(r)
     }
@@ -347,7 +349,13 @@ impl Task for DeployTask {
         }
         let split = s.describe();
         cx.log.progress(&format!("routing {split}"));
-        router.apply(&d, &mut state, Some(&cx.log)).await?;
+        if let Err(e) = router.apply(&d, &mut state, Some(&cx.log)).await {
+            // Nothing half-done: a revision made for a change the router refused goes.
+            if fresh {
+                ops::remove(&d, &id).await;
+            }
+            return Err(e);
+        }
         cx.log.line(
             lifeos_engine::Stream::Stdout,
             &format!("{}: r{rev} ready; traffic {split}", b.service),
