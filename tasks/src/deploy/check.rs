@@ -251,24 +251,45 @@ impl Task for CheckTask {
             .get(service)
             .cloned()
             .ok_or_else(|| TaskError::Failed(format!("{service} is not deployed")))?;
-        let (Some(canary), Some(stable)) = (s.canary, s.stable) else {
+        // The canary task's revision: the canary, or (promoted since) the stable one,
+        // then judged alone.
+        let rev: u32 = cx
+            .deps
+            .field(&b.target, "revision")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .ok_or_else(|| TaskError::Failed(format!("canary task `{}` left no revision", b.target)))?;
+        let (canary, stable) = if s.canary == Some(rev) {
+            (rev, s.stable)
+        } else if s.stable == Some(rev) {
+            (rev, None)
+        } else {
             return Err(TaskError::Failed(format!(
-                "{service} has no canary to check ({}); run `{}` first",
+                "r{rev} of {service} gets no traffic ({}); run `{}` first",
                 s.describe(),
                 b.target
             )));
         };
         let name = |rev| revision_name(&router.project, &router.env, service, rev);
         let canary_addr = revision_addr(&d, &name(canary), &router.project, s.port).await?;
-        let stable_addr = revision_addr(&d, &name(stable), &router.project, s.port).await?;
+        let stable_addr = match stable {
+            Some(r) => revision_addr(&d, &name(r), &router.project, s.port).await?,
+            None => String::new(),
+        };
         let mut offset = router.access_log_end(&d, service).await?;
         cx.log.line(
             Stream::Stdout,
-            &format!(
-                "checking r{canary} (canary, {}%) against r{stable} for {}s",
-                s.weight,
-                b.window_ms / 1000
-            ),
+            &match stable {
+                Some(st) => format!(
+                    "checking r{canary} (canary, {}%) against r{st} for {}s",
+                    s.weight,
+                    b.window_ms / 1000
+                ),
+                None => format!(
+                    "checking r{canary} (promoted, 100%) for {}s",
+                    b.window_ms / 1000
+                ),
+            },
         );
         // Synthetic requests through the router, at `rate` per second, for the window.
         let stop = tokio_util::sync::CancellationToken::new();
@@ -367,7 +388,9 @@ impl Task for CheckTask {
                         )
                     })
                     .collect();
-                let after = if b.rollback {
+                let after = if b.rollback && stable.is_none() {
+                    format!("r{canary} is already promoted: roll back with `lifeos rollback {service}`")
+                } else if b.rollback {
                     let _lock = ROUTER_LOCK.lock().await;
                     let mut state = router.read_state(&d).await?;
                     if let Some(s) = state.services.get_mut(service) {
