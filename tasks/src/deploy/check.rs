@@ -258,7 +258,9 @@ impl Task for CheckTask {
             .field(&b.target, "revision")
             .ok()
             .and_then(|r| r.parse().ok())
-            .ok_or_else(|| TaskError::Failed(format!("canary task `{}` left no revision", b.target)))?;
+            .ok_or_else(|| {
+                TaskError::Failed(format!("canary task `{}` left no revision", b.target))
+            })?;
         let (canary, stable) = if s.canary == Some(rev) {
             (rev, s.stable)
         } else if s.stable == Some(rev) {

@@ -44,6 +44,17 @@ const LATENCY: Bounds = Bounds {
     max: Duration::from_secs(3600),
 };
 
+/// A duration field, `${vars.x}` allowed.
+fn dur(cx: &mut ResolveCx, s: Option<&S<String>>, default: Duration, b: Bounds) -> Duration {
+    match s {
+        None => default,
+        Some(s) => match cx.interp(s) {
+            Some(v) => cx.duration(Some(&S::new(s.span(), v)), default, b),
+            None => default,
+        },
+    }
+}
+
 fn docker() -> Defaults {
     Defaults {
         class: Class::Docker,
@@ -271,13 +282,13 @@ impl TypedKind for DeployKind {
             port: *port.get_ref(),
             publish,
             ready,
-            ready_timeout_ms: cx
-                .duration(
-                    raw.ready_timeout.as_ref(),
-                    Duration::from_secs(60),
-                    READY_TIMEOUT,
-                )
-                .as_millis() as u64,
+            ready_timeout_ms: dur(
+                cx,
+                raw.ready_timeout.as_ref(),
+                Duration::from_secs(60),
+                READY_TIMEOUT,
+            )
+            .as_millis() as u64,
             traffic,
             keep,
             migrations,
@@ -505,7 +516,7 @@ impl TypedKind for CheckKind {
         }
         let ms = |cx: &mut ResolveCx, s: &Option<S<String>>| {
             s.as_ref()
-                .map(|s| cx.duration(Some(s), Duration::ZERO, LATENCY).as_millis() as u64)
+                .map(|s| dur(cx, Some(s), Duration::ZERO, LATENCY).as_millis() as u64)
         };
         let rollback = match &raw.on_failure {
             None => false,
@@ -536,11 +547,9 @@ impl TypedKind for CheckKind {
         };
         Some(CheckBody {
             target: name,
-            window_ms: cx
-                .duration(raw.window.as_ref(), Duration::from_secs(600), WINDOW)
-                .as_millis() as u64,
-            interval_ms: cx
-                .duration(raw.interval.as_ref(), Duration::from_secs(10), INTERVAL)
+            window_ms: dur(cx, raw.window.as_ref(), Duration::from_secs(600), WINDOW).as_millis()
+                as u64,
+            interval_ms: dur(cx, raw.interval.as_ref(), Duration::from_secs(10), INTERVAL)
                 .as_millis() as u64,
             probe_path,
             probe_rate: probe

@@ -197,8 +197,14 @@ pub async fn wait_ready(
         if start.elapsed() > timeout {
             break;
         }
+        // Often at first: a rollback waits on this.
+        let pause = if start.elapsed() < Duration::from_secs(2) {
+            25
+        } else {
+            200
+        };
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
             _ = cancel.cancelled() => return Err(TaskError::Interrupted),
         }
     }
