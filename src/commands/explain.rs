@@ -95,6 +95,24 @@ pub async fn explain(g: &Global, project: &Project, task: String) -> i32 {
             }
         }
     }
+    // A check's verdict table (the deploy kinds), as its last successful run kept it.
+    if let Some(rows) = last
+        .and_then(|r| r.data.get("verdict"))
+        .and_then(|v| v.as_array())
+    {
+        crate::outln!("verdict of that run:");
+        for r in rows {
+            let f = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+            crate::outln!(
+                "  {:<24} {:>10} {:>10} {:>20}  {}",
+                f("metric"),
+                f("canary"),
+                f("stable"),
+                f("threshold"),
+                f("result")
+            );
+        }
+    }
     exit::OK
 }
 

@@ -88,7 +88,7 @@ fn project(extra: &str) -> Fx {
     fx.p.file(
         "app/Dockerfile",
         &format!(
-            "FROM {}\nCOPY www /www\nCMD [\"sh\", \"-c\", \"echo starting $VERSION; exec httpd -f -v -p 8080 -h /www\"]\n",
+            "FROM {}\nCOPY www /www\nCMD [\"sh\", \"-c\", \"echo starting $VERSION; exec httpd -f -p 8080 -h /www\"]\n",
             fx.base()
         ),
     );

@@ -219,7 +219,10 @@ pub async fn wait_ready(
         if tail.is_empty() {
             " (it wrote no log lines)".to_string()
         } else {
-            format!("; its last log lines:\n  {}", tail.join("\n  "))
+            format!(
+                "; its last log lines:\n  {}",
+                tail[tail.len().saturating_sub(5)..].join("\n  ")
+            )
         }
     )))
 }
