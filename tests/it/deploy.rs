@@ -319,6 +319,16 @@ fn release_path_deploy_canary_check_promote_and_rollback() {
     assert!(out.contains("threshold >= 0.95"), "{out}");
     assert!(out.contains("rolled back: traffic r1 100%"), "{out}");
     only(&f.split(1000), "v1", 1000);
+    // `explain` shows why: the failed verdict, kept in the router state.
+    let e = f.fx.p.run(&["explain", "check-canary"]);
+    assert!(e.stdout.contains("last check: failed"), "{}", e.all());
+    assert!(
+        e.stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("success_rate ") && l.ends_with("fail")),
+        "{}",
+        e.all()
+    );
 
     // A good v2: check passes, promote; no request fails under load meanwhile.
     let load = Load::start(f.port);

@@ -18,6 +18,8 @@ use crate::docker::Docker;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckBody {
+    /// This check's task name (its verdict is kept under it in the router state).
+    pub task: String,
     /// The canary task judged.
     pub target: String,
     pub window_ms: u64,
@@ -368,6 +370,33 @@ impl Task for CheckTask {
             "canary": canary, "stable": stable, "verdict": rows,
             "passed": passed, "ended_early": early,
         });
+        let keep = |d: &bollard::Docker, data: serde_json::Value| {
+            let router = router.clone();
+            let task = b.task.clone();
+            let d = d.clone();
+            async move {
+                let _lock = ROUTER_LOCK.lock().await;
+                let mut state = router.read_state(&d).await?;
+                let mut data = data;
+                data["at"] = json!(std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs());
+                state.checks.insert(task, data);
+                router.save_state(&d, &state).await
+            }
+        };
+        if passed != Some(false) {
+            let mut v = data.clone();
+            if passed.is_none() {
+                v["error"] = json!(format!(
+                    "no data: the canary got {} requests, fewer than min_requests = {}",
+                    c.n(),
+                    b.min_requests
+                ));
+            }
+            keep(&d, v).await?;
+        }
         match passed {
             Some(true) => Ok(Executed {
                 data,
@@ -408,10 +437,11 @@ impl Task for CheckTask {
                 } else {
                     format!("traffic left as it is ({})", s.describe())
                 };
-                Err(TaskError::Failed(format!(
-                    "check of {service} failed: {}; {after}",
-                    failed.join("; ")
-                )))
+                let msg = format!("check of {service} failed: {}; {after}", failed.join("; "));
+                let mut v = data.clone();
+                v["error"] = json!(msg);
+                keep(&d, v).await?;
+                Err(TaskError::Failed(msg))
             }
         }
     }
@@ -423,6 +453,7 @@ mod tests {
 
     fn body() -> CheckBody {
         CheckBody {
+            task: "k".into(),
             target: "c".into(),
             window_ms: 1000,
             interval_ms: 100,

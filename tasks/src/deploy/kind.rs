@@ -546,6 +546,7 @@ impl TypedKind for CheckKind {
             None => None,
         };
         Some(CheckBody {
+            task: t.id.clone(),
             target: name,
             window_ms: dur(cx, raw.window.as_ref(), Duration::from_secs(600), WINDOW).as_millis()
                 as u64,

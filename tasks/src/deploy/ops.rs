@@ -250,3 +250,17 @@ pub async fn environments(docker: &Docker, project: &str) -> Result<Vec<String>,
     v.sort();
     Ok(v)
 }
+
+/// The last verdict a check task kept in the environment's router state, if any.
+pub async fn last_check(
+    docker: &Docker,
+    project: &str,
+    env: &str,
+    task: &str,
+) -> Result<Option<serde_json::Value>, TaskError> {
+    let d = docker.get().await?;
+    match router_of(&d, project, env).await {
+        Ok((_, state)) => Ok(state.checks.get(task).cloned()),
+        Err(_) => Ok(None),
+    }
+}

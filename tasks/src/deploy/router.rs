@@ -191,6 +191,12 @@ impl Router {
         .map_err(|e| classify(e, "write the router config"))
     }
 
+    /// Write `state.json` alone (no config change): a check's verdict.
+    pub async fn save_state(&self, d: &bollard::Docker, state: &State) -> Result<(), TaskError> {
+        let json = serde_json::to_vec_pretty(state).expect("state serializes");
+        self.put(d, &state.image, &[("state.json", &json)]).await
+    }
+
     /// The router container if it runs: (id, control address on the host).
     pub async fn running(
         &self,
@@ -269,6 +275,7 @@ impl Router {
                     d.start_container(&id, None)
                         .await
                         .map_err(|e| classify(e, "start the router"))?;
+                    self.wait_up(d).await?;
                 }
                 return Ok(id);
             }
@@ -353,7 +360,31 @@ impl Router {
             }
             return Err(classify(e, "start the router"));
         }
+        self.wait_up(d).await?;
         Ok(r.id)
+    }
+
+    /// Until nginx answers its control page (it has written its pid file, so a reload can
+    /// signal it).
+    async fn wait_up(&self, d: &bollard::Docker) -> Result<(), TaskError> {
+        let start = Instant::now();
+        let mut why = String::from("not running");
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Some((_, control)) = self.running(d).await? {
+                match super::http::get(&control, "/lifeos/generation", Duration::from_secs(1)).await
+                {
+                    Ok(_) => return Ok(()),
+                    Err(e) => why = e,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let tail = ops::log_tail(d, &self.name(), 10).await;
+        Err(TaskError::Failed(format!(
+            "router {} did not start within 15s ({why}); its last log lines:\n  {}",
+            self.name(),
+            tail.join("\n  ")
+        )))
     }
 
     fn net_spec(&self) -> crate::container::ContainerSpec {

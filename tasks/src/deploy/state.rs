@@ -23,6 +23,10 @@ pub struct State {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub services: BTreeMap<String, ServiceState>,
+    /// The last verdict of each check task (failed ones too: a failure leaves no record),
+    /// for `lifeos explain`.
+    #[serde(default)]
+    pub checks: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
