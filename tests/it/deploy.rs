@@ -457,3 +457,55 @@ fn failures_leave_the_stable_revision_serving_and_a_lost_router_comes_back() {
     assert!((50..=150).contains(&v2), "{m:?}");
     assert_eq!(m.get("v1").copied().unwrap_or(0) + v2, 1000, "{m:?}");
 }
+
+#[test]
+fn deploy_config_errors_point_at_their_place() {
+    let p = crate::support::Project::new();
+    p.config(
+        r#"
+[tasks.deploy-api]
+kind = "deploy"
+service = "api"
+image = "busybox:latest"
+port = 8080
+publish = "127.0.0.1:9081"
+"#,
+    );
+    let r = p.run(&["plan"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("needs a [router]"), "{}", r.all());
+    assert!(r.stderr.contains("lifeos.toml:2:"), "{}", r.all());
+
+    p.config(
+        r#"
+[router]
+image = "nginx:1.27-alpine"
+
+[tasks.deploy-api]
+kind = "deploy"
+platform = "cloudrun"
+service = "api"
+image = "busybox:latest"
+port = 8080
+publish = "127.0.0.1:99999"
+traffic = 150
+
+[tasks.canary-api]
+kind = "canary"
+deploy = "nope"
+percent = 10
+"#,
+    );
+    let r = p.run(&["plan"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("platform `cloudrun` is not supported"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stderr.contains("invalid `deploy` of task `canary-api`"),
+        "{}",
+        r.all()
+    );
+}
