@@ -489,6 +489,7 @@ impl TypedKind for CheckKind {
         Defaults {
             cache: CachePolicy::Never,
             class: Class::Docker,
+            shared: false,
         }
     }
 
