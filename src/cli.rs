@@ -111,6 +111,14 @@ pub enum Cmd {
         #[arg(short = 'f', long)]
         follow: bool,
     },
+    /// Move a deployed service's traffic back to its previous revision (or --to REV); with
+    /// --force also across a migration.
+    Rollback {
+        service: String,
+        /// The revision to go back to (r3 or 3); default: the previous one.
+        #[arg(long, value_name = "REV")]
+        to: Option<String>,
+    },
     /// Inspect or trim the local cache.
     Cache {
         #[command(subcommand)]

@@ -2,6 +2,7 @@
 
 use lifeos_cache::CacheDir;
 use lifeos_engine::{Fingerprint, Outcome};
+use lifeos_tasks::deploy::{ops::last_check, DEFAULT_ENV};
 
 use super::{check_names, run::execute};
 use crate::cli::Global;
@@ -92,6 +93,38 @@ pub async fn explain(g: &Global, project: &Project, task: String) -> i32 {
                     };
                     crate::outln!("  - {c}{detail}");
                 }
+            }
+        }
+    }
+    // A check's last verdict (kept by the deploy kinds in the router state, failed ones too).
+    if project
+        .graph
+        .get(&task)
+        .is_some_and(|n| n.task.kind() == "check")
+    {
+        let env = g.env.clone().unwrap_or_else(|| DEFAULT_ENV.into());
+        if let Ok(Some(v)) = last_check(project.services.docker(), &project.name, &env, &task).await
+        {
+            let at = v["at"].as_u64().map(ago).unwrap_or_default();
+            let verdict = match v["passed"].as_bool() {
+                Some(true) => "passed",
+                Some(false) => "failed",
+                None => "no data",
+            };
+            crate::outln!("last check: {verdict} ({at}, environment {env})");
+            if let Some(e) = v["error"].as_str() {
+                crate::outln!("  {e}");
+            }
+            for r in v["verdict"].as_array().into_iter().flatten() {
+                let f = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+                crate::outln!(
+                    "  {:<24} {:>10} {:>10} {:>20}  {}",
+                    f("metric"),
+                    f("canary"),
+                    f("stable"),
+                    f("threshold"),
+                    f("result")
+                );
             }
         }
     }

@@ -1,6 +1,7 @@
 //! One module per command; this file finds and loads the project for them.
 
 mod cache;
+mod deploy;
 mod explain;
 mod run;
 mod services;
@@ -45,7 +46,11 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Cmd::Cache { action } => cache::cache(g, &project, action),
         Cmd::Up { services } => services::up(g, &project, services).await,
         Cmd::Down { volumes } => services::down(&project, volumes).await,
-        Cmd::Status => services::status(g, &project).await,
+        Cmd::Status => match services::status(g, &project).await {
+            exit::OK => deploy::status(g, &project).await,
+            code => code,
+        },
+        Cmd::Rollback { service, to } => deploy::rollback(g, &project, service, to).await,
         Cmd::Logs { service, follow } => services::logs(&project, &service, follow).await,
     };
     // The process exits next: freeing a 10,000-task graph would only cost time.

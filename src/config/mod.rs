@@ -240,6 +240,8 @@ fn resolve(
     r.cx.protected = protected(file, root, &cache_dir);
     let remote = raw.cache.as_ref().and_then(|c| remote(&mut r, c));
     r.cx.project = name.clone();
+    r.cx.env = opts.env.clone();
+    r.cx.router = raw.router;
     r.cx.project_named = raw
         .project
         .as_ref()

@@ -21,6 +21,8 @@ pub struct RawConfig {
     pub vars: BTreeMap<S<String>, S<toml::Value>>,
     #[serde(default)]
     pub environments: BTreeMap<S<String>, RawEnvironment>,
+    /// `[router]`: the deploy kinds' (`lifeos_tasks::deploy`).
+    pub router: Option<lifeos_tasks::kind::RouterTable>,
 }
 
 /// `[cache]`: caches shared beyond this machine.

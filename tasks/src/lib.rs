@@ -5,6 +5,7 @@
 #![deny(clippy::print_stdout)]
 
 pub mod container;
+pub mod deploy;
 pub mod docker;
 pub mod download;
 pub mod exec;

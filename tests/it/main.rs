@@ -10,6 +10,7 @@ mod cache_safety;
 mod config_errors;
 mod config_props;
 mod config_validation;
+mod deploy;
 mod docker_parity;
 mod engine_view;
 mod events_schema;

@@ -45,6 +45,22 @@ pub struct ResolveCx<'a> {
     pub protected: Vec<Protected>,
     /// Tasks the current task names in `${tasks.NAME.FIELD}`: they become dependencies.
     pub late_deps: BTreeSet<String>,
+    /// The environment `--env` selected, if any.
+    pub env: Option<String>,
+    /// `[router]`, for the deploy kinds.
+    pub router: Option<RouterTable>,
+}
+
+/// `[router]` in lifeos.toml: the image of each environment's router (an image task or a
+/// reference with nginx), and labels for what lifeos makes for it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterTable {
+    pub image: S<String>,
+    /// Extra directives for nginx's `http { }` block (tested with `nginx -t` like the rest).
+    pub http: Option<S<String>>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, S<String>>,
 }
 
 impl<'a> ResolveCx<'a> {
@@ -61,6 +77,8 @@ impl<'a> ResolveCx<'a> {
             present: Vec::new(),
             protected: Vec::new(),
             late_deps: BTreeSet::new(),
+            env: None,
+            router: None,
         }
     }
 

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-pub use cx::{Peer, Protected, ResolveCx};
+pub use cx::{Peer, Protected, ResolveCx, RouterTable};
 pub use diagnostic::{did_you_mean, Diagnostic};
 
 use crate::services::Services;
