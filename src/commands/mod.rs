@@ -1,5 +1,6 @@
 //! One module per command; this file finds and loads the project for them.
 
+mod backup;
 mod cache;
 mod explain;
 mod run;
@@ -47,6 +48,13 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Cmd::Down { volumes } => services::down(&project, volumes).await,
         Cmd::Status => services::status(g, &project).await,
         Cmd::Logs { service, follow } => services::logs(&project, &service, follow).await,
+        Cmd::Backup { action } => backup::backup(g, &project, action).await,
+        Cmd::Restore {
+            source,
+            into,
+            drop_old,
+            task,
+        } => backup::restore(g, &project, &source, into, drop_old, task).await,
     };
     // The process exits next: freeing a 10,000-task graph would only cost time.
     std::mem::forget(project);

@@ -6,8 +6,9 @@ static EXEC: Registered<crate::exec::ExecKind> = Registered::new();
 static IMAGE: Registered<crate::image::ImageKind> = Registered::new();
 static SERVICE: Registered<crate::container::ServiceKind> = Registered::new();
 static CONTAINER: Registered<crate::container::ContainerKind> = Registered::new();
+static BACKUP: Registered<crate::backup::BackupKind> = Registered::new();
 
-pub static REGISTRY: Registry = Registry::new(&[&EXEC, &IMAGE, &SERVICE, &CONTAINER]);
+pub static REGISTRY: Registry = Registry::new(&[&EXEC, &IMAGE, &SERVICE, &CONTAINER, &BACKUP]);
 
 /// For callers that want the trait object of one kind.
 pub fn get(name: &str) -> Option<&'static dyn Kind> {

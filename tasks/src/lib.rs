@@ -1,6 +1,7 @@
 //! lifeos-tasks: one module per task kind, the seam the config loader sees them through
 //! ([`kind`], [`kinds`]), and the services they share. The only crate that talks to Docker.
 
+pub mod backup;
 pub mod container;
 pub mod docker;
 pub mod exec;
