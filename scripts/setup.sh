@@ -6,7 +6,8 @@
 #     curl hyperfine musl-tools openssh-client openssh-server procps jq (a ready
 #     machine does no apt work at all; musl-tools is for the static release binary,
 #     scripts/build-release.sh; the ssh:// engine tests start their own sshd and look
-#     for leftover processes with pgrep (procps); jq is for benches/);
+#     for leftover processes with pgrep (procps); jq is for benches/; nginx is the
+#     WebDAV server of the backup upload tests, which start their own);
 #  2. start dockerd in the background unless a Docker Engine already answers
 #     (no systemd needed), and wait until it does;
 #  3. check that cargo is available.
@@ -62,13 +63,14 @@ have() {
         openssh-server)    [[ -x /usr/sbin/sshd ]] ;;
         procps)            command -v pgrep >/dev/null ;;
         jq)                command -v jq >/dev/null ;;
+        nginx)             [[ -x /usr/sbin/nginx ]] ;;
         *)                 pkg_installed "$1" ;;
     esac
 }
 
 packages=(docker.io busybox-static ninja-build docker-registry mmdebstrap
           postgresql-client redis-tools curl hyperfine musl-tools
-          openssh-client openssh-server procps jq time)
+          openssh-client openssh-server procps jq time nginx)
 missing=()
 for p in "${packages[@]}"; do
     have "$p" || missing+=("$p")

@@ -14,7 +14,10 @@ use crate::config::Project;
 use crate::exit;
 
 fn error(msg: impl std::fmt::Display) {
-    eprintln!("{} {msg}", console::style("error:").red().bold().for_stderr());
+    eprintln!(
+        "{} {msg}",
+        console::style("error:").red().bold().for_stderr()
+    );
 }
 
 fn task_error(e: TaskError) -> i32 {
@@ -34,7 +37,11 @@ fn backup_task<'p>(project: &'p Project, name: Option<&str>) -> Result<&'p Backu
         Some(n) => {
             return Err(usage_error(format!(
                 "`{n}` is not a backup task; backup tasks: {}",
-                if all.is_empty() { "none".into() } else { all.join(", ") }
+                if all.is_empty() {
+                    "none".into()
+                } else {
+                    all.join(", ")
+                }
             )))
         }
         None => match all.as_slice() {
@@ -159,11 +166,7 @@ async fn verify(g: &Global, project: &Project, file: Option<PathBuf>, task: Opti
         }
         crate::outln!(
             "verdict: {}",
-            if ok {
-                "restorable"
-            } else {
-                "NOT restorable"
-            }
+            if ok { "restorable" } else { "NOT restorable" }
         );
     }
     if ok {
@@ -187,7 +190,12 @@ fn prune(g: &Global, project: &Project, dry_run: bool, task: Option<&str>) -> i3
         }
     };
     let plan = retention::plan(&list, &t.s.keep);
-    let name = |p: &Path| p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let name = |p: &Path| {
+        p.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    };
     if g.json {
         let rows: Vec<serde_json::Value> = plan
             .iter()
@@ -203,9 +211,15 @@ fn prune(g: &Global, project: &Project, dry_run: bool, task: Option<&str>) -> i3
     } else {
         for d in &plan {
             let (what, why) = if d.unverified {
-                ("leave", "no sidecar: not verified by lifeos, never pruned".to_string())
+                (
+                    "leave",
+                    "no sidecar: not verified by lifeos, never pruned".to_string(),
+                )
             } else if d.goes() {
-                (if dry_run { "would delete" } else { "delete" }, String::new())
+                (
+                    if dry_run { "would delete" } else { "delete" },
+                    String::new(),
+                )
             } else {
                 ("keep", d.kept_by.join(", "))
             };

@@ -149,7 +149,10 @@ pub async fn upload_small(url: &str, bytes: Vec<u8>) -> Result<(), String> {
         .map_err(|e| format!("invalid upload URL {url}: {e}"))?;
     let r = send(req).await?;
     if !r.status().is_success() {
-        return Err(format!("PUT {url}: server {server} answered {}", r.status()));
+        return Err(format!(
+            "PUT {url}: server {server} answered {}",
+            r.status()
+        ));
     }
     Ok(())
 }
@@ -217,7 +220,10 @@ pub async fn fetch(url: &str, dir: &Path) -> Result<Fetched, String> {
         });
     }
     if !r.status().is_success() {
-        return Err(format!("GET {url}: server {server} answered {}", r.status()));
+        return Err(format!(
+            "GET {url}: server {server} answered {}",
+            r.status()
+        ));
     }
     let new_etag = r
         .headers()

@@ -52,7 +52,12 @@ impl TypedKind for BackupKind {
         }
     }
 
-    fn resolve(cx: &mut ResolveCx, t: &TaskTable, raw: Raw, spec: &mut TaskSpec) -> Option<Settings> {
+    fn resolve(
+        cx: &mut ResolveCx,
+        t: &TaskTable,
+        raw: Raw,
+        spec: &mut TaskSpec,
+    ) -> Option<Settings> {
         let Some(db) = &raw.database else {
             t.missing(cx, Self::NAME, "database", "database = \"<service task>\"");
             return None;
@@ -81,7 +86,9 @@ impl TypedKind for BackupKind {
                 cx.err(
                     Diagnostic::new(format!("unsupported backup format `{}`", f.get_ref()))
                         .at(f.span(), "only \"custom\" (pg_dump -Fc) is supported")
-                        .help("the custom format is what `pg_restore` reads back in full to verify"),
+                        .help(
+                            "the custom format is what `pg_restore` reads back in full to verify",
+                        ),
                 );
             }
         }
@@ -94,10 +101,10 @@ impl TypedKind for BackupKind {
                 } else {
                     let rel = cx.rel_path(d, "dir")?;
                     if rel.is_empty() {
-                        cx.err(
-                            Diagnostic::new("`dir` may not be the project root")
-                                .at(d.span(), "name a directory for the backups, e.g. \"backups\""),
-                        );
+                        cx.err(Diagnostic::new("`dir` may not be the project root").at(
+                            d.span(),
+                            "name a directory for the backups, e.g. \"backups\"",
+                        ));
                         return None;
                     }
                     rel
@@ -130,10 +137,10 @@ impl TypedKind for BackupKind {
         };
         let dbname = text(cx, &raw.dbname, "postgres")?;
         if dbname.is_empty() || dbname.contains('/') {
-            cx.err(
-                Diagnostic::new(format!("invalid `dbname` `{dbname}`"))
-                    .at(raw.dbname.as_ref().unwrap().span(), "a database name, e.g. \"lifeos\""),
-            );
+            cx.err(Diagnostic::new(format!("invalid `dbname` `{dbname}`")).at(
+                raw.dbname.as_ref().unwrap().span(),
+                "a database name, e.g. \"lifeos\"",
+            ));
             return None;
         }
         Some(Settings {

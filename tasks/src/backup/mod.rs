@@ -2,8 +2,8 @@
 //! what `lifeos backup verify|prune` and `lifeos restore` use (read back, scratch restore,
 //! swap). See DESIGN.md "Delivery" and README "Backups".
 
-mod kind;
 pub mod http;
+mod kind;
 pub mod oneshot;
 pub mod restore;
 pub mod retention;

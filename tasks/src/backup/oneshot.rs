@@ -68,6 +68,7 @@ impl Client {
 
     /// Run `script` (`sh -c`) to its end. `stdin`: a file fed to it. `stdout`: every chunk
     /// of its output, in order; an error from it stops the container. `stderr`: each line.
+    #[allow(clippy::too_many_arguments)] // the script, its three streams, and where it runs
     pub async fn run(
         &self,
         d: &bollard::Docker,

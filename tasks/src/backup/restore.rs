@@ -306,9 +306,9 @@ pub async fn restore(
         tables: rows,
     };
     if drop_old && existed {
-        drop_db(client, d, &old)
-            .await
-            .map_err(|why| TaskError::Failed(format!("restored, but dropping {old} failed: {why}")))?;
+        drop_db(client, d, &old).await.map_err(|why| {
+            TaskError::Failed(format!("restored, but dropping {old} failed: {why}"))
+        })?;
         r.kept_old = None;
         r.dropped_old = Some(old);
     }
@@ -316,7 +316,13 @@ pub async fn restore(
 }
 
 async fn old_exists(client: &Client, d: &bollard::Docker, name: &str) -> bool {
-    let c = with(client, &[("LIFEOS_DB", name), ("LIFEOS_MAINTENANCE", maintenance(name))]);
+    let c = with(
+        client,
+        &[
+            ("LIFEOS_DB", name),
+            ("LIFEOS_MAINTENANCE", maintenance(name)),
+        ],
+    );
     let mut found = false;
     let _ = c
         .run(

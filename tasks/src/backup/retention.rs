@@ -200,10 +200,15 @@ mod tests {
             files.push(at(now));
             let p = plan(&files, keep);
             let newest = files.iter().map(|b| b.time).max().unwrap();
-            let gone: BTreeSet<PathBuf> =
-                p.iter().filter(|d| d.goes()).map(|d| d.path.clone()).collect();
+            let gone: BTreeSet<PathBuf> = p
+                .iter()
+                .filter(|d| d.goes())
+                .map(|d| d.path.clone())
+                .collect();
             assert!(
-                !gone.iter().any(|g| g.to_str().unwrap().contains(&stamp(newest))),
+                !gone
+                    .iter()
+                    .any(|g| g.to_str().unwrap().contains(&stamp(newest))),
                 "day {d}: the newest backup would go"
             );
             files.retain(|b| !gone.contains(&b.path));
@@ -295,10 +300,7 @@ mod tests {
         let by_time = |x: DateTime<Utc>| p.iter().find(|d| d.time == x).unwrap();
         assert!(by_time(t + Duration::days(2)).unverified);
         assert!(!by_time(t + Duration::days(2)).goes());
-        assert_eq!(
-            by_time(t + Duration::days(1)).kept_by,
-            ["newest verified"]
-        );
+        assert_eq!(by_time(t + Duration::days(1)).kept_by, ["newest verified"]);
         assert!(by_time(t).goes());
     }
 

@@ -183,13 +183,18 @@ impl BackupTask {
             ),
         );
         if !self.s.keep.is_empty() {
-            self.prune(&dir, &cx.log)
-                .map_err(|e| format!("the backup is good, but pruning {} failed: {e}", dir.display()))?;
+            self.prune(&dir, &cx.log).map_err(|e| {
+                format!(
+                    "the backup is good, but pruning {} failed: {e}",
+                    dir.display()
+                )
+            })?;
         }
         let mut uploaded = None;
         if let Some(base) = &self.s.upload {
             let url = http::join(base, &name);
-            cx.log.progress(&format!("uploading to {}", http::server_of(&url)));
+            cx.log
+                .progress(&format!("uploading to {}", http::server_of(&url)));
             http::upload(&url, &path, &side.sha256, side.size)
                 .await
                 .map_err(|e| {
@@ -239,7 +244,10 @@ impl BackupTask {
         let mut out: Option<(std::io::BufWriter<std::fs::File>, Sha256)> = None;
         let mut meta = Meta::default();
         let log = cx.log.clone();
-        cx.log.progress(&format!("pg_dump {} from {}", self.s.dbname, self.s.database));
+        cx.log.progress(&format!(
+            "pg_dump {} from {}",
+            self.s.dbname, self.s.database
+        ));
         let ended = client
             .run(
                 d,
@@ -283,7 +291,8 @@ impl BackupTask {
             return Err("the dump script reported no server version".into());
         };
 
-        cx.log.progress("reading the dump back (pg_restore, full read)");
+        cx.log
+            .progress("reading the dump back (pg_restore, full read)");
         let read = read_back(client, d, partial, &cx.cancel, Some(&cx.log))
             .await
             .map_err(interrupted_or)?;
@@ -304,8 +313,7 @@ impl BackupTask {
             created: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             format: "custom".into(),
             tables: meta.tables,
-            verified: "pg_restore full read; per-table row counts match the dump's snapshot"
-                .into(),
+            verified: "pg_restore full read; per-table row counts match the dump's snapshot".into(),
         };
         let side_partial = side
             .write_partial(path)
@@ -409,8 +417,8 @@ impl Task for BackupTask {
         "backup"
     }
 
-    /// What makes a different backup: not `keep` or `upload`, which change what happens to
-    /// it afterwards.
+    /// What makes a different result: not `keep`, which only decides what happens to older
+    /// backups. A new `upload` target is a new result (a backup that is there too).
     fn config(&self) -> serde_json::Value {
         json!({
             "database": self.s.database,
@@ -419,12 +427,16 @@ impl Task for BackupTask {
             "port": self.s.port,
             "image": self.s.image,
             "dir": self.s.dir,
+            "upload": self.s.upload,
             "format": "custom",
         })
     }
 
     fn describe(&self) -> String {
-        format!("backup {} of {} to {}", self.s.dbname, self.s.database, self.s.dir)
+        format!(
+            "backup {} of {} to {}",
+            self.s.dbname, self.s.database, self.s.dir
+        )
     }
 
     fn writes(&self) -> Vec<String> {
