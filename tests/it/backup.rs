@@ -557,3 +557,34 @@ fn upload_is_read_back_a_down_server_fails_the_node_and_restore_fetches_by_etag(
         assert_eq!(sidecar(d)["sha256"], sha256sum(d));
     }
 }
+
+#[test]
+fn backup_config_errors_point_at_the_field() {
+    let p = crate::support::Project::new();
+    let base = "[tasks.db]\nkind = \"service\"\nimage = \"postgres:15\"\n\n[tasks.job]\nkind = \"exec\"\nrun = \"true\"\n\n[tasks.backup]\nkind = \"backup\"\n";
+    for (extra, place, needle) in [
+        ("database = \"job\"\n", "lifeos.toml:11:12", "task `job` is of kind `exec`"),
+        ("", "lifeos.toml:9:8", "needs `database`"),
+        (
+            "database = \"db\"\nformat = \"plain\"\n",
+            "lifeos.toml:12:10",
+            "only \"custom\"",
+        ),
+        (
+            "database = \"db\"\nupload = \"gs://bucket/backups\"\n",
+            "lifeos.toml:12:10",
+            "gs:// uploads",
+        ),
+        (
+            "database = \"db\"\nkeep = { daily = 7, yearly = 2 }\n",
+            "lifeos.toml:12:",
+            "yearly",
+        ),
+    ] {
+        p.config(&format!("{base}{extra}"));
+        let r = p.run(&["plan", "backup"]);
+        assert_eq!(r.code, 2, "{extra}: {}", r.all());
+        assert!(r.stderr.contains(place), "{extra}: {place}: {}", r.all());
+        assert!(r.stderr.contains(needle), "{extra}: {needle}: {}", r.all());
+    }
+}
