@@ -426,6 +426,45 @@ fn a_killed_backup_leaves_no_dump_and_a_wrong_password_writes_nothing() {
     assert!(pg.files().iter().all(|f| !f.ends_with(".partial")));
     assert_eq!(sidecar(&dumps[0])["tables"]["public.big"], 2_000_000);
     assert_eq!(sidecar(&dumps[0])["sha256"], sha256sum(&dumps[0]));
+
+    // A restore interrupted (SIGINT) while the scratch database fills: exit 130, the scratch
+    // database dropped, the live one as it was.
+    pg.psql("delete from big where id <= 10");
+    let mut child: Child = pg
+        .fx
+        .p
+        .cmd(&["restore", dumps[0].to_str().unwrap()])
+        .env("POSTGRES_PASSWORD", PASSWORD)
+        .env("PGPASSWORD", PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let scratch_sql = "select count(*) from pg_database where datname like '%\\_lifeos\\_restore\\_%'";
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while pg.psql_db("postgres", scratch_sql).unwrap() != "1" {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the restore ended before it could be interrupted"
+        );
+        assert!(Instant::now() < deadline, "no scratch database appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped yet.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(pg.psql_db("postgres", scratch_sql).unwrap(), "0", "{stderr}");
+    assert_eq!(pg.psql("select count(*) from big"), "1999990", "the live database is untouched");
+    assert_eq!(
+        pg.psql_db(
+            "postgres",
+            "select count(*) from pg_database where datname like 'lifeos\\_old\\_%'"
+        )
+        .unwrap(),
+        "0"
+    );
 }
 
 /// A real nginx WebDAV server on a loopback port (Debian's nginx has the dav module), one
