@@ -356,6 +356,65 @@ fn backup_drop_a_table_restore_same_rows_and_damaged_dumps_are_refused() {
         "{}",
         r.all()
     );
+
+    // Older verified backups (copies under older stamps, with sidecars) and one lifeos never
+    // verified. `keep = { last = 3 }`: the dry run names what would go and deletes nothing;
+    // the next backup prunes for real, and the unverified file stays.
+    pg.config("keep = { last = 3 }");
+    let dir = pg.fx.p.p("backups");
+    for d in 1..=5 {
+        let old = dir.join(format!("lifeos-202601{d:02}T023000Z.dump"));
+        fs::copy(&dump, &old).unwrap();
+        fs::copy(
+            format!("{}.json", dump.display()),
+            format!("{}.json", old.display()),
+        )
+        .unwrap();
+    }
+    fs::write(dir.join("lifeos-20250101T000000Z.dump"), b"not ours").unwrap();
+    let r = pg.text(&["backup", "prune", "--dry-run"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    for d in 1..=3 {
+        assert!(
+            r.stdout
+                .contains(&format!("would delete lifeos-202601{d:02}T023000Z.dump")),
+            "{}",
+            r.all()
+        );
+    }
+    assert!(
+        r.stdout
+            .contains("keep         lifeos-20260105T023000Z.dump  last 2"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stdout
+            .contains("leave        lifeos-20250101T000000Z.dump"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(pg.dumps().len(), 7, "a dry run deletes nothing");
+    let r = pg.lifeos(&["run", "backup", "--force"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        log_of(&r, "backup").contains("pruned lifeos-20260104T023000Z.dump"),
+        "{}",
+        r.all()
+    );
+    let left: Vec<String> = pg
+        .dumps()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left.len(), 4, "{left:?}");
+    assert_eq!(left[0], "lifeos-20250101T000000Z.dump");
+    assert_eq!(left[1], "lifeos-20260105T023000Z.dump");
+    assert_eq!(left[2], name);
+    assert!(pg
+        .files()
+        .iter()
+        .all(|f| !f.contains("202601") || f.contains("20260105")));
 }
 
 #[test]
@@ -440,7 +499,8 @@ fn a_killed_backup_leaves_no_dump_and_a_wrong_password_writes_nothing() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let scratch_sql = "select count(*) from pg_database where datname like '%\\_lifeos\\_restore\\_%'";
+    let scratch_sql =
+        "select count(*) from pg_database where datname like '%\\_lifeos\\_restore\\_%'";
     let deadline = Instant::now() + Duration::from_secs(300);
     while pg.psql_db("postgres", scratch_sql).unwrap() != "1" {
         assert!(
@@ -455,8 +515,16 @@ fn a_killed_backup_leaves_no_dump_and_a_wrong_password_writes_nothing() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert_eq!(pg.psql_db("postgres", scratch_sql).unwrap(), "0", "{stderr}");
-    assert_eq!(pg.psql("select count(*) from big"), "1999990", "the live database is untouched");
+    assert_eq!(
+        pg.psql_db("postgres", scratch_sql).unwrap(),
+        "0",
+        "{stderr}"
+    );
+    assert_eq!(
+        pg.psql("select count(*) from big"),
+        "1999990",
+        "the live database is untouched"
+    );
     assert_eq!(
         pg.psql_db(
             "postgres",
@@ -602,7 +670,11 @@ fn backup_config_errors_point_at_the_field() {
     let p = crate::support::Project::new();
     let base = "[tasks.db]\nkind = \"service\"\nimage = \"postgres:15\"\n\n[tasks.job]\nkind = \"exec\"\nrun = \"true\"\n\n[tasks.backup]\nkind = \"backup\"\n";
     for (extra, place, needle) in [
-        ("database = \"job\"\n", "lifeos.toml:11:12", "task `job` is of kind `exec`"),
+        (
+            "database = \"job\"\n",
+            "lifeos.toml:11:12",
+            "task `job` is of kind `exec`",
+        ),
         ("", "lifeos.toml:9:8", "needs `database`"),
         (
             "database = \"db\"\nformat = \"plain\"\n",

@@ -37,12 +37,15 @@ pub struct Ended {
 }
 
 impl Ended {
-    /// The last thing it said on stderr, for a one-line error.
+    /// The last error it reported on stderr (else its last line), for a one-line error.
     pub fn why(&self) -> String {
+        let said = |l: &&String| !l.trim().is_empty();
+        let error = |l: &&String| l.contains("error") || l.contains("FATAL") || l.contains("ERROR");
         self.stderr
             .iter()
             .rev()
-            .find(|l| !l.trim().is_empty())
+            .find(|l| said(l) && error(l))
+            .or_else(|| self.stderr.iter().rev().find(said))
             .cloned()
             .unwrap_or_else(|| format!("exit code {}", self.code))
     }

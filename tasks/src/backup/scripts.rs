@@ -1,7 +1,8 @@
 //! The shell scripts the client containers run (POSIX sh, psql, pg_dump, pg_restore, awk:
 //! what any Postgres image has). Lines on stderr that start with `lifeos-` are for lifeos:
-//! `lifeos-meta {json}` (server version, a table's row count) and
-//! `lifeos-rows N TABLE` (rows of a table as read back from a dump).
+//! `lifeos-meta {json}` (server version, a table's row count). The read-back script's own
+//! output is on stdout: `lifeos-rows N TABLE` (rows of a table as read back from a dump),
+//! apart from pg_restore's messages on stderr (one stream each, so they never interleave).
 
 /// Per-table row counts as JSON lines, tables named as pg_dump names them in COPY.
 const COUNT_SQL: &str = r#"SELECT format('SELECT json_build_object(''table'', %L, ''rows'', count(*)) FROM %I.%I', quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%' ORDER BY 1 \gexec"#;
@@ -30,12 +31,13 @@ sed 's/^/lifeos-meta /' "$meta" >&2
 }
 
 /// A full read of a custom-format dump from stdin (`pg_restore -f -`: every data block is
-/// decompressed, so truncation and damage are found), counting the rows of each table.
+/// decompressed, so truncation and damage are found), counting the rows of each table
+/// (on stdout).
 pub fn read_back() -> String {
     r#"set -eu
 failed=$(mktemp -u)
 { pg_restore -f - || echo $? > "$failed"; } | awk '
-  copying && $0 == "\\." { printf "lifeos-rows %d %s\n", n, t > "/dev/stderr"; copying = 0; next }
+  copying && $0 == "\\." { printf "lifeos-rows %d %s\n", n, t; copying = 0; next }
   copying { n++; next }
   /^COPY .* FROM stdin;$/ { t = substr($0, 6); sub(/ FROM stdin;$/, "", t); sub(/ \(.*$/, "", t); n = 0; copying = 1 }
 '

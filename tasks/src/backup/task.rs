@@ -383,22 +383,19 @@ pub async fn read_back(
     cancel: &CancellationToken,
     log: Option<&LogSink>,
 ) -> Result<Result<BTreeMap<String, u64>, String>, TaskError> {
-    let mut rows = BTreeMap::new();
+    let mut out = Vec::new();
     let ended: Ended = client
         .run(
             d,
             "verify",
             &scripts::read_back(),
             Some(file.to_path_buf()),
-            &mut |_: &[u8]| Ok(()),
+            &mut |b: &[u8]| {
+                out.extend_from_slice(b);
+                Ok(())
+            },
             &mut |line: &str| {
-                if let Some(rest) = line.strip_prefix("lifeos-rows ") {
-                    if let Some((n, t)) = rest.split_once(' ') {
-                        if let Ok(n) = n.parse::<u64>() {
-                            rows.insert(t.to_string(), n);
-                        }
-                    }
-                } else if let Some(l) = log {
+                if let Some(l) = log {
                     l.line(Stream::Stderr, line);
                 }
             },
@@ -407,6 +404,17 @@ pub async fn read_back(
         .await?;
     if ended.code != 0 {
         return Ok(Err(ended.why()));
+    }
+    let mut rows = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out).lines() {
+        if let Some((n, t)) = line
+            .strip_prefix("lifeos-rows ")
+            .and_then(|r| r.split_once(' '))
+        {
+            if let Ok(n) = n.parse::<u64>() {
+                rows.insert(t.to_string(), n);
+            }
+        }
     }
     Ok(Ok(rows))
 }
