@@ -3,11 +3,10 @@
 #
 #  1. apt-get install whatever is missing of: docker.io busybox-static
 #     ninja-build docker-registry mmdebstrap postgresql-client redis-tools
-#     curl hyperfine musl-tools openssh-client openssh-server procps jq (a ready
+#     curl hyperfine musl-tools openssh-client openssh-server procps jq nginx (a ready
 #     machine does no apt work at all; musl-tools is for the static release binary,
 #     scripts/build-release.sh; the ssh:// engine tests start their own sshd and look
-#     for leftover processes with pgrep (procps); jq is for benches/; nginx is the
-#     WebDAV server of the backup upload tests, which start their own);
+#     for leftover processes with pgrep (procps); jq is for benches/);
 #  2. start dockerd in the background unless a Docker Engine already answers
 #     (no systemd needed), and wait until it does;
 #  3. check that cargo is available.

@@ -53,6 +53,10 @@ pub struct Global {
     /// Fail (exit 3) instead of waiting when another lifeos run is using the cache.
     #[arg(long, global = true)]
     pub no_wait: bool,
+    /// Never use the network for URL inputs: their kept copies are used (a missing one is an
+    /// error).
+    #[arg(long, global = true)]
+    pub offline: bool,
     /// Cache directory (default: .lifeos next to lifeos.toml).
     #[arg(long, global = true, env = "LIFEOS_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -293,7 +293,7 @@ impl CacheDir {
             return Ok(k);
         }
         let mut key = [0u8; 32];
-        fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+        getrandom::fill(&mut key).map_err(|e| io::Error::other(format!("random key: {e}")))?;
         let mut tmp = safe_fs::temp_in(&self.root)?;
         tmp.write_all(&key)?;
         tmp.as_file().sync_all()?;
@@ -442,6 +442,8 @@ impl CacheDir {
             }
             if marker::OWN_DIRS.contains(&s) && ft.is_dir() {
                 clean_own_dir(root, s, &mut report, &left)?;
+            } else if s == marker::DOWNLOADS_DIR && ft.is_dir() {
+                clean_downloads(root, &mut report, &left)?;
             } else if marker::is_own_top(&name) && !ft.is_dir() {
                 // A file or a symlink (the link itself).
                 fs::remove_file(&path).map_err(CacheError::io(&path))?;
@@ -489,6 +491,29 @@ fn clean_own_dir(
             }
         }
         let _ = fs::remove_dir(&path);
+    }
+    let _ = fs::remove_dir(&dir);
+    Ok(())
+}
+
+/// Remove cached-path's files from `downloads/` (links as links); anything else stays.
+fn clean_downloads(
+    root: &Path,
+    report: &mut CleanReport,
+    left: &dyn Fn(&mut CleanReport, &Path),
+) -> Result<(), CacheError> {
+    let dir = root.join(marker::DOWNLOADS_DIR);
+    for e in fs::read_dir(&dir).map_err(CacheError::io(&dir))?.flatten() {
+        let Ok(ft) = e.file_type() else { continue };
+        let name = e.file_name();
+        if ft.is_symlink()
+            || (ft.is_file() && (marker::is_own_download(&name) || marker::is_tmp(&name)))
+        {
+            fs::remove_file(e.path()).map_err(CacheError::io(&e.path()))?;
+            report.removed += 1;
+        } else {
+            left(report, &e.path());
+        }
     }
     let _ = fs::remove_dir(&dir);
     Ok(())

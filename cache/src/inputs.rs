@@ -1,6 +1,7 @@
 //! Input globs of a task: relative to the project root, `**` spans directories, `*` does not,
 //! a leading `!` excludes, and a plain path names a file or everything below a directory.
 
+use crate::names::is_at_or_under;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,12 +36,6 @@ fn glob(p: &str) -> Result<Glob, globset::Error> {
         .literal_separator(true)
         .backslash_escape(true)
         .build()
-}
-
-fn under(lit: &str, rel: &str) -> bool {
-    lit.is_empty()
-        || rel == lit
-        || (rel.len() > lit.len() && rel.starts_with(lit) && rel.as_bytes()[lit.len()] == b'/')
 }
 
 impl InputSet {
@@ -92,7 +87,7 @@ impl InputSet {
         // A root below another root adds nothing to the walk.
         let mut minimal: Vec<String> = Vec::new();
         for r in roots {
-            if !minimal.iter().any(|m| under(m, &r)) {
+            if !minimal.iter().any(|m| is_at_or_under(&r, m)) {
                 minimal.push(r);
             }
         }
@@ -116,10 +111,10 @@ impl InputSet {
     }
 
     pub fn matches(&self, rel: &str) -> bool {
-        let included =
-            self.include_literal.iter().any(|l| under(l, rel)) || self.include.is_match(rel);
+        let included = self.include_literal.iter().any(|l| is_at_or_under(rel, l))
+            || self.include.is_match(rel);
         included
-            && !self.exclude_literal.iter().any(|l| under(l, rel))
+            && !self.exclude_literal.iter().any(|l| is_at_or_under(rel, l))
             && !self.exclude.is_match(rel)
     }
 }

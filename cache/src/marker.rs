@@ -66,7 +66,28 @@ pub fn is_own_top(name: &OsStr) -> bool {
         || LOCK_FILES.contains(&s)
         || OWN_FILES.contains(&s)
         || OWN_DIRS.contains(&s)
+        || s == DOWNLOADS_DIR
         || is_tmp(name)
+}
+
+/// Where URL inputs are kept (cached-path's flat layout).
+pub const DOWNLOADS_DIR: &str = "downloads";
+
+/// A file cached-path makes in `downloads/`: `<sha256 of the URL>[.<sha256 of the ETag>]`,
+/// possibly with `.meta` or `.lock`.
+pub fn is_own_download(name: &OsStr) -> bool {
+    let Some(s) = name.to_str() else {
+        return false;
+    };
+    let s = s
+        .strip_suffix(".meta")
+        .or_else(|| s.strip_suffix(".lock"))
+        .unwrap_or(s);
+    let hex64 = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+    match s.split_once('.') {
+        Some((a, b)) => hex64(a) && hex64(b),
+        None => hex64(s),
+    }
 }
 
 /// A shard directory name: two lowercase hex digits.

@@ -84,6 +84,29 @@ pub fn display(rel: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Is the stored name `path` the directory `dir` itself or below it? `dir` "" is the root,
+/// above everything. Whole segments only: `webx` is not under `web`.
+pub fn is_at_or_under(path: &str, dir: &str) -> bool {
+    dir.is_empty()
+        || path == dir
+        || (path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/')
+}
+
+/// Is `path` strictly below `dir`?
+pub fn is_under(path: &str, dir: &str) -> bool {
+    path.len() > dir.len() && is_at_or_under(path, dir)
+}
+
+/// A '/'-separated relative path as users and Docker write it (`./a/`, `/a`), as a stored
+/// name (`a`); "" for the root.
+pub fn normalize_rel(rel: &str) -> &str {
+    let mut rel = rel;
+    while let Some(r) = rel.strip_prefix("./") {
+        rel = r;
+    }
+    rel.trim_matches('/')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +126,21 @@ mod tests {
     fn control_characters_are_escaped_for_display() {
         assert_eq!(display("a\nb\x1b[31m\tc"), "a\\nb\\u{1b}[31m\\tc");
         assert_eq!(display("ok.txt"), "ok.txt");
+    }
+
+    #[test]
+    fn under_is_by_whole_segments() {
+        assert!(is_at_or_under("web", "web"));
+        assert!(is_at_or_under("web/a", "web"));
+        assert!(is_at_or_under("anything", ""));
+        assert!(!is_at_or_under("webx/a", "web"));
+        assert!(!is_at_or_under("we", "web"));
+        assert!(is_under("web/a", "web"));
+        assert!(!is_under("web", "web"));
+        assert!(is_under("a", ""));
+        assert!(!is_under("", ""));
+        assert_eq!(normalize_rel("././a/b/"), "a/b");
+        assert_eq!(normalize_rel("/a"), "a");
+        assert_eq!(normalize_rel("./"), "");
     }
 }

@@ -56,7 +56,7 @@ struct IndexFile {
 }
 
 /// Is `bytes` an index that lifeos wrote (any version)? The evidence an untagged directory of
-/// an older lifeos must show before it is adopted (crate::dir): a user's own `index.json` is
+/// an older lifeos must show before it is adopted (see `dir`): a user's own `index.json` is
 /// not this shape.
 pub fn is_lifeos_index(bytes: &[u8]) -> bool {
     #[derive(Deserialize)]
@@ -156,14 +156,15 @@ impl RecordStore {
         Ok(())
     }
 
-    /// Merge this run's records into the index under the cache lock, so concurrent runs
-    /// each add theirs instead of overwriting each other's.
-    pub fn flush(&self, lock: &crate::dir::CacheDir) -> io::Result<()> {
+    /// Merge this run's records into the index under the cache lock (`lock` takes it, e.g.
+    /// `|| cache_dir.lock()`; held until the index is written), so concurrent runs each add
+    /// theirs instead of overwriting each other's.
+    pub fn flush<G>(&self, lock: impl FnOnce() -> io::Result<G>) -> io::Result<()> {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap());
         if pending.is_empty() {
             return Ok(());
         }
-        let _guard = lock.lock()?;
+        let _guard = lock()?;
         let path = self.root.join(INDEX_FILE);
         let mut index = crate::safe_fs::read(&path)
             .ok()
@@ -251,12 +252,12 @@ mod tests {
         let s = RecordStore::open(t.path().into());
         s.put(rec("a", 1, 10)).unwrap();
         s.put(rec("b", 2, 10)).unwrap();
-        s.flush(&dir).unwrap();
+        s.flush(|| dir.lock()).unwrap();
 
         // A second store (another process) adds its own record without losing ours.
         let s2 = RecordStore::open(t.path().into());
         s2.put(rec("a", 3, 20)).unwrap();
-        s2.flush(&dir).unwrap();
+        s2.flush(|| dir.lock()).unwrap();
 
         let s3 = RecordStore::open(t.path().into());
         assert_eq!(s3.latest("a").unwrap().key, ActionKey([3; 32]));

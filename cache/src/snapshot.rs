@@ -2,6 +2,7 @@
 //! persisted stat cache when (size, mtime, ctime, inode, mode) are unchanged, so a no-op run
 //! reads no file contents. Only new or changed files are hashed, in parallel on rayon.
 
+use crate::names::is_at_or_under;
 use std::collections::HashMap;
 use std::fs;
 use std::io;
@@ -132,12 +133,6 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-fn under(root: &str, rel: &str) -> bool {
-    root.is_empty()
-        || rel == root
-        || (rel.len() > root.len() && rel.starts_with(root) && rel.as_bytes()[root.len()] == b'/')
-}
-
 impl Snapshot {
     /// `cache_file` persists the stat cache between runs; a missing or corrupt one is empty.
     pub fn open(root: &Path, cache_file: Option<PathBuf>) -> Self {
@@ -226,7 +221,7 @@ impl Snapshot {
             if let Some(w) = ancestors.filter_map(|a| walks.get(a)).next() {
                 let files: Vec<FileMeta> = w
                     .iter()
-                    .filter(|f| under(rel_root, &f.rel))
+                    .filter(|f| is_at_or_under(&f.rel, rel_root))
                     .cloned()
                     .collect();
                 return Ok(Arc::new(files));
@@ -275,7 +270,7 @@ impl Snapshot {
             .lock()
             .unwrap()
             .iter()
-            .filter(|d| d.as_str() != rel_root && under(rel_root, d))
+            .filter(|d| d.as_str() != rel_root && is_at_or_under(d, rel_root))
             .cloned()
             .collect();
         dirs.sort_unstable();
@@ -424,7 +419,7 @@ impl Snapshot {
         self.walks
             .lock()
             .unwrap()
-            .retain(|root, _| !under(root, rel) && !under(rel, root));
+            .retain(|root, _| !is_at_or_under(rel, root) && !is_at_or_under(root, rel));
     }
 
     /// Persist the stat cache (atomically) if this run learned anything new.

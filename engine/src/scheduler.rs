@@ -332,7 +332,7 @@ pub async fn run(
     }
 
     if !shared.opts.dry_run {
-        shared.records.flush(&cx.cache)?;
+        shared.records.flush(|| cx.cache.lock())?;
         shared.snapshot.save()?;
     }
     let mut summary = Summary {

@@ -278,3 +278,122 @@ async fn a_dry_run_executes_nothing_and_writes_nothing() {
     assert!(!w.dir.path().join(".lifeos/index.json").exists());
     assert_eq!(r.fingerprints.len(), 2);
 }
+
+#[tokio::test]
+async fn docker_tasks_have_slots_of_their_own() {
+    let mut w = World::new();
+    let g = w.graph(&[
+        ("local", &[], 150, 0, 0, None),
+        ("img", &[], 150, 0, 0, None),
+    ]);
+    // The same two tasks, one of them in the Docker class.
+    let nodes: Vec<Node> = ["local", "img"]
+        .iter()
+        .map(|id| {
+            let mut n = g.get(id).unwrap().clone();
+            if *id == "img" {
+                n.spec.class = lifeos_engine::Class::Docker;
+            }
+            n
+        })
+        .collect();
+    let g = Arc::new(Graph::new(nodes).unwrap());
+    let (r, _) = w.run(&g, 1, false, false).await;
+    assert_eq!(r.exit_code(), 0);
+    assert_eq!(
+        w.peak.load(Ordering::SeqCst),
+        2,
+        "-j1 still lets a Docker task run beside a local one"
+    );
+}
+
+/// Leaves `{"v": <its name>}` as its result, and records what it saw of its dependencies.
+struct Relay {
+    name: String,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait]
+impl Task for Relay {
+    fn kind(&self) -> &'static str {
+        "relay"
+    }
+    fn config(&self) -> serde_json::Value {
+        json!({ "name": self.name })
+    }
+    async fn inputs(&self, _: &KeyCx) -> Result<TaskInputs, TaskError> {
+        Ok(TaskInputs::default())
+    }
+    async fn probe(&self, cx: &ProbeCx<'_>) -> Result<Probe, TaskError> {
+        Ok(match cx.record {
+            Some(_) => Probe::Fresh("record".into()),
+            None => Probe::Missing("no record".into()),
+        })
+    }
+    async fn execute(&self, cx: &ExecCx<'_>) -> Result<Executed, TaskError> {
+        if !cx.deps.is_empty() {
+            let seen = cx
+                .deps
+                .expand("${tasks.up.v} ${tasks.up.key}")
+                .unwrap_or_else(|e| e);
+            self.seen.lock().unwrap().push(seen);
+        }
+        Ok(Executed {
+            data: json!({ "v": self.name }),
+            ..Default::default()
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_dependency_result_reaches_the_dependant_ran_or_cached() {
+    let w = World::new();
+    let seen: Arc<Mutex<Vec<String>>> = Default::default();
+    let node = |id: &str, deps: &[&str]| {
+        let mut spec = TaskSpec::new(id);
+        spec.deps = deps.iter().map(|d| d.to_string()).collect();
+        Node {
+            spec,
+            task: Arc::new(Relay {
+                name: id.into(),
+                seen: seen.clone(),
+            }),
+        }
+    };
+    let g = Arc::new(Graph::new(vec![node("up", &[]), node("down", &["up"])]).unwrap());
+    let (r, _) = w.run(&g, 2, false, false).await;
+    assert_eq!(r.exit_code(), 0);
+    let up_key = r.outcomes[0].1.key().unwrap().to_hex();
+    assert_eq!(seen.lock().unwrap().clone(), vec![format!("up {up_key}")]);
+
+    // `up` cached: its recorded data is what `down` sees (forced to run again).
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let r = scheduler::run(
+        g.clone(),
+        g.select(&[]).unwrap(),
+        RunOptions {
+            jobs: 2,
+            keep_going: false,
+            force: Force::Tasks(["down".to_string()].into()),
+            dry_run: false,
+            run_id: "test".into(),
+        },
+        RunContext {
+            root: w.dir.path().to_path_buf(),
+            cache: CacheDir::new(w.dir.path().join(".lifeos")),
+            records: CacheDir::new(w.dir.path().join(".lifeos")).records(),
+            snapshot: Arc::new(Snapshot::open(w.dir.path(), None)),
+            events: tx,
+            cancel: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(r.outcomes[0].1, Outcome::Cached { .. }),
+        "{:?}",
+        r.outcomes
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    assert_eq!(seen.lock().unwrap()[1], format!("up {up_key}"));
+}

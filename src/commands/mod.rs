@@ -92,7 +92,7 @@ fn load(g: &Global, file: &Path) -> Result<Project, i32> {
         set: g.set.clone(),
         cache_dir: g.cache_dir.clone(),
     };
-    config::load(file, &opts).map_err(|e| match e {
+    let project = config::load(file, &opts).map_err(|e| match e {
         LoadError::Config(d) => {
             eprint!("{}", d.render(console::colors_enabled_stderr()));
             let n = d.errors.len();
@@ -109,7 +109,14 @@ fn load(g: &Global, file: &Path) -> Result<Project, i32> {
             exit::USAGE
         }
         LoadError::Usage(m) => usage_error(m),
-    })
+    })?;
+    project
+        .services
+        .keep_downloads_in(project.cache_dir.join("downloads"), g.offline);
+    if g.offline {
+        eprintln!("lifeos: --offline: URL inputs use the copies kept from earlier runs");
+    }
+    Ok(project)
 }
 
 /// Check task names given on the command line, with a suggestion for typos.

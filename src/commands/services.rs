@@ -140,9 +140,10 @@ pub async fn logs(project: &Project, service: &str, follow: bool) -> i32 {
         }
     }
     let secrets = Redactor::for_graph_and(&project.graph, values);
+    let mut stdout = std::io::stdout();
     // Ctrl-C and SIGTERM end `logs -f` alike, with 130; nothing to clean up.
     tokio::select! {
-        r = ops::logs(&d, &project.name, service, follow, &secrets) => match r {
+        r = ops::logs(&d, &project.name, service, follow, &secrets, &mut stdout) => match r {
             Ok(()) => exit::OK,
             Err(e) => env_error(e),
         },

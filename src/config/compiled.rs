@@ -30,7 +30,11 @@ pub struct Resolved {
 }
 
 /// Graph nodes for resolved tasks (in file order), each built by its kind.
-pub fn instantiate(tasks: Vec<Resolved>, services: &Services) -> Result<Vec<Node>, String> {
+pub fn instantiate(
+    tasks: Vec<Resolved>,
+    services: &Services,
+    registry: &lifeos_tasks::kind::Registry,
+) -> Result<Vec<Node>, String> {
     let peers: HashMap<String, (String, Box<RawValue>)> = tasks
         .iter()
         .map(|t| (t.spec.id.clone(), (t.kind.clone(), t.body.clone())))
@@ -41,7 +45,8 @@ pub fn instantiate(tasks: Vec<Resolved>, services: &Services) -> Result<Vec<Node
     };
     let mut nodes = Vec::with_capacity(tasks.len());
     for t in tasks {
-        let kind = lifeos_tasks::kinds::get(&t.kind)
+        let kind = registry
+            .get(&t.kind)
             .ok_or_else(|| format!("task `{}`: unknown kind `{}`", t.spec.id, t.kind))?;
         let task = kind.instantiate(&t.spec, &t.body, &cx)?;
         nodes.push(Node { spec: t.spec, task });
@@ -301,6 +306,7 @@ deps = ["db"]
             t.path(),
             &opts,
             super::Stamp::new(&file, CONFIG.as_bytes(), &opts),
+            &lifeos_tasks::kinds::REGISTRY,
         )
         .ok()
         .unwrap();

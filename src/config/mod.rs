@@ -5,6 +5,8 @@
 mod compiled;
 mod raw;
 mod resolve;
+#[cfg(test)]
+mod seam_tests;
 mod source;
 
 use std::collections::HashMap;
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use compiled::{Compiled, Resolved, Stamp};
 use lifeos_engine::{Graph, GraphError};
+use lifeos_tasks::kind::Registry;
 use lifeos_tasks::kind::{names, overlap, Peer, Protected, ResolveCx};
 use lifeos_tasks::kinds::REGISTRY;
 use lifeos_tasks::Services;
@@ -70,8 +73,17 @@ pub fn find(dir: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Load and resolve lifeos.toml. Nothing connects to Docker here.
+/// Load and resolve lifeos.toml with lifeos's kinds. Nothing connects to Docker here.
 pub fn load(file: &Path, opts: &LoadOptions) -> Result<Project, LoadError> {
+    load_with(file, opts, &REGISTRY)
+}
+
+/// [`load`] with the kinds of `registry`.
+pub fn load_with(
+    file: &Path,
+    opts: &LoadOptions,
+    registry: &Registry,
+) -> Result<Project, LoadError> {
     let services = Services::new();
     let source = source::read(file).map_err(|e| match e {
         source::SourceError::Usage(m) => LoadError::Usage(m),
@@ -90,17 +102,17 @@ pub fn load(file: &Path, opts: &LoadOptions) -> Result<Project, LoadError> {
     }
     let stamp = Stamp::new(&file, source.as_bytes(), opts);
     if let Some(c) = Compiled::load(&cache_guess, &stamp, &root) {
-        if let Ok(p) = project(c, &root, &file, &services) {
+        if let Ok(p) = project(c, &root, &file, &services, registry) {
             return Ok(Project {
                 compiled: true,
                 ..p
             });
         }
     }
-    let (compiled, dep_spans) = resolve(&source, &file, &root, opts, stamp)?;
+    let (compiled, dep_spans) = resolve(&source, &file, &root, opts, stamp, registry)?;
     let save = (compiled.cache_dir == cache_guess).then(|| compiled.to_bytes());
     let fail = |d: Diagnostic| config_error(&file, &source, vec![d]);
-    let project = project(compiled, &root, &file, &services).map_err(|e| match e {
+    let project = project(compiled, &root, &file, &services, registry).map_err(|e| match e {
         ProjectError::Graph(GraphError::Cycle { path }) => {
             let span = dep_spans
                 .get(&(path[0].clone(), path[1].clone()))
@@ -141,8 +153,9 @@ fn project(
     root: &Path,
     file: &Path,
     services: &Services,
+    registry: &Registry,
 ) -> Result<Project, ProjectError> {
-    let nodes = compiled::instantiate(c.tasks, services).map_err(ProjectError::Task)?;
+    let nodes = compiled::instantiate(c.tasks, services, registry).map_err(ProjectError::Task)?;
     let graph = Graph::new(nodes).map_err(ProjectError::Graph)?;
     Ok(Project {
         name: c.name,
@@ -162,6 +175,7 @@ fn resolve(
     root: &Path,
     opts: &LoadOptions,
     stamp: Stamp,
+    registry: &Registry,
 ) -> Result<(Compiled, DepSpans), LoadError> {
     let fail = |errors: Vec<Diagnostic>| config_error(file, source, errors);
     let (raw, tasks) = raw::parse(source).map_err(|errs| {
@@ -235,9 +249,9 @@ fn resolve(
         .iter()
         .map(|t| {
             let k = &t.common.kind;
-            let found = REGISTRY.get(k.get_ref());
+            let found = registry.get(k.get_ref());
             if found.is_none() {
-                let known: Vec<&str> = REGISTRY.names().collect();
+                let known: Vec<&str> = registry.names().collect();
                 let mut d = Diagnostic::new(format!(
                     "unknown variant `{}`, expected one of {}",
                     k.get_ref(),
@@ -306,7 +320,7 @@ fn resolve(
             dep_spans.insert((id.clone(), d.get_ref().clone()), d.span());
         }
         let Some(kind) = kind else { continue };
-        check_fields(&mut r, *kind, &t.table);
+        check_fields(&mut r, registry, *kind, &t.table);
         r.cx.late_deps.clear();
         let mut spec = r.spec(&id, &t.common, kind.defaults());
         let before = r.cx.error_count();
@@ -350,6 +364,7 @@ fn resolve(
 /// A field the task's kind does not take: another kind's (say which), or a typo.
 fn check_fields(
     r: &mut Resolver,
+    registry: &Registry,
     kind: &dyn lifeos_tasks::kind::Kind,
     t: &lifeos_tasks::kind::TaskTable,
 ) {
@@ -359,7 +374,7 @@ fn check_fields(
         if own.contains(&field) {
             continue;
         }
-        let d = match REGISTRY.owner_of(field) {
+        let d = match registry.owner_of(field) {
             Some(_) => Diagnostic::new(format!(
                 "field `{field}` does not apply to kind `{}`",
                 kind.name()

@@ -1,9 +1,13 @@
 //! lifeos-tasks: one module per task kind, the seam the config loader sees them through
 //! ([`kind`], [`kinds`]), and the services they share. The only crate that talks to Docker.
 
+// Output goes through events, the log sink or a writer the caller passes, never to stdout.
+#![deny(clippy::print_stdout)]
+
 pub mod backup;
 pub mod container;
 pub mod docker;
+pub mod download;
 pub mod exec;
 pub mod image;
 pub mod kind;

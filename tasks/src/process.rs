@@ -116,6 +116,7 @@ pub async fn run(
     // The leader exited; anything it left in its group goes too.
     drop(std::mem::replace(&mut guard, GroupGuard(None)));
     if let Some(pgid) = child.id() {
+        // SAFETY: plain syscall on our own child's process group; at worst ESRCH.
         unsafe { libc::killpg(pgid as i32, libc::SIGKILL) };
     }
     let _ = out.await;

@@ -330,6 +330,7 @@ outputs = ["after.txt"]
         std::thread::sleep(Duration::from_millis(50));
     }
     let grandchild: i32 = p.read("child.pid").trim().parse().unwrap();
+    // SAFETY: plain syscall to a child this test spawned and has not yet reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));

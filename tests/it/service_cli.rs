@@ -122,6 +122,7 @@ fn logs_follow_prints_new_output_until_stopped() {
         child.try_wait().unwrap().is_none(),
         "logs -f keeps following"
     );
+    // SAFETY: plain syscall to a child this test spawned and has not yet reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert!(!status.success() || status.code() == Some(0), "{status:?}");

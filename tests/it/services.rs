@@ -280,6 +280,7 @@ deps = ["fast"]
         assert!(Instant::now() < deadline, "slow never started");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // SAFETY: plain syscall to a child this test spawned and has not yet reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(130));
     assert!(

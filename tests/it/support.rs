@@ -361,15 +361,9 @@ pub fn run_token() -> String {
                     return t.to_ascii_lowercase();
                 }
             }
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos(),
-            );
-            format!("{:08x}", h.finish() as u32)
+            let mut b = [0u8; 4];
+            getrandom::fill(&mut b).expect("the system's random source");
+            format!("{:08x}", u32::from_le_bytes(b))
         })
         .clone()
 }
@@ -519,4 +513,138 @@ pub fn started(r: &Run, task: &str) -> bool {
     r.events()
         .iter()
         .any(|e| e["event"] == "task_started" && e["task"] == task)
+}
+
+/// A real nginx (Debian's, with the WebDAV module) on a random loopback port, serving and
+/// accepting PUTs into its own temp directory; its access log is kept. Stopped on drop.
+pub struct Nginx {
+    pub port: u16,
+    pub root: PathBuf,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+    extra: String,
+}
+
+impl Nginx {
+    /// Serving `root/` (created) with WebDAV PUT/DELETE; `extra` goes into the `location /`.
+    pub fn start(extra: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("lifeos-nginx-")
+            .tempdir()
+            .unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(&root).unwrap();
+        let mut n = Nginx {
+            port: free_port(),
+            root,
+            dir,
+            child: None,
+            extra: extra.to_string(),
+        };
+        n.restart();
+        n
+    }
+
+    fn write_config(&self) -> PathBuf {
+        let d = self.dir.path();
+        let conf = d.join("nginx.conf");
+        fs::write(
+            &conf,
+            format!(
+                r#"user root;
+daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    client_max_body_size 0;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location / {{
+            dav_methods PUT DELETE;
+            create_full_put_path on;
+            {extra}
+        }}
+    }}
+}}
+"#,
+                d = d.display(),
+                port = self.port,
+                root = self.root.display(),
+                extra = self.extra,
+            ),
+        )
+        .unwrap();
+        conf
+    }
+
+    /// Start (again, on the same port), and wait until it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let conf = self.write_config();
+        let child = Command::new("nginx")
+            .args(["-c", conf.to_str().unwrap(), "-e", "stderr"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx is installed (scripts/setup.sh)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("nginx did not start on {}", self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // TERM: the master stops its workers too (KILL would leave them serving).
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+        // Its worker may outlive the master by a moment.
+        let pidfile = self.dir.path().join("nginx.pid");
+        let _ = fs::remove_file(pidfile);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/{}",
+            self.port,
+            path.trim_start_matches('/')
+        )
+    }
+
+    /// Access log lines so far (`METHOD /path` with the status).
+    pub fn access_log(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

@@ -18,7 +18,7 @@ pub use service::ServiceTask;
 
 pub const PROJECT_LABEL: &str = "lifeos.project";
 pub const TASK_LABEL: &str = "lifeos.task";
-pub const KEY_LABEL: &str = "lifeos.key";
+pub use crate::docker::KEY_LABEL;
 pub const RUN_LABEL: &str = "lifeos.run";
 
 /// Which image a container runs.

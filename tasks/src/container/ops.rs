@@ -93,19 +93,11 @@ async fn networks_named(
 /// is a directory mtime, which moves on first use.)
 pub const INCARNATION_LABEL: &str = "lifeos.incarnation";
 
-fn random_hex() -> String {
-    use std::io::Read;
+fn random_hex() -> Result<String, TaskError> {
     let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        b = (t.as_nanos() as u64 ^ std::process::id() as u64).to_le_bytes();
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    getrandom::fill(&mut b)
+        .map_err(|e| TaskError::Environment(format!("the system's random source failed: {e}")))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 pub async fn ensure_volumes(d: &bollard::Docker, spec: &ContainerSpec) -> Result<(), TaskError> {
@@ -114,7 +106,7 @@ pub async fn ensure_volumes(d: &bollard::Docker, spec: &ContainerSpec) -> Result
             // Creating an existing volume returns it unchanged, labels included.
             let labels = HashMap::from([
                 (PROJECT_LABEL.to_string(), spec.project.clone()),
-                (INCARNATION_LABEL.to_string(), random_hex()),
+                (INCARNATION_LABEL.to_string(), random_hex()?),
             ])
             .into_iter()
             .chain(spec.labels.clone())
@@ -629,14 +621,15 @@ pub fn ports_of(c: &ContainerSummary) -> Vec<String> {
     v
 }
 
-/// `lifeos logs [-f]`: copy a service's output to stdout.
-/// A service's log on stdout, with every value `secrets` knows masked.
+/// `lifeos logs [-f]`: copy a service's output to `out` (the caller's stdout), with every
+/// value `secrets` knows masked. `tasks/` never writes to the process's stdout itself.
 pub async fn logs(
     d: &bollard::Docker,
     project: &str,
     task: &str,
     follow: bool,
     secrets: &lifeos_engine::Redactor,
+    out: &mut (dyn std::io::Write + Send),
 ) -> Result<(), TaskError> {
     let found = find(d, project, Some(task)).await?;
     let Some(id) = found.first().and_then(|c| c.id.clone()) else {
@@ -654,11 +647,9 @@ pub async fn logs(
                 .build(),
         ),
     );
-    use std::io::Write;
     let mut masked = lifeos_engine::redact::StreamRedactor::new(secrets);
     while let Some(item) = s.next().await {
         let chunk = item.map_err(|e| classify(e, "logs"))?;
-        let mut out = std::io::stdout().lock();
         if out
             .write_all(&masked.push(&chunk.into_bytes()))
             .and_then(|()| out.flush())
@@ -668,6 +659,6 @@ pub async fn logs(
             return Ok(());
         }
     }
-    let _ = std::io::stdout().lock().write_all(&masked.finish());
+    let _ = out.write_all(&masked.finish()).and_then(|()| out.flush());
     Ok(())
 }

@@ -16,6 +16,10 @@ use tokio::sync::OnceCell;
 
 use view::View;
 
+/// The label that proves an image or container is the result of a lifeos key (one name for
+/// images and containers, read here for every image the engine inspects).
+pub const KEY_LABEL: &str = "lifeos.key";
+
 /// A bollard client whose connections come from `connector` (the watched unix/tcp one, or
 /// ssh). `keep_idle: false` keeps no idle connection, as bollard's own unix and http clients
 /// do. hyper only needs a name to pool connections under.
@@ -186,9 +190,7 @@ impl Docker {
                 let config = img.config.unwrap_or_default();
                 Some(ImageFacts {
                     id: img.id.unwrap_or_default(),
-                    key: config
-                        .labels
-                        .and_then(|mut l| l.remove(crate::image::KEY_LABEL)),
+                    key: config.labels.and_then(|mut l| l.remove(KEY_LABEL)),
                     tags: img.repo_tags.unwrap_or_default(),
                 })
             }

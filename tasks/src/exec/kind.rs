@@ -27,6 +27,9 @@ pub struct Body {
     run: Command,
     cwd: String,
     inputs: Vec<String>,
+    /// `inputs` entries that are `http(s)://` URLs: fetched, their content in the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    urls: Vec<String>,
     outputs: Vec<String>,
 }
 
@@ -68,7 +71,24 @@ impl TypedKind for ExecKind {
             .as_ref()
             .and_then(|c| cx.rel_path(c, "cwd"))
             .unwrap_or_default();
-        let inputs = cx.globs(raw.inputs.as_deref().unwrap_or(&[]), "inputs");
+        // URLs apart from the globs.
+        let (url_entries, globs): (Vec<S<String>>, Vec<S<String>>) = raw
+            .inputs
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .partition(|s| is_url(s.get_ref()));
+        let mut urls = Vec::new();
+        for u in &url_entries {
+            let Some(text) = cx.interp(u) else { continue };
+            match reqwest_url_problem(&text) {
+                None => urls.push(text),
+                Some(why) => {
+                    cx.err(Diagnostic::new(format!("invalid URL input `{text}`")).at(u.span(), why))
+                }
+            }
+        }
+        let inputs = cx.globs(&globs, "inputs");
         let outputs = cx.globs(raw.outputs.as_deref().unwrap_or(&[]), "outputs");
         if let (Some(i), Some(o), Some(spans)) = (&inputs, &outputs, &raw.outputs) {
             check_outputs(cx, &t.id, i, o, spans);
@@ -77,18 +97,40 @@ impl TypedKind for ExecKind {
             run: command?,
             cwd,
             inputs: inputs?,
+            urls,
             outputs: outputs?,
         })
     }
 
-    fn instantiate(
-        _spec: &TaskSpec,
-        b: Body,
-        _cx: &InstantiateCx,
-    ) -> Result<Arc<dyn Task>, String> {
-        let task = ExecTask::new(b.run, b.cwd, b.inputs, b.outputs).map_err(|e| e.message)?;
+    fn instantiate(_spec: &TaskSpec, b: Body, cx: &InstantiateCx) -> Result<Arc<dyn Task>, String> {
+        let mut task = ExecTask::new(b.run, b.cwd, b.inputs, b.outputs).map_err(|e| e.message)?;
+        if !b.urls.is_empty() {
+            task = task.with_urls(b.urls, cx.services.downloads());
+        }
         Ok(Arc::new(task))
     }
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// Why `s` is not a URL lifeos can fetch, or `None`.
+fn reqwest_url_problem(s: &str) -> Option<String> {
+    let rest = s.split_once("://").map(|(_, r)| r).unwrap_or("");
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() {
+        return Some("expected http(s)://HOST/PATH".into());
+    }
+    if host.contains('@') {
+        return Some(
+            "credentials do not belong in lifeos.toml; serve the file without them".into(),
+        );
+    }
+    if s.chars().any(char::is_whitespace) {
+        return Some("a URL has no spaces".into());
+    }
+    None
 }
 
 /// Outputs are restored over the tree: they may not match the config, the cache, `.git`

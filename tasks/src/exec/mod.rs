@@ -21,7 +21,7 @@ pub enum Command {
     Argv(Vec<String>),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ExecTask {
     pub run: Command,
     /// Project-relative working directory; "" is the project root.
@@ -30,6 +30,11 @@ pub struct ExecTask {
     pub inputs: InputSet,
     pub output_patterns: Vec<String>,
     pub outputs: Option<InputSet>,
+    /// URL inputs and where they are kept.
+    urls: Vec<String>,
+    downloads: Option<std::sync::Arc<crate::services::Downloads>>,
+    /// Each URL's local copy, found while keying, for the command (`LIFEOS_URL_INPUTS`).
+    fetched: std::sync::Arc<std::sync::Mutex<Vec<(String, std::path::PathBuf)>>>,
 }
 
 impl ExecTask {
@@ -50,7 +55,42 @@ impl ExecTask {
                 Some(InputSet::new(&outputs)?)
             },
             output_patterns: outputs,
+            urls: Vec::new(),
+            downloads: None,
+            fetched: Default::default(),
         })
+    }
+
+    /// `http(s)://` inputs, fetched (and revalidated by ETag) into `downloads`.
+    pub fn with_urls(
+        mut self,
+        urls: Vec<String>,
+        downloads: std::sync::Arc<crate::services::Downloads>,
+    ) -> Self {
+        self.urls = urls;
+        self.downloads = Some(downloads);
+        self
+    }
+
+    /// Fetch every URL input (a blocking thread): URL → blake3 of its content.
+    async fn url_inputs(&self) -> Result<std::collections::BTreeMap<String, String>, TaskError> {
+        let Some(downloads) = self.downloads.clone() else {
+            return Ok(Default::default());
+        };
+        let urls = self.urls.clone();
+        let fetched =
+            tokio::task::spawn_blocking(move || crate::download::fetch_all(&downloads, &urls))
+                .await
+                .map_err(|e| TaskError::Failed(format!("fetching URL inputs panicked: {e}")))?
+                .map_err(TaskError::Environment)?;
+        let mut keys = std::collections::BTreeMap::new();
+        let mut local = Vec::new();
+        for f in fetched {
+            keys.insert(f.url.clone(), f.digest);
+            local.push((f.url, f.path));
+        }
+        *self.fetched.lock().unwrap() = local;
+        Ok(keys)
     }
 }
 
@@ -61,12 +101,17 @@ impl Task for ExecTask {
     }
 
     fn config(&self) -> serde_json::Value {
-        json!({
+        let mut c = json!({
             "run": self.run,
             "cwd": self.cwd,
             "inputs": self.input_patterns,
             "outputs": self.output_patterns,
-        })
+        });
+        // Only when there are any: the keys of tasks without URL inputs stay as they were.
+        if !self.urls.is_empty() {
+            c["urls"] = json!(self.urls);
+        }
+        c
     }
 
     fn describe(&self) -> String {
@@ -84,8 +129,12 @@ impl Task for ExecTask {
     }
 
     async fn inputs(&self, cx: &KeyCx) -> Result<TaskInputs, TaskError> {
+        let mut files = cx.hash_inputs(&self.inputs).await?;
+        if !self.urls.is_empty() {
+            files.extend(self.url_inputs().await?);
+        }
         Ok(TaskInputs {
-            files: cx.hash_inputs(&self.inputs).await?,
+            files,
             extras: Default::default(),
         })
     }
@@ -140,6 +189,17 @@ impl Task for ExecTask {
         cmd.envs(std::env::vars_os().filter(|(k, _)| k.to_str().is_some_and(is_base_env)));
         cmd.envs(cx.env.iter().map(|(k, v)| (k, v)));
         cmd.env("LIFEOS_RUN_ID", cx.run_id);
+        if !self.urls.is_empty() {
+            // `URL<TAB>local copy` per line, in the order of `inputs`.
+            let lines: Vec<String> = self
+                .fetched
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(u, p)| format!("{u}\t{}", p.display()))
+                .collect();
+            cmd.env("LIFEOS_URL_INPUTS", lines.join("\n"));
+        }
         crate::process::run(cmd, "command", &cx.log, &cx.cancel).await?;
 
         let Some(outs) = &self.outputs else {

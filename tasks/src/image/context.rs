@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use lifeos_cache::names::is_under;
 use lifeos_cache::{FileMeta, Snapshot};
 use tokio::sync::mpsc;
 
@@ -101,21 +102,13 @@ pub fn files(snapshot: &Snapshot, ctx: &str, rules: &DockerIgnore) -> io::Result
         while next_file < files.len() && files[next_file].rel.as_str() < dir.as_str() {
             next_file += 1;
         }
-        let holds_file = files.get(next_file).is_some_and(|f| {
-            f.rel.len() > dir.len()
-                && f.rel.starts_with(&dir)
-                && f.rel.as_bytes()[dir.len()] == b'/'
-        });
+        let holds_file = files.get(next_file).is_some_and(|f| is_under(&f.rel, &dir));
         if !holds_file {
             bare_dirs.push(dir);
         }
     }
     // A directory holding a bare directory is implied by it.
-    let implied = |d: &String| {
-        bare_dirs.iter().any(|o| {
-            o.len() > d.len() && o.starts_with(d.as_str()) && o.as_bytes()[d.len()] == b'/'
-        })
-    };
+    let implied = |d: &String| bare_dirs.iter().any(|o| is_under(o, d));
     let bare_dirs = bare_dirs.iter().filter(|d| !implied(d)).cloned().collect();
     Ok(ContextFiles { files, bare_dirs })
 }

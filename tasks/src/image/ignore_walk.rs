@@ -7,6 +7,8 @@
 //!   (`MatchesUsingParentResults`), and a pattern that was not evaluated for the parent,
 //!   because it could not change the answer there, is evaluated on the path alone.
 
+use lifeos_cache::names::is_under;
+
 use super::dockerignore::DockerIgnore;
 
 /// A walk over context-relative paths given in sorted order (a directory's descendants are
@@ -34,10 +36,7 @@ impl<'a> Walk<'a> {
             return true;
         }
         while let Some((top, _, _)) = self.stack.last() {
-            if rel.len() > top.len()
-                && rel.starts_with(top.as_str())
-                && rel.as_bytes()[top.len()] == b'/'
-            {
+            if is_under(rel, top) {
                 break;
             }
             self.stack.pop();

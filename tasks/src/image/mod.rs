@@ -7,14 +7,13 @@
 pub mod build;
 pub mod context;
 pub mod dockerfile;
-mod dockerfile_checks;
 pub mod dockerignore;
+pub mod go_path;
 pub mod ignore_walk;
 mod kind;
 #[cfg(test)]
 mod robustness;
 pub mod solve;
-mod stage_vars;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -28,7 +27,7 @@ use serde_json::json;
 use crate::docker::{classify, Docker, ImageFacts};
 pub use kind::{ImageKind, ImageResult};
 
-pub const KEY_LABEL: &str = "lifeos.key";
+pub use crate::docker::KEY_LABEL;
 
 /// Below this many files in the stat cache, context keying stays on the runtime's thread.
 const INLINE_FILES: usize = 2048;
@@ -147,8 +146,14 @@ impl ImageTask {
         let parsed = (|| -> Result<Arc<Parsed>, String> {
             let text = String::from_utf8_lossy(&dockerfile);
             let df = dockerfile::parse(&text).map_err(|e| format!("{}: {e}", spec.dockerfile))?;
+            let buildkit = spec.builder == Builder::BuildKit;
             let opts = dockerfile::PlanOptions {
-                arg_beats_image_env: spec.builder == Builder::BuildKit,
+                arg_beats_image_env: buildkit,
+                target_platform: spec
+                    .platform
+                    .as_deref()
+                    .filter(|_| buildkit)
+                    .and_then(dockerfile::KnownPlatform::parse),
             };
             let plan = df
                 .plan_with(spec.target.as_deref(), &spec.build_args, opts)

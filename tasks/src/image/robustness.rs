@@ -134,6 +134,7 @@ fn check_dockerfile(text: &str) -> Result<(), TestCaseError> {
                 for bk in [false, true] {
                     let opts = PlanOptions {
                         arg_beats_image_env: bk,
+                        ..PlanOptions::default()
                     };
                     if let Err(e) = df.plan_with(target.as_deref(), &args, opts) {
                         let named = matches!(e, PlanError::UnknownTarget { .. })

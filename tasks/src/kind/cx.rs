@@ -282,7 +282,7 @@ impl<'a> ResolveCx<'a> {
             );
             return None;
         }
-        let p = p.trim_start_matches("./").trim_end_matches('/');
+        let p = lifeos_cache::names::normalize_rel(&p);
         Some(if p == "." {
             String::new()
         } else {

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::OnceLock;
 
+use lifeos_cache::names::{is_at_or_under, normalize_rel};
 use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::hybrid::LazyStateID;
 use regex_automata::util::{start, syntax};
@@ -35,14 +36,7 @@ fn has_meta(s: &str) -> bool {
 }
 
 fn clean(p: &str) -> &str {
-    p.trim_start_matches("./").trim_end_matches('/')
-}
-
-/// `lit` is `rel` or a directory above it ("" is the root).
-fn under(lit: &str, rel: &str) -> bool {
-    lit.is_empty()
-        || rel == lit
-        || (rel.len() > lit.len() && rel.starts_with(lit) && rel.as_bytes()[lit.len()] == b'/')
+    normalize_rel(p)
 }
 
 impl Paths {
@@ -112,9 +106,9 @@ impl Paths {
                 let strictly_below = has_meta(p);
                 dirs.iter().any(|&(d, only_below)| {
                     if strictly_below {
-                        under(d, root)
+                        is_at_or_under(root, d)
                     } else {
-                        under(d, p) && !(only_below && d == p)
+                        is_at_or_under(p, d) && !(only_below && d == p)
                     }
                 })
             })
@@ -124,7 +118,7 @@ impl Paths {
         if self.file {
             lit == rel
         } else {
-            under(lit, rel)
+            is_at_or_under(rel, lit)
         }
     }
 
@@ -148,9 +142,11 @@ impl Paths {
         // roots are apart share nothing, and most tasks' are (`src/**` and `dist/**`).
         // (A file has nothing below it.)
         let related = self.roots().any(|a| {
-            other
-                .roots()
-                .any(|b| (!self.file && under(a, b)) || (!other.file && under(b, a)) || a == b)
+            other.roots().any(|b| {
+                (!self.file && is_at_or_under(b, a))
+                    || (!other.file && is_at_or_under(a, b))
+                    || a == b
+            })
         });
         if !related {
             return None;

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::dockerfile::{Dockerfile, PlanError, PlanOptions, Ref, VarDecl};
+use super::ast::{Dockerfile, VarDecl};
+use super::expand::expand_used;
+use super::options::{PlanError, PlanOptions, Ref};
 
 pub(super) struct StageVars {
     /// Set by `ENV` (or, with BuildKit, by either): certain.
@@ -58,7 +60,7 @@ impl StageVars {
         line: usize,
     ) -> Result<Option<String>, PlanError> {
         let env = self.merged();
-        let (value, used) = super::dockerfile::expand_used(word, escape, &env)
+        let (value, used) = expand_used(word, escape, &env)
             .map_err(|message| PlanError::Expansion { line, message })?;
         Ok(used.iter().all(|n| self.certain(n)).then_some(value))
     }
@@ -126,8 +128,11 @@ impl Dockerfile {
                         let value = match (build_args.get(&a.name), &a.default) {
                             (Some(v), _) => Some(Some(v.clone())),
                             // BuildKit sets its platform ARGs itself, over any default or
-                            // global value: unknown to the plan unless given as build args.
-                            (None, _) if is_platform_arg(&a.name) => Some(None),
+                            // global value: unknown to the plan unless given as build args
+                            // or, for `TARGET*`, the task's platform.
+                            (None, _) if is_platform_arg(&a.name) => {
+                                Some(opts.target_platform.and_then(|p| p.arg(&a.name)))
+                            }
                             (None, Some(d)) => Some(vars.expand(d, self.escape, a.line)?),
                             // `ARG NAME` takes the global ARG's value, else stays unset.
                             (None, None) => global.get(&a.name).cloned().map(Some),

@@ -198,9 +198,10 @@ mod table {
     /// every rejection names a line.
     #[test]
     fn buildkit_testfiles_decide_like_docker() {
-        let table: Table =
-            serde_json::from_str(include_str!("../../../tests/data/docker/dockerfiles.json"))
-                .unwrap();
+        let table: Table = serde_json::from_str(include_str!(
+            "../../../../tests/data/docker/dockerfiles.json"
+        ))
+        .unwrap();
         assert!(table.cases.len() > 50);
         let mut differ = Vec::new();
         for c in &table.cases {
