@@ -70,7 +70,8 @@ fn bench(c: &mut Criterion) {
                 RunContext {
                     root: dir.path().to_path_buf(),
                     cache: CacheDir::new(dir.path().join(".lifeos")),
-                    records: CacheDir::new(dir.path().join(".lifeos")).records(),
+                    actions: Arc::new(CacheDir::new(dir.path().join(".lifeos")).records()),
+                    cas: Arc::new(CacheDir::new(dir.path().join(".lifeos")).blobs()),
                     snapshot: Arc::new(Snapshot::open(dir.path(), None)),
                     events: tx,
                     cancel: Default::default(),

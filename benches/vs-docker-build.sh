@@ -40,9 +40,11 @@
 # (including the classic builder's intermediate images) is found and removed at the end.
 # Otherwise the stages are those of example/Dockerfile{,.classic}.
 #
-# Goal: lifeos no-op at least 50x faster than the cached classic docker builds.
+# Goal: lifeos no-op at least 50x faster than the cached classic docker builds; with
+# ASSETS=N (N files of 0.5-4 KiB generated under example/web/assets/ in the copies, as a
+# real site has: the docker builds send and check them too) at least 100x.
 #
-# Env: LIFEOS (default: scripts/build-release.sh's binary), RUNS (docker rows, default 10),
+# Env: ASSETS (default 0), GOAL (default 50, or 100 with ASSETS), LIFEOS (default: scripts/build-release.sh's binary), RUNS (docker rows, default 10),
 #      LIFEOS_RUNS (lifeos rows, default 200), DOCKER (the CLI of every docker row; default
 #      /usr/bin/docker when it exists, else `docker`), KEEP=1.
 set -euo pipefail
@@ -56,7 +58,8 @@ if [[ -z ${DOCKER:-} ]]; then
     DOCKER=docker
     [[ -x /usr/bin/docker ]] && DOCKER=/usr/bin/docker
 fi
-GOAL=50
+ASSETS=${ASSETS:-0}
+GOAL=${GOAL:-$((ASSETS > 0 ? 100 : 50))}
 PIN=lifeos-bench-base:docker
 
 for tool in hyperfine jq "$DOCKER"; do
@@ -100,6 +103,16 @@ for v in classic buildkit; do
             | awk '{ print } /^FROM / && !done { print "LABEL lifeos.test=bench lifeos.key=\"\""; done = 1 }' \
             >"$proj/example/$df"
     done
+    if ((ASSETS > 0)); then
+        # Text files of 0.5-4 KiB, the same in both copies (seeded).
+        perl -e 'srand(42); my ($dir, $n) = @ARGV; mkdir $dir or die;
+            for my $i (1 .. $n) {
+                my $len = 512 + int(rand(3585));
+                open(my $f, ">", sprintf("%s/a%04d.txt", $dir, $i)) or die;
+                print $f join("", map { chr(32 + int(rand(95))) } 1 .. $len);
+                close $f;
+            }' "$proj/example/web/assets" "$ASSETS"
+    fi
     # Out of lifeos's 2 s racily-clean window, so the stat cache holds every context file.
     find "$proj" -exec touch -h -d '@'$(($(date +%s) - 3600)) {} +
 done
@@ -255,7 +268,7 @@ ratio=$(ratio_of "docker build x2 cached (classic)" "lifeos no-op (classic)")
 verdict=$(awk -v r="$ratio" -v g="$GOAL" 'BEGIN { print (r >= g ? "PASS" : "FAIL") }')
 
 echo
-echo "## vs-docker-build: example web + api, everything cached ($(nproc) cores; load $load_before -> $load_after)"
+echo "## vs-docker-build: example web + api$( ((ASSETS > 0)) && echo " + $ASSETS asset files"), everything cached ($(nproc) cores; load $load_before -> $load_after)"
 jq -r '.results[] | [.command, (.median*1000|.*100|round/100), (.mean*1000|.*100|round/100), ((.stddev // 0)*1000|.*100|round/100), (.min*1000|.*100|round/100)] | @tsv' "$tmp/r.json" \
     | { printf 'command\tmedian ms\tmean ms\tstddev ms\tmin ms\n'; cat; } | column -t -s $'\t'
 echo

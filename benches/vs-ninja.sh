@@ -15,7 +15,7 @@
 # and checks each output still matches its record; ninja parses build.ninja + .ninja_log
 # and stats every file.
 #
-# Goal: lifeos no-op within 3x of ninja's: the ratio of the medians, unrounded; the script
+# Goal: lifeos no-op within 2x of ninja's: the ratio of the medians, unrounded; the script
 # exits 1 when it is missed (and when lifeos's no-op is not clean).
 #
 # Env: LIFEOS, N (nodes, default 10000), RUNS (default 20), KEEP=1,
@@ -24,7 +24,7 @@ set -euo pipefail
 
 N=${N:-10000}
 RUNS=${RUNS:-20}
-GOAL_RATIO=3
+GOAL_RATIO=2
 
 # shellcheck source=benches/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

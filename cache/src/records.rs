@@ -104,6 +104,11 @@ impl RecordStore {
         }
     }
 
+    /// The cache directory this store reads and writes.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
     fn ac_path(&self, key: &ActionKey) -> PathBuf {
         let hex = key.to_hex();
         self.root

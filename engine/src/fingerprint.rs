@@ -42,8 +42,16 @@ impl Fingerprint {
         static DOMAIN: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
         let domain =
             DOMAIN.get_or_init(|| blake3::derive_key("lifeos 2026 task fingerprint v1", b""));
+        // Serialized into one reused buffer: no allocation per task on a no-op.
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
         let mut h = blake3::Hasher::new_keyed(domain);
-        h.update(&self.to_json());
+        BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            serde_json::to_writer(&mut *buf, self).expect("fingerprint serializes");
+            h.update(buf);
+        });
         Key::from_hash(h.finalize())
     }
 

@@ -7,6 +7,7 @@
 //! - [`scheduler`]: runs a selection in parallel; the cache check is a layer before `execute`.
 //! - [`event`]: the one `Event` enum that UIs subscribe to. The engine never prints.
 
+mod cache_layer;
 pub mod deps;
 pub mod duration;
 pub mod event;

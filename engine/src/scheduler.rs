@@ -7,16 +7,17 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use lifeos_cache::{ActionRecord, BlobStore, CacheDir, RecordStore, Snapshot};
+use lifeos_cache::{ActionCache, ActionRecord, CacheDir, Cas, Snapshot};
 use petgraph::stable_graph::NodeIndex;
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache_layer::{CacheLayer, Check};
 use crate::deps::{DepResult, Deps};
 use crate::event::{Event, Outcome, Reason, Summary};
 use crate::fingerprint::{Fingerprint, Key, FINGERPRINT_VERSION};
@@ -55,9 +56,13 @@ pub struct RunOptions {
 /// What a run needs from outside: where things are and where events go.
 pub struct RunContext {
     pub root: PathBuf,
+    /// The local cache directory: the per-cache key secrets are hashed with.
     pub cache: CacheDir,
-    /// The cache's index, opened by the caller (the CLI loads it while the config parses).
-    pub records: RecordStore,
+    /// Records by key (locally the `RecordStore`, its index opened by the caller while the
+    /// config parses); any `ActionCache` will do, a layered local→remote one included.
+    pub actions: Arc<dyn ActionCache>,
+    /// Outputs, logs and fingerprints by digest (locally the `BlobStore`).
+    pub cas: Arc<dyn Cas>,
     pub snapshot: Arc<Snapshot>,
     pub events: UnboundedSender<Event>,
     pub cancel: CancellationToken,
@@ -96,8 +101,7 @@ impl RunReport {
 struct Shared {
     root: PathBuf,
     snapshot: Arc<Snapshot>,
-    records: RecordStore,
-    blobs: BlobStore,
+    cache: CacheLayer,
     secret_key: [u8; 32],
     redactor: Arc<Redactor>,
     events: UnboundedSender<Event>,
@@ -112,13 +116,6 @@ struct Shared {
     stopped_by: std::sync::Mutex<Option<String>>,
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-}
-
 /// Run `selection` (topologically ordered node indices of `graph`).
 pub async fn run(
     graph: Arc<Graph>,
@@ -127,7 +124,10 @@ pub async fn run(
     cx: RunContext,
 ) -> std::io::Result<RunReport> {
     let started = Instant::now();
-    let records = cx.records;
+    let cache = CacheLayer {
+        actions: cx.actions,
+        cas: cx.cas,
+    };
     let secret_key = if selection
         .iter()
         .any(|&i| !graph.node(i).spec.secrets.is_empty())
@@ -137,7 +137,7 @@ pub async fn run(
         [0; 32]
     };
     let redactor = Arc::new(Redactor::for_graph(&graph));
-    for w in records.take_warnings() {
+    for w in cache.take_warnings() {
         let _ = cx.events.send(Event::Warning { message: w });
     }
     let jobs = opts.jobs.max(1);
@@ -145,8 +145,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         root: cx.root.clone(),
         snapshot: cx.snapshot.clone(),
-        records,
-        blobs: cx.cache.blobs(),
+        cache,
         secret_key,
         redactor,
         events: cx.events.clone(),
@@ -257,7 +256,7 @@ pub async fn run(
                 None => break,
             }
         };
-        for w in shared.records.take_warnings() {
+        for w in shared.cache.take_warnings() {
             let _ = shared.events.send(Event::Warning { message: w });
         }
         for w in shared.snapshot.take_warnings() {
@@ -332,7 +331,7 @@ pub async fn run(
     }
 
     if !shared.opts.dry_run {
-        shared.records.flush(|| cx.cache.lock())?;
+        shared.cache.actions.flush()?;
         shared.snapshot.save()?;
     }
     let mut summary = Summary {
@@ -443,29 +442,6 @@ pub async fn fingerprint(
     })
 }
 
-/// Why the key has no usable record: diff against the last successful fingerprint.
-fn reason_from_history(sh: &Shared, id: &str, fp: &Fingerprint) -> Reason {
-    let Some(last) = sh.records.latest(id) else {
-        return Reason::FirstRun;
-    };
-    let old = sh
-        .blobs
-        .get(&last.fingerprint)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Fingerprint>(&b).ok());
-    match old {
-        Some(old) => {
-            let changes = fp.diff(&old);
-            if changes.is_empty() {
-                Reason::KeyChanged
-            } else {
-                Reason::Changed { changes }
-            }
-        }
-        None => Reason::KeyChanged,
-    }
-}
-
 /// Key, cache check, execute. The outcome, and on success the data dependants get.
 async fn process(node: &Node, deps: Deps, sh: &Shared) -> (Outcome, Option<Value>) {
     let spec = &node.spec;
@@ -475,7 +451,7 @@ async fn process(node: &Node, deps: Deps, sh: &Shared) -> (Outcome, Option<Value
         sh.root.clone(),
         sh.snapshot.clone(),
         &sh.secret_key,
-        sh.records.latest(&spec.id),
+        sh.cache.latest(&spec.id),
     )
     .await
     {
@@ -491,30 +467,10 @@ async fn process(node: &Node, deps: Deps, sh: &Shared) -> (Outcome, Option<Value
     }
 
     // The cache check: a layer in front of the executor.
-    let record = match spec.cache {
-        CachePolicy::Never => None,
-        _ if sh.opts.force.includes(&spec.id) => None,
-        _ => sh.records.lookup(&spec.id, &key),
-    };
-    let reason = if sh.opts.force.includes(&spec.id) {
-        Reason::Forced
-    } else if spec.cache == CachePolicy::Never {
-        Reason::CacheDisabled
-    } else {
-        let expired = match (&spec.cache, &record) {
-            (CachePolicy::Every(w), Some(r)) => {
-                now_secs().saturating_sub(r.finished_at) >= w.as_secs()
-            }
-            _ => false,
-        };
-        if expired {
-            let CachePolicy::Every(w) = &spec.cache else {
-                unreachable!()
-            };
-            Reason::WindowExpired {
-                every: crate::duration::show(*w),
-            }
-        } else {
+    let forced = sh.opts.force.includes(&spec.id);
+    let reason = match sh.cache.check(spec, &key, forced).await {
+        Check::Run(reason) => reason,
+        Check::Probe(record) => {
             let probe = node
                 .task
                 .probe(&ProbeCx {
@@ -522,7 +478,7 @@ async fn process(node: &Node, deps: Deps, sh: &Shared) -> (Outcome, Option<Value
                     snapshot: &sh.snapshot,
                     key,
                     record: record.as_deref(),
-                    blobs: &sh.blobs,
+                    blobs: &sh.cache.cas,
                     dry_run: sh.opts.dry_run,
                     deps: &deps,
                 })
@@ -535,11 +491,10 @@ async fn process(node: &Node, deps: Deps, sh: &Shared) -> (Outcome, Option<Value
                         .clone()
                         .or_else(|| record.as_ref().map(|r| r.data.clone()));
                     if !sh.opts.dry_run {
-                        if let Err(e) = adopt(sh, node, &fp, key, record.as_deref(), data) {
+                        let adopted = sh.cache.adopt(node, &fp, key, record.as_deref(), data);
+                        if let Err(e) = adopted.await {
                             return (failed(Some(key), e, &sh.redactor, vec![]), None);
                         }
-                    }
-                    if !sh.opts.dry_run {
                         for w in node.task.writes() {
                             sh.snapshot.invalidate(&w);
                         }
@@ -553,7 +508,7 @@ async fn process(node: &Node, deps: Deps, sh: &Shared) -> (Outcome, Option<Value
                 }
                 Ok(Err(detail)) => match &record {
                     Some(_) => Reason::ResultMissing { detail },
-                    None => reason_from_history(sh, &spec.id, &fp),
+                    None => sh.cache.reason_from_history(&spec.id, &fp),
                 },
                 Err(e) => return (failed(Some(key), e, &sh.redactor, vec![]), None),
             }
@@ -577,7 +532,8 @@ async fn process(node: &Node, deps: Deps, sh: &Shared) -> (Outcome, Option<Value
         };
         return (skipped, None);
     }
-    let (outcome, data) = execute(node, sh, &fp, key, reason, &deps).await;
+    // Boxed: only a miss pays for the executor's state; every node's future stays small.
+    let (outcome, data) = Box::pin(execute(node, sh, &fp, key, reason, &deps)).await;
     // Fail-fast: mark the run stopped before this slot frees up for a waiting task.
     if matches!(outcome, Outcome::Failed { .. }) && !sh.opts.keep_going {
         sh.stopped_by
@@ -637,7 +593,7 @@ async fn execute(
             snapshot: &sh.snapshot,
             key,
             env: env.clone(),
-            blobs: &sh.blobs,
+            blobs: &sh.cache.cas,
             log: log.clone(),
             cancel: token.clone(),
             run_id: &sh.opts.run_id,
@@ -678,68 +634,18 @@ async fn execute(
         }
     };
     let duration_ms = t0.elapsed().as_millis() as u64;
-    let log_blob = match sh.blobs.put(&log.contents()) {
+    let log_blob = match sh.cache.store_log(&log.contents()) {
         Ok(d) => Some(d),
-        Err(e) => return (failed(Some(key), e.into(), &sh.redactor, vec![]), None),
+        Err(e) => return (failed(Some(key), e, &sh.redactor, vec![]), None),
     };
     let data = executed.data.clone();
     if spec.cache != CachePolicy::Never {
-        if let Err(e) = write_record(sh, node, fp, key, duration_ms, log_blob, executed) {
+        let recorded = sh
+            .cache
+            .record(node, fp, key, duration_ms, log_blob, executed);
+        if let Err(e) = recorded.await {
             return (failed(Some(key), e, &sh.redactor, vec![]), None);
         }
     }
     (Outcome::Ran { key, reason }, Some(data))
-}
-
-/// A result the probe found in the world: record it when there is no record yet, or when
-/// the probe found it elsewhere than the record says (else every later check would search
-/// again).
-fn adopt(
-    sh: &Shared,
-    node: &Node,
-    fp: &Fingerprint,
-    key: Key,
-    record: Option<&ActionRecord>,
-    data: Option<serde_json::Value>,
-) -> Result<(), TaskError> {
-    match (record, data) {
-        (None, data) => {
-            let executed = crate::task::Executed {
-                outputs: vec![],
-                data: data.unwrap_or_default(),
-            };
-            write_record(sh, node, fp, key, 0, None, executed)
-        }
-        (Some(r), Some(data)) if r.data != data => sh
-            .records
-            .put(ActionRecord { data, ..r.clone() })
-            .map_err(|e| TaskError::Failed(format!("cannot write the cache record: {e}"))),
-        _ => Ok(()),
-    }
-}
-
-fn write_record(
-    sh: &Shared,
-    node: &Node,
-    fp: &Fingerprint,
-    key: Key,
-    duration_ms: u64,
-    log: Option<lifeos_cache::FileDigest>,
-    executed: crate::task::Executed,
-) -> Result<(), TaskError> {
-    let fingerprint = sh.blobs.put(&fp.to_json())?;
-    sh.records
-        .put(ActionRecord {
-            version: lifeos_cache::records::RECORD_VERSION,
-            task: node.spec.id.clone(),
-            kind: node.task.kind().to_string(),
-            key,
-            finished_at: now_secs(),
-            duration_ms,
-            fingerprint,
-            log,
-            outputs: executed.outputs,
-            data: executed.data,
-        })
-        .map_err(|e| TaskError::Failed(format!("cannot write the cache record: {e}")))
 }

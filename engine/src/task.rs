@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lifeos_cache::{ActionRecord, BlobStore, FileDigest, InputSet, OutputFile, Snapshot};
+use lifeos_cache::{ActionRecord, Cas, FileDigest, InputSet, OutputFile, Snapshot};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -194,7 +194,8 @@ pub struct ProbeCx<'a> {
     /// The local record for this key, if any. Some kinds need it (exec outputs); others find
     /// their proof in the world alone (a labelled image).
     pub record: Option<&'a ActionRecord>,
-    pub blobs: &'a BlobStore,
+    /// The run's content store (a `dyn Cas`: local, or layered in front of a remote).
+    pub blobs: &'a Arc<dyn Cas>,
     /// `plan`: look, never change anything.
     pub dry_run: bool,
     pub deps: &'a Deps,
@@ -234,7 +235,8 @@ pub struct ExecCx<'a> {
     pub key: Key,
     /// Declared env (with values) and secrets, to pass to the process or container.
     pub env: Vec<(String, String)>,
-    pub blobs: &'a BlobStore,
+    /// The run's content store (a `dyn Cas`: local, or layered in front of a remote).
+    pub blobs: &'a Arc<dyn Cas>,
     pub log: LogSink,
     /// Cancelled on Ctrl-C or timeout: stop, clean up what was started, return.
     pub cancel: CancellationToken,
@@ -367,7 +369,7 @@ pub fn archive_outputs(
     root: &Path,
     snapshot: &Snapshot,
     set: &InputSet,
-    blobs: &BlobStore,
+    blobs: &dyn Cas,
 ) -> std::io::Result<Vec<OutputFile>> {
     let mut out = Vec::new();
     for f in snapshot.select(set)? {

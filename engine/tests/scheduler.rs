@@ -137,7 +137,8 @@ impl World {
             RunContext {
                 root: self.dir.path().to_path_buf(),
                 cache: CacheDir::new(self.dir.path().join(".lifeos")),
-                records: CacheDir::new(self.dir.path().join(".lifeos")).records(),
+                actions: Arc::new(CacheDir::new(self.dir.path().join(".lifeos")).records()),
+                cas: Arc::new(CacheDir::new(self.dir.path().join(".lifeos")).blobs()),
                 snapshot: Arc::new(Snapshot::open(self.dir.path(), None)),
                 events: tx,
                 cancel: Default::default(),
@@ -381,7 +382,8 @@ async fn a_dependency_result_reaches_the_dependant_ran_or_cached() {
         RunContext {
             root: w.dir.path().to_path_buf(),
             cache: CacheDir::new(w.dir.path().join(".lifeos")),
-            records: CacheDir::new(w.dir.path().join(".lifeos")).records(),
+            actions: Arc::new(CacheDir::new(w.dir.path().join(".lifeos")).records()),
+            cas: Arc::new(CacheDir::new(w.dir.path().join(".lifeos")).blobs()),
             snapshot: Arc::new(Snapshot::open(w.dir.path(), None)),
             events: tx,
             cancel: Default::default(),

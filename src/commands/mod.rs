@@ -182,7 +182,7 @@ const PRELOAD_MIN_BYTES: u64 = 256 * 1024;
 
 impl Preload {
     /// Before the config is read, for a command that runs the scheduler (`scheduler`): the
-    /// early engine call and the preload threads.
+    /// preload threads.
     fn start(file: &Path, g: &Global, scheduler: bool) {
         let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
         let root = file.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -191,7 +191,6 @@ impl Preload {
         if scheduler {
             let index = cache.index_path();
             *INDEX_SEEN.lock().unwrap() = Some((index.clone(), index_stamp(&index)));
-            lifeos_tasks::docker::send_early(cache.engine_view_path());
         }
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let caches = size(&cache.index_path()) + size(&cache.stat_cache_path());

@@ -176,13 +176,10 @@ pub async fn execute(
             }
         }
     };
-    // What was read before the lock (the early engine answer, the preloaded index) may
-    // predate another run's results: after a wait, or when that run ended just before ours
-    // took the lock (the index changed since this process started).
+    // What was read before the lock (the preloaded index) may predate another run's
+    // results: after a wait, or when that run ended just before ours took the lock (the
+    // index changed since this process started).
     let stale = !dry_run && (waited || super::index_moved(&project.cache_dir));
-    if stale {
-        lifeos_tasks::docker::forget_early();
-    }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let ui = ui::spawn(rx, g, dry_run);
     let (records, snapshot) = open_run_cache(project, stale);
@@ -192,8 +189,9 @@ pub async fn execute(
         .keep_view_in(cache.engine_view_path());
     let cx = RunContext {
         root: project.root.clone(),
+        actions: Arc::new(records),
+        cas: Arc::new(cache.blobs()),
         cache,
-        records,
         snapshot,
         events: tx,
         cancel,
@@ -270,11 +268,16 @@ async fn lock_run(
     }
 }
 
+/// Sortable by time, unique by 16 random bits (two runs in the same millisecond on two
+/// machines of a CI fleet sharing an engine have the same pid as often as not).
 fn run_id() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    format!("{:x}{:04x}", t.as_millis(), std::process::id() & 0xffff)
+    let mut r = [0u8; 2];
+    // No randomness at all would be a broken system; the time alone still orders runs.
+    let _ = getrandom::fill(&mut r);
+    format!("{:x}{:04x}", t.as_millis(), u16::from_le_bytes(r))
 }
 
 /// Resolves at the next Ctrl-C (SIGINT) or SIGTERM: the two mean the same to lifeos (a

@@ -7,7 +7,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use lifeos_cache::{names, BlobStore, OutputFile, Snapshot};
+use lifeos_cache::{names, Cas, OutputFile, Snapshot};
 
 pub enum OutputState {
     Intact,
@@ -17,7 +17,7 @@ pub enum OutputState {
     Unrestorable(String),
 }
 
-pub fn check(snapshot: &Snapshot, outputs: &[OutputFile], blobs: &BlobStore) -> OutputState {
+pub fn check(snapshot: &Snapshot, outputs: &[OutputFile], blobs: &dyn Cas) -> OutputState {
     let mut stale = Vec::new();
     for o in outputs {
         // Stat and stat cache: an intact output is not read. A symlink output is compared by
@@ -67,7 +67,7 @@ fn corrupt_message(o: &OutputFile) -> String {
 }
 
 /// `plan`: would a restore succeed? Reads the blobs, writes nothing.
-pub fn verify(files: &[OutputFile], blobs: &BlobStore) -> Result<(), String> {
+pub fn verify(files: &[OutputFile], blobs: &dyn Cas) -> Result<(), String> {
     for o in files {
         if blobs.verify(&o.digest).is_err() {
             return Err(corrupt_message(o));
@@ -76,7 +76,7 @@ pub fn verify(files: &[OutputFile], blobs: &BlobStore) -> Result<(), String> {
     Ok(())
 }
 
-pub fn restore(root: &Path, files: &[OutputFile], blobs: &BlobStore) -> Result<(), RestoreError> {
+pub fn restore(root: &Path, files: &[OutputFile], blobs: &dyn Cas) -> Result<(), RestoreError> {
     for o in files {
         let dst = names::to_path(root, &o.path);
         let corrupt = |e: io::Error| {

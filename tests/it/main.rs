@@ -12,6 +12,7 @@ mod config_errors;
 mod config_props;
 mod config_validation;
 mod docker_parity;
+mod engine_view;
 mod events_schema;
 mod exec;
 mod hashing;

@@ -49,7 +49,7 @@ where
     )
 }
 
-pub use view::{forget_early, send_early, ImageFacts};
+pub use view::ImageFacts;
 
 #[derive(Clone, Default)]
 pub struct Docker {

@@ -155,12 +155,18 @@ impl Task for ExecTask {
         }
         // A few stats are cheaper inline than a trip to the blocking pool.
         if record.outputs.len() <= 8 {
-            return check_outputs(cx.root, cx.snapshot, &record.outputs, cx.blobs, cx.dry_run);
+            return check_outputs(
+                cx.root,
+                cx.snapshot,
+                &record.outputs,
+                cx.blobs.as_ref(),
+                cx.dry_run,
+            );
         }
         let (root, snap, blobs) = (cx.root.to_path_buf(), cx.snapshot.clone(), cx.blobs.clone());
         let outs = record.outputs.clone();
         let dry = cx.dry_run;
-        tokio::task::spawn_blocking(move || check_outputs(&root, &snap, &outs, &blobs, dry))
+        tokio::task::spawn_blocking(move || check_outputs(&root, &snap, &outs, blobs.as_ref(), dry))
             .await
             .map_err(|e| TaskError::Failed(e.to_string()))?
     }
@@ -214,11 +220,12 @@ impl Task for ExecTask {
             cx.blobs.clone(),
             outs.clone(),
         );
-        let files =
-            tokio::task::spawn_blocking(move || archive_outputs(&root, &snap, &set, &blobs))
-                .await
-                .map_err(|e| TaskError::Failed(e.to_string()))?
-                .map_err(|e| TaskError::Failed(format!("cannot archive outputs: {e}")))?;
+        let files = tokio::task::spawn_blocking(move || {
+            archive_outputs(&root, &snap, &set, blobs.as_ref())
+        })
+        .await
+        .map_err(|e| TaskError::Failed(e.to_string()))?
+        .map_err(|e| TaskError::Failed(format!("cannot archive outputs: {e}")))?;
         if let Some(f) = files.iter().find(|f| self.inputs.matches(&f.path)) {
             return Err(TaskError::Failed(format!(
                 "output {:?} is also an input of this task; a cache hit would restore it over the tree",
@@ -255,7 +262,7 @@ fn check_outputs(
     root: &std::path::Path,
     snap: &lifeos_cache::Snapshot,
     outs: &[lifeos_cache::OutputFile],
-    blobs: &lifeos_cache::BlobStore,
+    blobs: &dyn lifeos_cache::Cas,
     dry: bool,
 ) -> Result<Probe, TaskError> {
     Ok(match outputs::check(snap, outs, blobs) {
