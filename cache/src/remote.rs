@@ -52,7 +52,10 @@ impl Auth {
         if let Some(t) = var("LIFEOS_REMOTE_CACHE_TOKEN") {
             return Auth::Bearer(t);
         }
-        match (var("LIFEOS_REMOTE_CACHE_USER"), var("LIFEOS_REMOTE_CACHE_PASSWORD")) {
+        match (
+            var("LIFEOS_REMOTE_CACHE_USER"),
+            var("LIFEOS_REMOTE_CACHE_PASSWORD"),
+        ) {
             (Some(u), p) => Auth::Basic(u, p.unwrap_or_default()),
             _ => Auth::None,
         }
@@ -329,7 +332,10 @@ impl HttpRemote {
             return Err(io::Error::new(io::ErrorKind::NotFound, "remote cache off"));
         }
         let Some(bytes) = self.settle(self.get_bytes("cas", &d.to_hex())) else {
-            return Err(io::Error::new(io::ErrorKind::NotFound, "not in the remote cache"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "not in the remote cache",
+            ));
         };
         if FileDigest::of(&bytes) != *d {
             self.0.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -417,7 +423,10 @@ impl ActionCache for HttpRemote {
 
 impl Cas for HttpRemote {
     fn contains(&self, d: &FileDigest) -> bool {
-        self.reads() && self.settle(self.exists("cas", &d.to_hex())).unwrap_or(false)
+        self.reads()
+            && self
+                .settle(self.exists("cas", &d.to_hex()))
+                .unwrap_or(false)
     }
 
     fn get(&self, d: &FileDigest) -> io::Result<Vec<u8>> {
@@ -436,7 +445,9 @@ impl Cas for HttpRemote {
         // A symlink is stored as its link text, as the local store does.
         let meta = std::fs::symlink_metadata(src)?;
         let bytes = if meta.file_type().is_symlink() {
-            std::fs::read_link(src)?.into_os_string().into_encoded_bytes()
+            std::fs::read_link(src)?
+                .into_os_string()
+                .into_encoded_bytes()
         } else {
             std::fs::read(src)?
         };

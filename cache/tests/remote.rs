@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lifeos_cache::records::RECORD_VERSION;
-use lifeos_cache::{ActionCache, ActionKey, ActionRecord, Cas, FileDigest, HttpRemote, RemoteConfig};
+use lifeos_cache::{
+    ActionCache, ActionKey, ActionRecord, Cas, FileDigest, HttpRemote, RemoteConfig,
+};
 
 #[derive(Default)]
 struct Server {
@@ -54,8 +56,14 @@ fn serve() -> (String, Arc<Server>) {
                     let mut body = vec![0; len];
                     r.read_exact(&mut body).unwrap();
                     let mut parts = line.split_whitespace();
-                    let (method, path) = (parts.next().unwrap().to_string(), parts.next().unwrap().to_string());
-                    srv.log.lock().unwrap().push(format!("{method} {path} {auth}"));
+                    let (method, path) = (
+                        parts.next().unwrap().to_string(),
+                        parts.next().unwrap().to_string(),
+                    );
+                    srv.log
+                        .lock()
+                        .unwrap()
+                        .push(format!("{method} {path} {auth}"));
                     let forced = *srv.status.lock().unwrap();
                     let (status, out): (u16, Vec<u8>) = match (forced, method.as_str()) {
                         (Some(s), _) => (s, vec![]),
@@ -69,7 +77,10 @@ fn serve() -> (String, Arc<Server>) {
                             None => (404, vec![]),
                         },
                     };
-                    let head = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n", if method == "HEAD" { 0 } else { out.len() });
+                    let head = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n",
+                        if method == "HEAD" { 0 } else { out.len() }
+                    );
                     w.write_all(head.as_bytes()).unwrap();
                     if method != "HEAD" {
                         w.write_all(&out).unwrap();
@@ -109,7 +120,10 @@ fn record(kind: &str, key: ActionKey, out: FileDigest) -> ActionRecord {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -119,7 +133,8 @@ fn what_one_writes_another_reads_checked() {
     let a = remote(&url, true);
     let d = Cas::put(&a, b"built output").unwrap();
     let key = ActionKey([7; 32]);
-    rt.block_on(ActionCache::put(&a, record("exec", key, d))).unwrap();
+    rt.block_on(ActionCache::put(&a, record("exec", key, d)))
+        .unwrap();
     assert_eq!(a.stats().uploads, 2);
 
     let b = remote(&url, false);
@@ -147,11 +162,22 @@ fn records_of_kinds_not_shared_stay_local() {
     let (url, srv) = serve();
     let rt = rt();
     let a = remote(&url, true);
-    rt.block_on(ActionCache::put(&a, record("service", ActionKey([1; 32]), FileDigest::of(b"x")))).unwrap();
-    assert!(srv.log.lock().unwrap().is_empty(), "a service record is never uploaded");
+    rt.block_on(ActionCache::put(
+        &a,
+        record("service", ActionKey([1; 32]), FileDigest::of(b"x")),
+    ))
+    .unwrap();
+    assert!(
+        srv.log.lock().unwrap().is_empty(),
+        "a service record is never uploaded"
+    );
     // One put there by someone else is not believed either.
-    let body = serde_json::to_vec(&record("service", ActionKey([1; 32]), FileDigest::of(b"x"))).unwrap();
-    srv.store.lock().unwrap().insert(format!("/lifeos/ac/{}", ActionKey([1; 32]).to_hex()), body);
+    let body =
+        serde_json::to_vec(&record("service", ActionKey([1; 32]), FileDigest::of(b"x"))).unwrap();
+    srv.store
+        .lock()
+        .unwrap()
+        .insert(format!("/lifeos/ac/{}", ActionKey([1; 32]).to_hex()), body);
     assert!(rt.block_on(a.lookup("t", &ActionKey([1; 32]))).is_none());
 }
 
@@ -161,8 +187,17 @@ fn read_only_never_puts() {
     let rt = rt();
     let a = remote(&url, false);
     Cas::put(&a, b"x").unwrap();
-    rt.block_on(ActionCache::put(&a, record("exec", ActionKey([2; 32]), FileDigest::of(b"x")))).unwrap();
-    assert!(srv.log.lock().unwrap().iter().all(|l| !l.starts_with("PUT")));
+    rt.block_on(ActionCache::put(
+        &a,
+        record("exec", ActionKey([2; 32]), FileDigest::of(b"x")),
+    ))
+    .unwrap();
+    assert!(srv
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|l| !l.starts_with("PUT")));
 }
 
 #[test]
@@ -174,7 +209,11 @@ fn an_outage_is_one_warning_and_then_silence() {
     for i in 0..5u8 {
         assert!(rt.block_on(a.lookup("t", &ActionKey([i; 32]))).is_none());
     }
-    assert_eq!(srv.log.lock().unwrap().len(), 1, "asked once, then stayed local");
+    assert_eq!(
+        srv.log.lock().unwrap().len(),
+        1,
+        "asked once, then stayed local"
+    );
     let w = ActionCache::take_warnings(&a);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains(&url) && w[0].contains("503"), "{w:?}");
@@ -185,7 +224,10 @@ fn an_outage_is_one_warning_and_then_silence() {
     drop(l);
     let b = remote(&dead, true);
     assert!(Cas::get(&b, &FileDigest::of(b"y")).is_err());
-    assert!(Cas::put(&b, b"y").is_ok(), "an upload failure is no task failure");
+    assert!(
+        Cas::put(&b, b"y").is_ok(),
+        "an upload failure is no task failure"
+    );
     let w = Cas::take_warnings(&b);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains(&dead), "{w:?}");
@@ -201,7 +243,10 @@ fn refused_credentials_name_the_server_not_the_secret() {
     std::env::remove_var("LIFEOS_REMOTE_CACHE_TOKEN");
     assert!(rt.block_on(a.lookup("t", &ActionKey([4; 32]))).is_none());
     let log = srv.log.lock().unwrap().clone();
-    assert!(log[0].contains("Bearer s3cr3t-token-value"), "the token is sent: {log:?}");
+    assert!(
+        log[0].contains("Bearer s3cr3t-token-value"),
+        "the token is sent: {log:?}"
+    );
     let w = ActionCache::take_warnings(&a);
     assert!(w[0].contains("401") && w[0].contains(&url), "{w:?}");
     assert!(!w[0].contains("s3cr3t"), "{w:?}");

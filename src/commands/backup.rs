@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use lifeos_engine::TaskError;
-use lifeos_tasks::backup::{http, restore as rs, retention, BackupKind, BackupTask};
+use lifeos_tasks::backup::{http, restore as rs, retention, sidecar, BackupKind, BackupTask};
 use lifeos_tasks::kind::TypedKind;
 use tokio_util::sync::CancellationToken;
 
@@ -144,7 +144,8 @@ async fn verify(g: &Global, project: &Project, file: Option<PathBuf>, task: Opti
         Err(e) => return task_error(e),
     };
     let cancel = cancel_on_signal();
-    let checks = match rs::verify(&c, &d, &file, &cancel).await {
+    let side = sidecar::path_of(&file);
+    let checks = match rs::verify(&c, &d, &file, &side, &cancel).await {
         Ok(c) => c,
         Err(e) => return task_error(e),
     };
@@ -266,15 +267,17 @@ pub async fn restore(
         if !f.is_file() {
             return usage_error(format!("{source}: no such file"));
         }
-        f
+        let side = sidecar::path_of(&f);
+        (f, side)
     };
+    let (file, side) = file;
     let into = into.unwrap_or_else(|| t.s.dbname.clone());
     let (d, c) = match t.connect(&env_of(project, &t.s.task)).await {
         Ok(x) => x,
         Err(e) => return task_error(e),
     };
     let cancel = cancel_on_signal();
-    match rs::restore(&c, &d, &file, &into, drop_old, &cancel).await {
+    match rs::restore(&c, &d, &file, &side, &into, drop_old, &cancel).await {
         Ok(r) => {
             if g.json {
                 crate::outln!("{}", serde_json::to_string(&r).unwrap());
@@ -299,25 +302,39 @@ pub async fn restore(
     }
 }
 
-/// A URL and its sidecar into the cache (`downloads/`), revalidated by ETag.
-async fn download(project: &Project, url: &str) -> Result<PathBuf, String> {
-    let mut h = lifeos_tasks::backup::sidecar::Sha256::new();
-    h.update(url.as_bytes());
-    let dir = project
-        .cache_dir
-        .join("downloads")
-        .join(&h.finish().0[..16]);
-    let dump = http::fetch(url, &dir).await?;
+/// A URL and its sidecar into the cache's `downloads/` with cached-path (as URL inputs are):
+/// kept, and on the next use revalidated by ETag (a new ETag is a new copy). The local path
+/// of the dump and of its sidecar.
+async fn download(project: &Project, url: &str) -> Result<(PathBuf, PathBuf), String> {
+    lifeos_cache::CacheDir::new(project.cache_dir.clone())
+        .prepare()
+        .map_err(|e| format!("cannot use the cache directory for the download: {e}"))?;
+    let downloads = project.services.downloads();
+    let dir = project.cache_dir.join("downloads");
+    let kept: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let u = url.to_string();
+    let (dump, side) =
+        tokio::task::spawn_blocking(move || -> Result<(PathBuf, PathBuf), String> {
+            let cache = downloads.cache()?;
+            let dump = cache
+                .cached_path(&u)
+                .map_err(|e| format!("cannot fetch {u}: {e}"))?;
+            let side = cache
+                .cached_path(&format!("{u}.json"))
+                .map_err(|e| format!("cannot fetch the sidecar {u}.json: {e}"))?;
+            Ok((dump, side))
+        })
+        .await
+        .map_err(|e| format!("the download of {url} panicked: {e}"))??;
     eprintln!(
         "{} {url}",
-        if dump.downloaded {
-            "fetched"
+        if kept.contains(&dump) {
+            "not modified (ETag): using the kept copy of"
         } else {
-            "not modified (ETag): using the cached copy of"
+            "fetched"
         }
     );
-    http::fetch(&format!("{url}.json"), &dir)
-        .await
-        .map_err(|e| format!("cannot fetch the sidecar of {url}: {e}"))?;
-    Ok(dump.path)
+    Ok((dump, side))
 }

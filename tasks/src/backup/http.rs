@@ -1,9 +1,9 @@
 //! Backups over plain HTTP: upload by PUT (WebDAV: nginx's dav module, Apache mod_dav, ...),
-//! proven by reading the file back (size and sha256; a WebDAV server checks neither), and
-//! download into a local cache revalidated by ETag (`If-None-Match`). hyper and hyper-util
-//! are already in the tree (bollard); nothing new is built for this.
+//! proven by reading the file back (size and sha256; a WebDAV server checks neither). hyper
+//! and hyper-util are already in the tree (bollard); nothing new is built for this.
+//! (Downloads for `lifeos restore URL` go through cached-path, as URL inputs do.)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,7 +15,6 @@ use hyper::body::Frame;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tokio::io::AsyncWriteExt;
 
 use super::sidecar::Sha256;
 
@@ -178,86 +177,6 @@ async fn get_hash(url: &str) -> Result<(String, u64), String> {
         }
     }
     Ok(h.finish())
-}
-
-/// A download in the local cache: where, and whether it came over the network this time.
-pub struct Fetched {
-    pub path: PathBuf,
-    pub downloaded: bool,
-}
-
-/// Fetch `url` into `dir` (kept there, with its ETag): a second fetch asks with
-/// `If-None-Match` and reuses the copy on 304.
-pub async fn fetch(url: &str, dir: &Path) -> Result<Fetched, String> {
-    let server = server_of(url);
-    let name = url
-        .rsplit('/')
-        .next()
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| format!("{url}: the URL names no file"))?;
-    let name = name.split(['?', '#']).next().unwrap_or(name);
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let path = dir.join(name);
-    let etag_path = dir.join(format!("{name}.etag"));
-    let etag = match (path.is_file(), std::fs::read_to_string(&etag_path)) {
-        (true, Ok(e)) if !e.trim().is_empty() => Some(e.trim().to_string()),
-        _ => None,
-    };
-    let mut req = Request::get(url);
-    if let Some(e) = &etag {
-        req = req.header(http::header::IF_NONE_MATCH, e);
-    }
-    let req = req
-        .body(empty())
-        .map_err(|e| format!("invalid URL {url}: {e}"))?;
-    let r = send(req).await?;
-    if r.status() == StatusCode::NOT_MODIFIED && etag.is_some() {
-        return Ok(Fetched {
-            path,
-            downloaded: false,
-        });
-    }
-    if !r.status().is_success() {
-        return Err(format!(
-            "GET {url}: server {server} answered {}",
-            r.status()
-        ));
-    }
-    let new_etag = r
-        .headers()
-        .get(http::header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let tmp = super::sidecar::partial(&path);
-    let mut out = tokio::fs::File::create(&tmp)
-        .await
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    let mut body = BodyStream::new(r.into_body());
-    while let Some(frame) = body.next().await {
-        let frame = frame.map_err(|e| format!("GET {url} from {server}: {e}"))?;
-        if let Ok(data) = frame.into_data() {
-            out.write_all(&data)
-                .await
-                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        }
-    }
-    out.sync_all()
-        .await
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    drop(out);
-    let _ = tokio::fs::remove_file(&etag_path).await;
-    tokio::fs::rename(&tmp, &path)
-        .await
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    if let Some(e) = new_etag {
-        let _ = tokio::fs::write(&etag_path, e).await;
-    }
-    Ok(Fetched {
-        path,
-        downloaded: true,
-    })
 }
 
 #[cfg(test)]

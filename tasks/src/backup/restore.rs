@@ -128,10 +128,11 @@ pub async fn verify(
     client: &Client,
     d: &bollard::Docker,
     file: &Path,
+    side: &Path,
     cancel: &CancellationToken,
 ) -> Result<Vec<Check>, TaskError> {
     let mut out = Vec::new();
-    let side = match sidecar::check(file) {
+    let side = match sidecar::check(file, side) {
         Ok(s) => {
             out.push(Check {
                 check: "sha256 and size".into(),
@@ -227,11 +228,13 @@ pub async fn restore(
     client: &Client,
     d: &bollard::Docker,
     file: &Path,
+    side: &Path,
     into: &str,
     drop_old: bool,
     cancel: &CancellationToken,
 ) -> Result<Restored, TaskError> {
-    let side = sidecar::check(file).map_err(|why| TaskError::Failed(format!("refused: {why}")))?;
+    let side =
+        sidecar::check(file, side).map_err(|why| TaskError::Failed(format!("refused: {why}")))?;
     let s = stamp();
     let scratch = db_name(into, &format!("_lifeos_restore_{s}"));
     let restored = into_scratch(client, d, file, &scratch, cancel).await;

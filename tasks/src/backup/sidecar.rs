@@ -44,7 +44,11 @@ pub fn partial(p: &Path) -> PathBuf {
 
 impl Sidecar {
     pub fn read(dump: &Path) -> Result<Sidecar, String> {
-        let p = path_of(dump);
+        Self::read_at(&path_of(dump))
+    }
+
+    /// A sidecar kept elsewhere than beside its dump (a download).
+    pub fn read_at(p: &Path) -> Result<Sidecar, String> {
         let text = fs::read(&p).map_err(|e| {
             format!(
                 "cannot read the sidecar {}: {e}; without it the backup is unverified",
@@ -113,9 +117,9 @@ impl Sha256 {
     }
 }
 
-/// Check a dump against its sidecar before anything reads it: size, then sha256.
-pub fn check(dump: &Path) -> Result<Sidecar, String> {
-    let side = Sidecar::read(dump)?;
+/// Check a dump against its sidecar (at `side`) before anything reads it: size, then sha256.
+pub fn check(dump: &Path, side: &Path) -> Result<Sidecar, String> {
+    let side = Sidecar::read_at(side)?;
     let (sha, size) =
         sha256_file(dump).map_err(|e| format!("cannot read {}: {e}", dump.display()))?;
     if size != side.size {
