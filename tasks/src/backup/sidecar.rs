@@ -49,7 +49,7 @@ impl Sidecar {
 
     /// A sidecar kept elsewhere than beside its dump (a download).
     pub fn read_at(p: &Path) -> Result<Sidecar, String> {
-        let text = fs::read(&p).map_err(|e| {
+        let text = fs::read(p).map_err(|e| {
             format!(
                 "cannot read the sidecar {}: {e}; without it the backup is unverified",
                 p.display()
