@@ -124,6 +124,45 @@ pub enum Cmd {
         #[command(subcommand)]
         action: CacheCmd,
     },
+    /// Verify or prune the files of `backup` tasks.
+    Backup {
+        #[command(subcommand)]
+        action: BackupCmd,
+    },
+    /// Restore a backup (a file, or an http:// URL) into its database: sha256 first, then a
+    /// scratch database whose row counts must match, then a rename into place.
+    Restore {
+        /// A `.dump` file with its `.dump.json` sidecar, or an http:// URL of one.
+        source: String,
+        /// The database to replace (default: the backup task's `dbname`).
+        #[arg(long, value_name = "DB")]
+        into: Option<String>,
+        /// Drop the replaced database instead of keeping it under a dated name.
+        #[arg(long)]
+        drop_old: bool,
+        /// The backup task whose database it is (needed when there are several).
+        #[arg(long, value_name = "TASK")]
+        task: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCmd {
+    /// Check a backup: sha256, a full read, and a restore into a scratch database with the
+    /// sidecar's row counts (default: the newest backup).
+    Verify {
+        file: Option<PathBuf>,
+        #[arg(long, value_name = "TASK")]
+        task: Option<String>,
+    },
+    /// Apply the task's `keep` rules to its backups.
+    Prune {
+        /// List what would go, and which rule keeps each file that stays; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_name = "TASK")]
+        task: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

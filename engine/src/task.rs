@@ -356,6 +356,12 @@ pub trait Task: Send + Sync + 'static {
     fn describe(&self) -> String {
         self.kind().to_string()
     }
+
+    /// The concrete task, for commands that act on one kind's nodes outside a run
+    /// (`lifeos backup verify` reads its backup task's settings).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// Store files under `root` matching `patterns` in the blob store; the manifest for a record.

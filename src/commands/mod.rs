@@ -1,5 +1,6 @@
 //! One module per command; this file finds and loads the project for them.
 
+mod backup;
 mod cache;
 mod deploy;
 mod explain;
@@ -52,6 +53,13 @@ pub async fn dispatch(cli: Cli) -> i32 {
         },
         Cmd::Rollback { service, to } => deploy::rollback(g, &project, service, to).await,
         Cmd::Logs { service, follow } => services::logs(&project, &service, follow).await,
+        Cmd::Backup { action } => backup::backup(g, &project, action).await,
+        Cmd::Restore {
+            source,
+            into,
+            drop_old,
+            task,
+        } => backup::restore(g, &project, &source, into, drop_old, task).await,
     };
     // The process exits next: freeing a 10,000-task graph would only cost time.
     std::mem::forget(project);

@@ -13,8 +13,10 @@ static CANARY: Registered<crate::deploy::CanaryKind> = Registered::new();
 static CHECK: Registered<crate::deploy::CheckKind> = Registered::new();
 static PROMOTE: Registered<crate::deploy::PromoteKind> = Registered::new();
 
+static BACKUP: Registered<crate::backup::BackupKind> = Registered::new();
+
 pub static REGISTRY: Registry = Registry::new(&[
-    &EXEC, &IMAGE, &SERVICE, &CONTAINER, &PUSH, &DEPLOY, &CANARY, &CHECK, &PROMOTE,
+    &EXEC, &IMAGE, &SERVICE, &CONTAINER, &PUSH, &DEPLOY, &CANARY, &CHECK, &PROMOTE, &BACKUP,
 ]);
 
 /// For callers that want the trait object of one kind.

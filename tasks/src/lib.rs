@@ -4,6 +4,7 @@
 // Output goes through events, the log sink or a writer the caller passes, never to stdout.
 #![deny(clippy::print_stdout)]
 
+pub mod backup;
 pub mod container;
 pub mod deploy;
 pub mod docker;

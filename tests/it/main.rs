@@ -4,6 +4,7 @@
 
 mod support;
 
+mod backup;
 mod binary;
 mod cache_cmd;
 mod cache_safety;

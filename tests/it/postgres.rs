@@ -13,7 +13,7 @@ const PASSWORD: &str = "it-pg-password";
 /// The example's Debian root filesystem (example/debian/make-rootfs.sh: mmdebstrap), made by
 /// lifeos in a project of the tests' own under the target dir, once per target dir (then
 /// cached by key there). Neither the repository's .lifeos nor its images are touched.
-fn debian_rootfs() -> &'static Path {
+pub(crate) fn debian_rootfs() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -75,7 +75,7 @@ fn psql(port: u16, sql: &str) -> Result<String, String> {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap().flatten() {
         if e.file_name() == "rootfs.tar" {

@@ -180,6 +180,33 @@ pub async fn create(
     env: &[(String, String)],
     root: &Path,
 ) -> Result<String, TaskError> {
+    let body = create_body(spec, labels, env, root);
+    create_with(d, name, body).await
+}
+
+/// Create a container from a body made by [`create_body`] (and adjusted by the caller).
+pub async fn create_with(
+    d: &bollard::Docker,
+    name: &str,
+    body: ContainerCreateBody,
+) -> Result<String, TaskError> {
+    let r = d
+        .create_container(
+            Some(CreateContainerOptionsBuilder::default().name(name).build()),
+            body,
+        )
+        .await
+        .map_err(|e| classify(e, &format!("create container {name}")))?;
+    Ok(r.id)
+}
+
+/// What [`create`] asks the engine for: `spec` on the project network.
+pub fn create_body(
+    spec: &ContainerSpec,
+    labels: HashMap<String, String>,
+    env: &[(String, String)],
+    root: &Path,
+) -> ContainerCreateBody {
     let mounts: Vec<Mount> = spec
         .volumes
         .iter()
@@ -231,7 +258,7 @@ pub async fn create(
         start_interval: None,
     });
     let network = spec.network();
-    let body = ContainerCreateBody {
+    ContainerCreateBody {
         image: Some(spec.image.reference().to_string()),
         cmd: spec.cmd.clone(),
         entrypoint: spec.entrypoint.clone(),
@@ -259,15 +286,7 @@ pub async fn create(
             )])),
         }),
         ..Default::default()
-    };
-    let r = d
-        .create_container(
-            Some(CreateContainerOptionsBuilder::default().name(name).build()),
-            body,
-        )
-        .await
-        .map_err(|e| classify(e, &format!("create container {name}")))?;
-    Ok(r.id)
+    }
 }
 
 /// Start a created container; on failure remove it (nothing half-made stays behind) and
