@@ -19,6 +19,10 @@ struct Server {
     log: Mutex<Vec<String>>,
     /// Answer every request with this status instead.
     status: Mutex<Option<u16>>,
+    /// Answer PUTs with this status (a full disk: 507).
+    put_status: Mutex<Option<u16>>,
+    /// Never answer (a hung server).
+    hang: Mutex<bool>,
 }
 
 fn serve() -> (String, Arc<Server>) {
@@ -64,9 +68,15 @@ fn serve() -> (String, Arc<Server>) {
                         .lock()
                         .unwrap()
                         .push(format!("{method} {path} {auth}"));
+                    if *srv.hang.lock().unwrap() {
+                        std::thread::sleep(Duration::from_secs(30));
+                        return;
+                    }
                     let forced = *srv.status.lock().unwrap();
+                    let put_forced = *srv.put_status.lock().unwrap();
                     let (status, out): (u16, Vec<u8>) = match (forced, method.as_str()) {
                         (Some(s), _) => (s, vec![]),
+                        (None, "PUT") if put_forced.is_some() => (put_forced.unwrap(), vec![]),
                         (None, "PUT") => {
                             srv.store.lock().unwrap().insert(path, body);
                             (201, vec![])
@@ -250,4 +260,63 @@ fn refused_credentials_name_the_server_not_the_secret() {
     let w = ActionCache::take_warnings(&a);
     assert!(w[0].contains("401") && w[0].contains(&url), "{w:?}");
     assert!(!w[0].contains("s3cr3t"), "{w:?}");
+}
+
+#[test]
+fn a_full_server_stops_uploads_but_not_reads() {
+    let (url, srv) = serve();
+    let rt = rt();
+    let a = remote(&url, true);
+    let d = Cas::put(&a, b"kept").unwrap();
+    *srv.put_status.lock().unwrap() = Some(507);
+    assert!(
+        Cas::put(&a, b"one").is_ok(),
+        "an upload refusal is no failure"
+    );
+    assert!(Cas::put(&a, b"two").is_ok());
+    let puts = srv
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("PUT"))
+        .count();
+    assert_eq!(puts, 2, "after the 507, no more uploads");
+    let w = Cas::take_warnings(&a);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("507") && w[0].contains("refuses uploads"),
+        "{w:?}"
+    );
+    // Reads go on.
+    assert_eq!(Cas::get(&a, &d).unwrap(), b"kept");
+    assert!(rt.block_on(a.lookup("t", &ActionKey([5; 32]))).is_none());
+}
+
+#[test]
+fn a_hung_server_times_out_once_and_is_left_alone() {
+    let (url, srv) = serve();
+    let rt = rt();
+    *srv.hang.lock().unwrap() = true;
+    let a = HttpRemote::new(RemoteConfig {
+        url: url.clone(),
+        read: true,
+        write: true,
+        kinds: vec!["exec".into()],
+        timeout: Duration::from_millis(300),
+        stats_file: None,
+    })
+    .unwrap();
+    for i in 0..3u8 {
+        assert!(rt.block_on(a.lookup("t", &ActionKey([i; 32]))).is_none());
+    }
+    assert_eq!(
+        srv.log.lock().unwrap().len(),
+        1,
+        "one request, then local only"
+    );
+    let w = ActionCache::take_warnings(&a);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("timed out") && w[0].contains(&url), "{w:?}");
+    assert_eq!(a.stats().errors, 1);
 }
