@@ -1,10 +1,14 @@
-//! A minimal HTTP/1.1 GET for readiness checks, the router's control page and synthetic
-//! probes: one request per connection, status and body, nothing more.
+//! One HTTP GET for readiness checks, the router's control page and synthetic probes:
+//! status, body and time taken, through hyper (in the tree for bollard).
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 
 /// What one GET got.
 #[derive(Debug, Clone)]
@@ -14,34 +18,42 @@ pub struct Answer {
     pub took: Duration,
 }
 
+fn client() -> &'static Client<HttpConnector, Empty<Bytes>> {
+    static CLIENT: OnceLock<Client<HttpConnector, Empty<Bytes>>> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let mut c = HttpConnector::new();
+        c.set_connect_timeout(Some(Duration::from_secs(5)));
+        // A fresh connection each time: a probe measures what a new client sees, and a
+        // revision that was replaced must not be reached through a kept-alive socket.
+        Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(c)
+    })
+}
+
 /// `GET http://addr/path` with a timeout for the whole exchange.
 pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<Answer, String> {
     let start = Instant::now();
+    let uri: http::Uri = format!("http://{addr}{path}")
+        .parse()
+        .map_err(|e| format!("{addr}{path}: not a URL: {e}"))?;
     let work = async {
-        let mut s = TcpStream::connect(addr)
+        let resp = client()
+            .get(uri)
             .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        let req = format!(
-            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: lifeos\r\nConnection: close\r\n\r\n"
-        );
-        s.write_all(req.as_bytes())
+            .map_err(|e| format!("GET {addr}{path}: {e}"))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
             .await
-            .map_err(|e| format!("send to {addr}: {e}"))?;
-        let mut buf = Vec::with_capacity(1024);
-        s.read_to_end(&mut buf)
-            .await
-            .map_err(|e| format!("read from {addr}: {e}"))?;
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(&buf) {
-            Ok(httparse::Status::Complete(n)) => Ok(Answer {
-                status: resp.code.unwrap_or(0),
-                body: String::from_utf8_lossy(&buf[n..]).into_owned(),
-                took: start.elapsed(),
-            }),
-            Ok(httparse::Status::Partial) => Err(format!("{addr}: incomplete HTTP answer")),
-            Err(e) => Err(format!("{addr}: not HTTP: {e}")),
-        }
+            .map_err(|e| format!("read from {addr}: {e}"))?
+            .to_bytes();
+        Ok(Answer {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            took: start.elapsed(),
+        })
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
