@@ -509,3 +509,16 @@ percent = 10
         r.all()
     );
 }
+
+/// The whole path on an environment that has nothing yet: the first revision goes straight
+/// to stable, the canary has nothing to do, and the check judges that revision alone (it used
+/// to fail: the canary, fresh without ever running, left no revision for the check).
+#[test]
+fn the_whole_path_on_a_fresh_environment_passes() {
+    let f = project("");
+    let r = f.lifeos(&["run", "promote-api"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    only(&f.split(200), "v1", 200);
+    let r = f.lifeos(&["run", "promote-api"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+}

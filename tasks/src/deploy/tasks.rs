@@ -442,10 +442,19 @@ impl Task for CanaryTask {
             Ok(x) => x,
             Err(why) => return Ok(Probe::Missing(why)),
         };
+        // The data too: a check reads the revision from this task's result, also when the
+        // canary never ran (a service's first revision goes straight to stable).
+        let data = json!({ "revision": rev, "percent": self.percent, "service": self.body.service, "env": router.env });
         if s.canary == Some(rev) && s.weight == self.percent {
-            Ok(Probe::Fresh(format!("routed: {}", s.describe())))
+            Ok(Probe::FreshAt {
+                location: format!("routed: {}", s.describe()),
+                data,
+            })
         } else if s.stable == Some(rev) && s.canary.is_none() {
-            Ok(Probe::Fresh(format!("r{rev} promoted since")))
+            Ok(Probe::FreshAt {
+                location: format!("r{rev} promoted since"),
+                data,
+            })
         } else {
             Ok(Probe::Missing(format!(
                 "r{rev} is not the canary at {}% ({})",
@@ -466,6 +475,19 @@ impl Task for CanaryTask {
             .services
             .get_mut(service)
             .ok_or_else(|| TaskError::Failed(format!("{service} is not deployed")))?;
+        let data = json!({ "revision": rev, "percent": self.percent, "service": service, "env": router.env });
+        // A service's first revision goes straight to stable: there is nothing to split,
+        // and the check that follows judges that revision alone.
+        if s.stable == Some(rev) && s.canary.is_none() {
+            cx.log.line(
+                lifeos_engine::Stream::Stdout,
+                &format!("{service}: r{rev} is already stable with all the traffic; no canary"),
+            );
+            return Ok(Executed {
+                data,
+                ..Default::default()
+            });
+        }
         if s.canary != Some(rev) {
             return Err(TaskError::Failed(format!(
                 "r{rev} of {service} is not the canary ({}); deploy it with traffic < 100 first (`{}`)",
@@ -481,7 +503,7 @@ impl Task for CanaryTask {
             &format!("{service}: traffic {split}"),
         );
         Ok(Executed {
-            data: json!({ "revision": rev, "percent": self.percent, "service": service, "env": router.env }),
+            data,
             ..Default::default()
         })
     }
