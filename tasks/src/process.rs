@@ -22,7 +22,7 @@ impl Drop for GroupGuard {
 
 /// The child is SIGKILLed by the kernel when lifeos dies, however it dies (SIGKILL too), so
 /// a task's command never outlives the run.
-fn die_with_lifeos(cmd: &mut tokio::process::Command) {
+pub(crate) fn die_with_lifeos(cmd: &mut tokio::process::Command) {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: runs in the forked child before exec, and only makes async-signal-safe
     // syscalls (prctl, getppid, _exit), allocating nothing. PDEATHSIG fires when the

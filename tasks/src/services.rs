@@ -42,6 +42,16 @@ impl Services {
     pub fn downloads(&self) -> Arc<Downloads> {
         self.downloads.clone()
     }
+
+    /// The cache directory (where downloads are kept, one level up), once it is known:
+    /// kinds keep small state of their own under it (Cloud Run's serving history).
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.downloads
+            .dir
+            .get()
+            .and_then(|d| d.parent())
+            .map(|p| p.to_path_buf())
+    }
 }
 
 impl Downloads {

@@ -121,11 +121,11 @@ pub fn tally(text: &str, canary: &str, stable: &str, c: &mut Side, s: &mut Side)
     }
 }
 
-fn fmt_rate(v: Option<f64>) -> String {
+pub(super) fn fmt_rate(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into())
 }
 
-fn fmt_ms(v: Option<f64>) -> String {
+pub(super) fn fmt_ms(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.0}ms")).unwrap_or_else(|| "-".into())
 }
 
@@ -197,7 +197,7 @@ impl CheckBody {
 
     /// A clear failure before the window ends: enough canary requests, and its success
     /// rate already below the threshold.
-    fn clear_failure(&self, c: &Side) -> bool {
+    pub(super) fn clear_failure(&self, c: &Side) -> bool {
         c.n() >= self.min_requests
             && self
                 .success_rate

@@ -9,6 +9,7 @@ use lifeos_engine::{CachePolicy, Class, Task, TaskSpec};
 use serde::Deserialize;
 
 use super::check::{CheckBody, CheckTask};
+use super::cloudrun::{CloudRunBody, CloudRunCanary, CloudRunCheck, CloudRunDeploy, CloudRunPromote};
 use super::router::Router;
 use super::tasks::{CanaryTask, DeployBody, DeployTask, PromoteTask};
 use super::DEFAULT_ENV;
@@ -21,6 +22,14 @@ pub struct DeployKind;
 pub struct CanaryKind;
 pub struct PromoteKind;
 pub struct CheckKind;
+
+/// A compiled deploy: on the local engine behind lifeos' router, or on Cloud Run.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+#[serde(tag = "platform", rename_all = "snake_case")]
+pub enum DeployConf {
+    Docker(DeployBody),
+    Cloudrun(CloudRunBody),
+}
 
 const DAY: u64 = 86_400;
 const READY_TIMEOUT: Bounds = Bounds {
@@ -65,18 +74,32 @@ fn docker() -> Defaults {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDeploy {
-    /// "docker" (a local or remote engine behind lifeos' router).
-    platform: Option<S<String>>,
-    service: Option<S<String>>,
-    image: Option<S<String>>,
+    /// "docker" (a local or remote engine behind lifeos' router) or "cloudrun" (`gcloud`).
+    pub(super) platform: Option<S<String>>,
+    pub(super) service: Option<S<String>>,
+    pub(super) image: Option<S<String>>,
     cmd: Option<Vec<S<String>>>,
-    port: Option<S<u16>>,
+    pub(super) port: Option<S<u16>>,
     publish: Option<S<String>>,
     ready: Option<S<String>>,
     ready_timeout: Option<S<String>>,
-    traffic: Option<S<u8>>,
+    pub(super) traffic: Option<S<u8>>,
     keep: Option<S<u32>>,
-    labels: Option<BTreeMap<String, S<String>>>,
+    pub(super) labels: Option<BTreeMap<String, S<String>>>,
+    // Platform "cloudrun" only (a platform from `${vars.x}` ignores the other's fields).
+    pub(super) project: Option<S<String>>,
+    pub(super) region: Option<S<String>>,
+    pub(super) gcloud: Option<S<String>>,
+    pub(super) tag: Option<S<String>>,
+    pub(super) secret_refs: Option<BTreeMap<String, S<String>>>,
+    pub(super) min_instances: Option<S<u32>>,
+    pub(super) max_instances: Option<S<u32>>,
+    pub(super) cpu: Option<S<String>>,
+    pub(super) memory: Option<S<String>>,
+    pub(super) concurrency: Option<S<u32>>,
+    pub(super) request_timeout: Option<S<String>>,
+    pub(super) service_account: Option<S<String>>,
+    pub(super) allow_unauthenticated: Option<S<bool>>,
 }
 
 /// An image task of the graph (added to `deps`) or a reference.
@@ -146,9 +169,10 @@ fn publish(cx: &mut ResolveCx, s: &S<String>) -> Option<String> {
 
 impl TypedKind for DeployKind {
     const NAME: &'static str = "deploy";
-    const RESULT_FIELDS: &'static [&'static str] = &["revision", "container", "service", "env"];
+    const RESULT_FIELDS: &'static [&'static str] =
+        &["revision", "container", "service", "env", "url"];
     type Raw = RawDeploy;
-    type Body = DeployBody;
+    type Body = DeployConf;
 
     fn defaults() -> Defaults {
         docker()
@@ -159,15 +183,18 @@ impl TypedKind for DeployKind {
         t: &TaskTable,
         raw: RawDeploy,
         spec: &mut TaskSpec,
-    ) -> Option<DeployBody> {
+    ) -> Option<DeployConf> {
         let id = t.id.as_str();
         if let Some(p) = &raw.platform {
             let v = cx.interp(p)?;
+            if v == "cloudrun" {
+                return super::cloudrun::resolve(cx, t, raw, spec).map(DeployConf::Cloudrun);
+            }
             if v != "docker" {
                 cx.err(
                     Diagnostic::new(format!("platform `{v}` is not supported by this lifeos"))
-                        .at(p.span(), "expected \"docker\"")
-                        .help("platform \"docker\" deploys to the engine DOCKER_HOST names, behind an nginx router"),
+                        .at(p.span(), "expected \"docker\" or \"cloudrun\"")
+                        .help("platform \"docker\" deploys to the engine DOCKER_HOST names, behind an nginx router; \"cloudrun\" to Google Cloud Run with `gcloud`"),
                 );
                 return None;
             }
@@ -266,7 +293,7 @@ impl TypedKind for DeployKind {
             Some(h) => cx.interp(h)?,
             None => String::new(),
         };
-        Some(DeployBody {
+        Some(DeployConf::Docker(DeployBody {
             router: Router {
                 project: cx.project.clone(),
                 env: cx.env.clone().unwrap_or_else(|| DEFAULT_ENV.into()),
@@ -293,18 +320,26 @@ impl TypedKind for DeployKind {
             keep,
             migrations,
             labels,
-        })
+        }))
     }
 
     fn instantiate(
-        _spec: &TaskSpec,
-        body: DeployBody,
+        spec: &TaskSpec,
+        body: DeployConf,
         cx: &InstantiateCx,
     ) -> Result<Arc<dyn Task>, String> {
-        Ok(Arc::new(DeployTask::new(
-            body,
-            cx.services.docker().clone(),
-        )))
+        Ok(match body {
+            DeployConf::Docker(body) => {
+                Arc::new(DeployTask::new(body, cx.services.docker().clone()))
+            }
+            DeployConf::Cloudrun(mut body) => {
+                body.secret_names = spec.secrets.clone();
+                Arc::new(CloudRunDeploy {
+                    body,
+                    services: cx.services.clone(),
+                })
+            }
+        })
     }
 }
 
@@ -342,7 +377,7 @@ fn deploy_ref(
     Some(name)
 }
 
-fn deploy_body(cx: &InstantiateCx, deploy: &str) -> Result<DeployBody, String> {
+fn deploy_body(cx: &InstantiateCx, deploy: &str) -> Result<DeployConf, String> {
     cx.peer::<DeployKind>(deploy)
         .ok_or_else(|| format!("task `{deploy}` is not a deploy"))
 }
@@ -362,7 +397,8 @@ pub struct CanaryBody {
 
 impl TypedKind for CanaryKind {
     const NAME: &'static str = "canary";
-    const RESULT_FIELDS: &'static [&'static str] = &["revision", "percent", "service", "env"];
+    const RESULT_FIELDS: &'static [&'static str] =
+        &["revision", "percent", "service", "env", "url"];
     type Raw = RawCanary;
     type Body = CanaryBody;
 
@@ -399,13 +435,19 @@ impl TypedKind for CanaryKind {
         body: CanaryBody,
         cx: &InstantiateCx,
     ) -> Result<Arc<dyn Task>, String> {
-        let d = deploy_body(cx, &body.deploy)?;
-        Ok(Arc::new(CanaryTask::new(
-            body.deploy,
-            body.percent,
-            d,
-            cx.services.docker().clone(),
-        )))
+        Ok(match deploy_body(cx, &body.deploy)? {
+            DeployConf::Docker(d) => Arc::new(CanaryTask::new(
+                body.deploy,
+                body.percent,
+                d,
+                cx.services.docker().clone(),
+            )),
+            DeployConf::Cloudrun(d) => Arc::new(CloudRunCanary {
+                deploy: body.deploy,
+                percent: body.percent,
+                body: d,
+            }),
+        })
     }
 }
 
@@ -446,12 +488,18 @@ impl TypedKind for PromoteKind {
         body: PromoteBody,
         cx: &InstantiateCx,
     ) -> Result<Arc<dyn Task>, String> {
-        let d = deploy_body(cx, &body.deploy)?;
-        Ok(Arc::new(PromoteTask::new(
-            body.deploy,
-            d,
-            cx.services.docker().clone(),
-        )))
+        Ok(match deploy_body(cx, &body.deploy)? {
+            DeployConf::Docker(d) => Arc::new(PromoteTask::new(
+                body.deploy,
+                d,
+                cx.services.docker().clone(),
+            )),
+            DeployConf::Cloudrun(d) => Arc::new(CloudRunPromote {
+                deploy: body.deploy,
+                body: d,
+                services: cx.services.clone(),
+            }),
+        })
     }
 }
 
@@ -576,11 +624,11 @@ impl TypedKind for CheckKind {
         let canary = cx
             .peer::<CanaryKind>(&body.target)
             .ok_or_else(|| format!("task `{}` is not a canary", body.target))?;
-        let d = deploy_body(cx, &canary.deploy)?;
-        Ok(Arc::new(CheckTask::new(
-            body,
-            d,
-            cx.services.docker().clone(),
-        )))
+        Ok(match deploy_body(cx, &canary.deploy)? {
+            DeployConf::Docker(d) => {
+                Arc::new(CheckTask::new(body, d, cx.services.docker().clone()))
+            }
+            DeployConf::Cloudrun(d) => Arc::new(CloudRunCheck { body, deploy: d }),
+        })
     }
 }

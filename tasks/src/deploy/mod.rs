@@ -1,10 +1,11 @@
-//! Delivery on platform `docker`: `deploy` starts revision N+1 of a service next to the
+//! Delivery on platform `docker` (platform `cloudrun`: [`cloudrun`]): `deploy` starts revision N+1 of a service next to the
 //! running one, `canary` and `promote` move traffic in the environment's router (an nginx
 //! container lifeos runs, [`router`]), `check` judges the canary from the router's access
 //! log, and [`ops::rollback`] moves traffic back. What is routed where lives in the router's
 //! state volume ([`state`]), so a router removed from outside comes back with its split.
 
 mod check;
+pub mod cloudrun;
 pub mod http;
 mod kind;
 pub mod ops;
@@ -14,7 +15,7 @@ pub mod state;
 mod tasks;
 
 pub use check::CheckTask;
-pub use kind::{CanaryKind, CheckKind, DeployKind, PromoteKind};
+pub use kind::{CanaryKind, CheckKind, DeployConf, DeployKind, PromoteKind};
 pub use tasks::{CanaryTask, DeployResult, DeployTask, PromoteTask};
 
 pub const ENV_LABEL: &str = "lifeos.env";
