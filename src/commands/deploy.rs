@@ -2,6 +2,7 @@
 //! state, read from the engine (`lifeos_tasks::deploy::ops`).
 
 use lifeos_engine::TaskError;
+use lifeos_tasks::deploy::cloudrun::{self, CloudRunBody, CloudRunDeploy};
 use lifeos_tasks::deploy::{ops, DEFAULT_ENV};
 
 use crate::cli::Global;
@@ -21,8 +22,35 @@ fn fail(e: TaskError) -> i32 {
     }
 }
 
+/// The Cloud Run deploys of the selected environment's graph.
+fn cloudrun_deploys(project: &Project) -> Vec<(String, CloudRunBody)> {
+    project
+        .graph
+        .ids()
+        .filter_map(|id| {
+            let node = project.graph.get(id)?;
+            let d = node.task.as_any()?.downcast_ref::<CloudRunDeploy>()?;
+            Some((id.to_string(), d.body.clone()))
+        })
+        .collect()
+}
+
 /// `lifeos rollback SERVICE [--env E] [--to REV] [--force]`.
 pub async fn rollback(g: &Global, project: &Project, service: String, to: Option<String>) -> i32 {
+    // A Cloud Run service of this environment, by its name or its deploy task's.
+    if let Some((_, body)) = cloudrun_deploys(project)
+        .into_iter()
+        .find(|(task, b)| b.service == service || *task == service)
+    {
+        return match cloudrun::ops::rollback(&body, Some(&project.cache_dir), to.as_deref()).await
+        {
+            Ok(msg) => {
+                crate::outln!("{msg}");
+                exit::OK
+            }
+            Err(e) => fail(e),
+        };
+    }
     let to = match to
         .as_deref()
         .map(|t| t.trim_start_matches('r').parse::<u32>())
@@ -58,6 +86,17 @@ pub async fn rollback(g: &Global, project: &Project, service: String, to: Option
 /// Revisions of the environment (`--env`), after the services table; nothing when none.
 pub async fn status(g: &Global, project: &Project) -> i32 {
     let env = env_name(g);
+    let clouds = cloudrun_deploys(project);
+    if !clouds.is_empty() && !g.json {
+        crate::outln!("");
+        crate::outln!("environment {env}: Cloud Run");
+        for (_, b) in &clouds {
+            match cloudrun::ops::status(b).await {
+                Ok(line) => crate::outln!("{line}"),
+                Err(e) => return fail(e),
+            }
+        }
+    }
     let (rows, router) = match ops::status(project.services.docker(), &project.name, &env).await {
         Ok(x) => x,
         Err(e) => return fail(e),

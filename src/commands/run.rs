@@ -67,7 +67,13 @@ pub async fn plan(g: &Global, project: &Project, tasks: Vec<String>) -> i32 {
         let rows: Vec<serde_json::Value> = report
             .outcomes
             .iter()
-            .map(|(t, o)| serde_json::json!({ "task": t, "outcome": o }))
+            .map(|(t, o)| match o {
+                // What it would run, as `lifeos graph` describes the task.
+                Outcome::WouldRun { .. } => {
+                    serde_json::json!({ "task": t, "outcome": o, "runs": runs(project, t) })
+                }
+                _ => serde_json::json!({ "task": t, "outcome": o }),
+            })
             .collect();
         crate::outln!("{}", serde_json::to_string(&rows).unwrap());
     } else {
@@ -88,9 +94,21 @@ pub async fn plan(g: &Global, project: &Project, tasks: Vec<String>) -> i32 {
                 Outcome::Interrupted => ("interrupted", String::new()),
             };
             crate::outln!("{task:width$}  {key}  {status:8}  {why}");
+            if matches!(o, Outcome::WouldRun { .. }) {
+                crate::outln!("{:width$}  runs: {}", "", runs(project, task));
+            }
         }
     }
     code
+}
+
+/// The task's own description of what it does (`gcloud run deploy …`, `exec: …`).
+fn runs(project: &Project, task: &str) -> String {
+    project
+        .graph
+        .get(task)
+        .map(|n| n.task.describe())
+        .unwrap_or_default()
 }
 
 /// Run the scheduler on `names` (and their dependencies) with the UI attached.

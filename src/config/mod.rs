@@ -373,6 +373,10 @@ fn resolve(
 fn remote(r: &mut Resolver, c: &raw::RawCache) -> Option<Remote> {
     let url = c.remote.as_ref()?;
     let text = r.cx.interp(url)?;
+    // `remote = "${vars.remote_cache}"` with an empty default: off until CI sets it.
+    if text.is_empty() {
+        return None;
+    }
     let rest = text
         .strip_prefix("http://")
         .or_else(|| text.strip_prefix("https://"));

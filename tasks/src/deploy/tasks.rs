@@ -368,6 +368,7 @@ impl Task for DeployTask {
                 "container": name,
                 "service": b.service,
                 "env": router.env,
+                "url": format!("http://{}", super::reach(&b.publish)),
             }),
             ..Default::default()
         })
