@@ -42,8 +42,7 @@ pub async fn rollback(g: &Global, project: &Project, service: String, to: Option
         .into_iter()
         .find(|(task, b)| b.service == service || *task == service)
     {
-        return match cloudrun::ops::rollback(&body, Some(&project.cache_dir), to.as_deref()).await
-        {
+        return match cloudrun::ops::rollback(&body, Some(&project.cache_dir), to.as_deref()).await {
             Ok(msg) => {
                 crate::outln!("{msg}");
                 exit::OK

@@ -483,7 +483,7 @@ image = "nginx:1.27-alpine"
 
 [tasks.deploy-api]
 kind = "deploy"
-platform = "cloudrun"
+platform = "kubernetes"
 service = "api"
 image = "busybox:latest"
 port = 8080
@@ -499,7 +499,7 @@ percent = 10
     let r = p.run(&["plan"]);
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(
-        r.stderr.contains("platform `cloudrun` is not supported"),
+        r.stderr.contains("platform `kubernetes` is not supported"),
         "{}",
         r.all()
     );

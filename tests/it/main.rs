@@ -8,6 +8,7 @@ mod backup;
 mod binary;
 mod cache_cmd;
 mod cache_safety;
+mod cloudrun;
 mod config_errors;
 mod config_props;
 mod config_validation;

@@ -9,7 +9,9 @@ use lifeos_engine::{CachePolicy, Class, Task, TaskSpec};
 use serde::Deserialize;
 
 use super::check::{CheckBody, CheckTask};
-use super::cloudrun::{CloudRunBody, CloudRunCanary, CloudRunCheck, CloudRunDeploy, CloudRunPromote};
+use super::cloudrun::{
+    CloudRunBody, CloudRunCanary, CloudRunCheck, CloudRunDeploy, CloudRunPromote,
+};
 use super::router::Router;
 use super::tasks::{CanaryTask, DeployBody, DeployTask, PromoteTask};
 use super::DEFAULT_ENV;

@@ -149,7 +149,8 @@ impl Task for CloudRunCheck {
                         _ = tick.tick() => {}
                         _ = stop.cancelled() => break,
                     }
-                    for (url, is_canary) in [(Some(canary.clone()), true), (stable.clone(), false)] {
+                    for (url, is_canary) in [(Some(canary.clone()), true), (stable.clone(), false)]
+                    {
                         let Some(url) = url else { continue };
                         let (sides, client) = (sides.clone(), client.clone());
                         inflight.spawn(async move {

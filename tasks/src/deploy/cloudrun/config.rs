@@ -95,7 +95,12 @@ fn need(
     match f {
         Some(s) => Some((cx.interp(s)?, s.span())),
         None => {
-            t.missing(cx, "deploy", name, &format!("{example} (platform \"cloudrun\")"));
+            t.missing(
+                cx,
+                "deploy",
+                name,
+                &format!("{example} (platform \"cloudrun\")"),
+            );
             None
         }
     }
@@ -114,7 +119,13 @@ pub fn resolve(
 ) -> Option<CloudRunBody> {
     let id = t.id.clone();
     let before = cx.error_count();
-    let project = need(cx, t, &raw.project, "project", "project = \"lifeos-production\"");
+    let project = need(
+        cx,
+        t,
+        &raw.project,
+        "project",
+        "project = \"lifeos-production\"",
+    );
     if let Some((p, span)) = &project {
         // Google's rule for project IDs.
         if !lower_dash(p, 30) || p.len() < 6 {
@@ -136,10 +147,12 @@ pub fn resolve(
     let service = need(cx, t, &raw.service, "service", "service = \"lifeos-api\"");
     if let Some((s, span)) = &service {
         if !lower_dash(s, 49) {
-            cx.err(Diagnostic::new(format!("invalid Cloud Run service name `{s}`")).at(
-                span.clone(),
-                "lowercase letters, digits and `-`, starting with a letter, at most 49",
-            ));
+            cx.err(
+                Diagnostic::new(format!("invalid Cloud Run service name `{s}`")).at(
+                    span.clone(),
+                    "lowercase letters, digits and `-`, starting with a letter, at most 49",
+                ),
+            );
         }
     }
     let image = match &raw.image {
@@ -196,19 +209,19 @@ pub fn resolve(
     };
     let traffic = raw.traffic.as_ref().map(|t| *t.get_ref()).unwrap_or(100);
     if traffic > 100 {
-        cx.err(
-            Diagnostic::new(format!("invalid traffic `{traffic}`"))
-                .at(raw.traffic.as_ref().unwrap().span(), "a percentage, 0 to 100"),
-        );
+        cx.err(Diagnostic::new(format!("invalid traffic `{traffic}`")).at(
+            raw.traffic.as_ref().unwrap().span(),
+            "a percentage, 0 to 100",
+        ));
     }
     let tag = match &raw.tag {
         Some(s) => {
             let v = cx.interp(s)?;
             if !lower_dash(&v, 46) {
-                cx.err(
-                    Diagnostic::new(format!("invalid traffic tag `{v}`"))
-                        .at(s.span(), "lowercase letters, digits and `-`, starting with a letter"),
-                );
+                cx.err(Diagnostic::new(format!("invalid traffic tag `{v}`")).at(
+                    s.span(),
+                    "lowercase letters, digits and `-`, starting with a letter",
+                ));
             }
             v
         }
@@ -228,10 +241,10 @@ pub fn resolve(
     if let (Some(c), Some(s)) = (&cpu, &raw.cpu) {
         let n = c.strip_suffix('m').unwrap_or(c);
         if n.parse::<f64>().map(|v| v <= 0.0).unwrap_or(true) {
-            cx.err(
-                Diagnostic::new(format!("invalid cpu `{c}`"))
-                    .at(s.span(), "a number of CPUs such as \"1\", \"2\" or \"1000m\""),
-            );
+            cx.err(Diagnostic::new(format!("invalid cpu `{c}`")).at(
+                s.span(),
+                "a number of CPUs such as \"1\", \"2\" or \"1000m\"",
+            ));
         }
     }
     let request_timeout_s = raw.request_timeout.as_ref().and_then(|s| {
@@ -250,8 +263,7 @@ pub fn resolve(
     for (k, v) in raw.secret_refs.iter().flatten() {
         let Some(val) = cx.interp(v) else { continue };
         let ok_name = !k.is_empty()
-            && k.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !k.starts_with(|c: char| c.is_ascii_digit());
         let (secret, version) = val.split_once(':').unwrap_or((&val, ""));
         let ok_ref = !secret.is_empty()
@@ -317,7 +329,10 @@ pub fn kv_list(pairs: &[(String, String)]) -> String {
             .collect::<Vec<_>>()
             .join(d)
     };
-    if !pairs.iter().any(|(k, v)| k.contains(',') || v.contains(',')) {
+    if !pairs
+        .iter()
+        .any(|(k, v)| k.contains(',') || v.contains(','))
+    {
         return joined(",");
     }
     let delim = ["@", "|", ";", "#", "%%", "~~"]

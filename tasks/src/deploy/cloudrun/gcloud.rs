@@ -169,7 +169,9 @@ pub fn classify(what: &str, code: Option<i32>, stderr: &str) -> TaskError {
             "gcloud is not authenticated (`{what}`: {first}); {LOGIN}"
         ));
     }
-    let code = code.map(|c| c.to_string()).unwrap_or_else(|| "a signal".into());
+    let code = code
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "a signal".into());
     match error_text(stderr) {
         Some(e) => TaskError::Failed(format!("`{what}` failed (exit {code}): {e}")),
         None => {
@@ -222,7 +224,12 @@ mod tests {
             "ERROR: (gcloud.run.services.describe) Cannot find service [api]\n"
         )));
         assert_eq!(
-            command_text(&["run".into(), "deploy".into(), "api".into(), "--image".into()]),
+            command_text(&[
+                "run".into(),
+                "deploy".into(),
+                "api".into(),
+                "--image".into()
+            ]),
             "gcloud run deploy api"
         );
     }

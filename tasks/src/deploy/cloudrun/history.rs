@@ -17,10 +17,9 @@ pub struct History {
 }
 
 pub fn path(cache_dir: &Path, b: &CloudRunBody) -> PathBuf {
-    cache_dir.join("cloudrun").join(format!(
-        "{}--{}--{}.json",
-        b.project, b.region, b.service
-    ))
+    cache_dir
+        .join("cloudrun")
+        .join(format!("{}--{}--{}.json", b.project, b.region, b.service))
 }
 
 pub fn load(cache_dir: Option<&Path>, b: &CloudRunBody) -> History {

@@ -56,8 +56,8 @@ pub async fn rollback(
         .map(String::from)
         .to_vec();
     args.extend(b.scope());
-    let revs = RevisionView::parse_list(&g.json(&args, None, None).await?)
-        .map_err(TaskError::Failed)?;
+    let revs =
+        RevisionView::parse_list(&g.json(&args, None, None).await?).map_err(TaskError::Failed)?;
     let serving: Vec<String> = s.split().into_keys().collect();
     let (target, source) = match to {
         Some(t) => {

@@ -116,15 +116,12 @@ pub struct CloudRunDeploy {
 }
 
 impl CloudRunDeploy {
-    /// Is `rev` routed as this deploy routes a new revision?
+    /// Is `rev` routed as this deploy routes a new revision: all the traffic, or (traffic
+    /// < 100) the tagged canary at any share, which `canary` and `check` then own.
     fn routed(&self, s: &ServiceView, rev: &str) -> bool {
         let b = &self.body;
-        if s.serves_all(rev) {
-            return true;
-        }
-        b.traffic < 100
-            && s.tagged(&b.tag).is_some_and(|t| t.revision == rev)
-            && s.percent(rev) == b.traffic
+        s.serves_all(rev)
+            || (b.traffic < 100 && s.tagged(&b.tag).is_some_and(|t| t.revision == rev))
     }
 }
 
@@ -266,10 +263,7 @@ impl Task for CloudRunDeploy {
             }
         } else if !s.serves_all(&rev) {
             if s.tagged(&b.tag).map(|t| t.revision.as_str()) != Some(rev.as_str()) {
-                let change = vec![
-                    "--update-tags".to_string(),
-                    format!("{}={rev}", b.tag),
-                ];
+                let change = vec!["--update-tags".to_string(), format!("{}={rev}", b.tag)];
                 s = update_traffic(&g, b, &change, log, cancel).await?;
             }
             if b.traffic > 0 && s.percent(&rev) != b.traffic {
