@@ -436,8 +436,11 @@ impl Task for CanaryTask {
     }
 
     async fn probe(&self, cx: &ProbeCx<'_>) -> Result<Probe, TaskError> {
+        // `plan`: the deploy has not run yet, so there is no revision to look for.
+        let Ok(rev) = deployed(cx.deps, &self.deploy).map(|d| d.revision) else {
+            return Ok(Probe::Missing(format!("{} deploys first", self.deploy)));
+        };
         let d = self.docker.get().await?;
-        let rev = deployed(cx.deps, &self.deploy)?.revision;
         let router = self.body.router(cx.deps)?;
         let (_, s) = match look(&d, &router, &self.body.service).await? {
             Ok(x) => x,
@@ -546,8 +549,11 @@ impl Task for PromoteTask {
     }
 
     async fn probe(&self, cx: &ProbeCx<'_>) -> Result<Probe, TaskError> {
+        // `plan`: the deploy has not run yet, so there is no revision to look for.
+        let Ok(rev) = deployed(cx.deps, &self.deploy).map(|d| d.revision) else {
+            return Ok(Probe::Missing(format!("{} deploys first", self.deploy)));
+        };
         let d = self.docker.get().await?;
-        let rev = deployed(cx.deps, &self.deploy)?.revision;
         let router = self.body.router(cx.deps)?;
         let (_, s) = match look(&d, &router, &self.body.service).await? {
             Ok(x) => x,
