@@ -7,7 +7,8 @@
 #     machine does no apt work at all; musl-tools is for the static release binary,
 #     scripts/build-release.sh; the ssh:// engine tests start their own sshd and look
 #     for leftover processes with pgrep (procps); jq is for benches/; the registry
-#     tests serve docker-registry with an htpasswd file made by apache2-utils);
+#     tests serve docker-registry with an htpasswd file made by apache2-utils; python3
+#     runs tests/standin-gcloud, the Cloud Run tests' stand-in gcloud);
 #  2. start dockerd in the background unless a Docker Engine already answers
 #     (no systemd needed), and wait until it does;
 #  3. check that cargo is available.
@@ -64,6 +65,7 @@ have() {
         openssh-server)    [[ -x /usr/sbin/sshd ]] ;;
         procps)            command -v pgrep >/dev/null ;;
         jq)                command -v jq >/dev/null ;;
+        python3)           command -v python3 >/dev/null ;;
         nginx)             [[ -x /usr/sbin/nginx ]] ;;
         *)                 pkg_installed "$1" ;;
     esac
@@ -71,7 +73,7 @@ have() {
 
 packages=(docker.io busybox-static ninja-build docker-registry apache2-utils mmdebstrap
           postgresql-client redis-tools curl hyperfine musl-tools
-          openssh-client openssh-server procps jq time nginx)
+          openssh-client openssh-server procps jq time nginx python3)
 missing=()
 for p in "${packages[@]}"; do
     have "$p" || missing+=("$p")
