@@ -172,6 +172,13 @@ deps = ["check-canary"]
         self.lifeos_with(args, &[])
     }
 
+    /// Without `--json` (rollback, status).
+    fn plain(&self, args: &[&str]) -> Run {
+        let env = self.env();
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.p.run_env(args, &pairs)
+    }
+
     /// `gcloud run services describe` through the stand-in, as a test would look.
     fn describe(&self) -> Value {
         let mut c = Command::new(standin());
@@ -327,16 +334,24 @@ fn deploy_skip_canary_promote_rollback_and_a_failed_check() {
     assert_eq!(c.deploys(), 2, "promote made no deploy");
 
     // Rollback: the previous serving revision takes 100% again.
-    let r = c.p.run_env(
-        &["rollback", SERVICE],
-        &c.env()
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect::<Vec<_>>(),
-    );
+    let r = c.plain(&["rollback", SERVICE]);
     ok(&r);
     assert!(r.stdout.contains(&format!("→ {r1} 100%")), "{}", r.all());
+    assert!(
+        r.stdout.contains("previous from the recorded history"),
+        "{}",
+        r.all()
+    );
     assert_eq!(c.split().0, vec![(r1.clone(), 100)]);
+    let s = c.plain(&["status"]);
+    ok(&s);
+    assert!(
+        s.stdout.contains(&format!(
+            "{SERVICE} (Cloud Run {PROJECT}/{REGION}): traffic {r1} 100%"
+        )),
+        "{}",
+        s.all()
+    );
 
     // v3 fails its check (the canary answers 500): exit 1, the previous revision gets 100%
     // again and the tag goes, in one update-traffic call.

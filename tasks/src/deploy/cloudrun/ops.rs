@@ -81,8 +81,21 @@ pub async fn rollback(
             (found.name.clone(), "--to")
         }
         None => {
+            // During a canary, "back" is the revision the canary was split against.
+            let canary = s
+                .tagged(&b.tag)
+                .filter(|t| s.percent(&t.revision) > 0)
+                .map(|t| t.revision.clone());
+            let stable: Vec<&String> = serving
+                .iter()
+                .filter(|r| Some(*r) != canary.as_ref())
+                .collect();
             let recorded = history::load(cache_dir, b).serving;
-            previous(&revs, &serving, &recorded).ok_or_else(|| {
+            match (&canary, stable.as_slice()) {
+                (Some(_), [one]) => Some(((*one).clone(), "the stable side of the canary")),
+                _ => previous(&revs, &serving, &recorded),
+            }
+            .ok_or_else(|| {
                 TaskError::Failed(format!(
                     "{} has no previous revision to roll back to (traffic {})",
                     b.service,

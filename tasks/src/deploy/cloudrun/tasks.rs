@@ -23,18 +23,19 @@ pub(super) fn gcloud(b: &CloudRunBody) -> Gcloud {
     Gcloud::new(program, source, vec![])
 }
 
-/// `services describe`; `None` when the service does not exist yet.
+/// `services describe`; `None` when the service does not exist yet. A read: its stderr
+/// (gcloud's "Cannot find service" before a first deploy) stays out of the log.
 pub(super) async fn describe(
     g: &Gcloud,
     b: &CloudRunBody,
-    log: Option<&LogSink>,
+    _log: Option<&LogSink>,
     cancel: Option<&CancellationToken>,
 ) -> Result<Option<ServiceView>, TaskError> {
     let mut args: Vec<String> = ["run", "services", "describe", &b.service]
         .map(String::from)
         .to_vec();
     args.extend(b.scope());
-    match g.json(&args, log, cancel).await {
+    match g.json(&args, None, cancel).await {
         Ok(v) => ServiceView::parse(&v).map(Some).map_err(TaskError::Failed),
         Err(e) if is_not_found(&e) => Ok(None),
         Err(e) => Err(e),
