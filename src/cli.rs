@@ -57,6 +57,10 @@ pub struct Global {
     /// error).
     #[arg(long, global = true)]
     pub offline: bool,
+    /// Also write the run summary as JSON to FILE (each task's outcome, reason and time,
+    /// what the cache saved, what was delivered), for CI systems to attach.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
     /// Cache directory (default: .lifeos next to lifeos.toml).
     #[arg(long, global = true, env = "LIFEOS_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -7,7 +7,11 @@ use std::io::{self, Write};
 use std::path::Path;
 
 pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name's parent is "", which is the current directory.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     crate::safe_fs::create_dir_all(dir)?;
     let mut tmp = crate::safe_fs::temp_in(dir)?;
     tmp.write_all(bytes)?;

@@ -68,13 +68,33 @@ pub struct RunContext {
     pub cancel: CancellationToken,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunReport {
     pub outcomes: Vec<(String, Outcome)>,
+    /// Per task, in the order of `outcomes`: what it handed its dependants (successful tasks
+    /// only) and how long it took here, for the run summary (`--summary`).
+    pub details: Vec<TaskDetail>,
     pub summary: Summary,
     pub interrupted: bool,
     /// `plan` only: each task's fingerprint, for `explain`.
     pub fingerprints: HashMap<String, Fingerprint>,
+}
+
+/// A finished task's result and time, beside its outcome.
+#[derive(Clone, Default)]
+pub struct TaskDetail {
+    pub result: Option<Arc<DepResult>>,
+    pub took: Duration,
+}
+
+impl std::fmt::Debug for RunReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunReport")
+            .field("outcomes", &self.outcomes)
+            .field("summary", &self.summary)
+            .field("interrupted", &self.interrupted)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunReport {
@@ -187,10 +207,11 @@ pub async fn run(
     // What each finished node hands its dependants (its key and record data).
     let mut results: Vec<Option<Arc<DepResult>>> = vec![None; selection.len()];
     let mut stopped_by: Option<String> = None;
-    let mut running: JoinSet<(usize, Outcome, Option<Value>)> = JoinSet::new();
+    let mut took: Vec<Duration> = vec![Duration::ZERO; selection.len()];
+    let mut running: JoinSet<(usize, Outcome, Option<Value>, Duration)> = JoinSet::new();
     // Nodes whose check finished on its first poll (a cached task with nothing to wait for):
     // they never become tokio tasks, which on a no-op of 10,000 was a third of the loop.
-    let mut finished: VecDeque<(usize, Outcome, Option<Value>)> = VecDeque::new();
+    let mut finished: VecDeque<(usize, Outcome, Option<Value>, Duration)> = VecDeque::new();
     let mut inline_streak = 0u32;
 
     loop {
@@ -226,12 +247,13 @@ pub async fn run(
                         };
                         (failed, None)
                     });
+                let elapsed = t0.elapsed();
                 let _ = shared.events.send(Event::TaskFinished {
                     task: id,
                     outcome: outcome.clone(),
-                    duration: t0.elapsed(),
+                    duration: elapsed,
                 });
-                (p, outcome, data)
+                (p, outcome, data, elapsed)
             });
             // One poll here; whatever has to wait is spawned and polled again by tokio (the
             // resource it waits on registers the task's waker then).
@@ -243,7 +265,7 @@ pub async fn run(
                 }
             }
         }
-        let (p, outcome, data) = if let Some(done) = finished.pop_front() {
+        let (p, outcome, data, elapsed) = if let Some(done) = finished.pop_front() {
             // Let the UI and Ctrl-C in now and then during a long run of inline checks.
             inline_streak += 1;
             if inline_streak.is_multiple_of(256) {
@@ -256,6 +278,7 @@ pub async fn run(
                 None => break,
             }
         };
+        took[p] = elapsed;
         for w in shared.cache.take_warnings() {
             let _ = shared.events.send(Event::Warning { message: w });
         }
@@ -356,7 +379,13 @@ pub async fn run(
         summary: summary.clone(),
     });
     let fingerprints = std::mem::take(&mut *shared.fingerprints.lock().unwrap());
+    let details = results
+        .into_iter()
+        .zip(took)
+        .map(|(result, took)| TaskDetail { result, took })
+        .collect();
     Ok(RunReport {
+        details,
         outcomes: selection
             .iter()
             .zip(outcomes)

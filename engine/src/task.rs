@@ -357,6 +357,13 @@ pub trait Task: Send + Sync + 'static {
         self.kind().to_string()
     }
 
+    /// What this task delivered, in one line for the end of a run ("pushed REPO@sha256:…",
+    /// "revision api-3 serves 10%", a backup file); `None` for tasks that only build or check.
+    /// Made from the same fields as [`Task::result`].
+    fn delivered(&self, _result: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+        None
+    }
+
     /// The concrete task, for commands that act on one kind's nodes outside a run
     /// (`lifeos backup verify` reads its backup task's settings).
     fn as_any(&self) -> Option<&dyn std::any::Any> {

@@ -231,6 +231,29 @@ pub async fn execute(
     }
     signals.abort();
     match result {
+        Ok(report) if !dry_run => {
+            let command = std::iter::once(verb.to_string())
+                .chain(names.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let summary = ui::RunSummary::new(project, &report, command, run_id, g.env.clone());
+            if !g.json {
+                summary.print_delivered(&mut std::io::stderr().lock());
+            }
+            let mut code = report.exit_code();
+            if let Some(path) = &g.summary {
+                if let Err(e) = summary.write(path) {
+                    eprintln!(
+                        "error: cannot write the run summary to {}: {e}",
+                        path.display()
+                    );
+                    if code == exit::OK {
+                        code = exit::ENVIRONMENT;
+                    }
+                }
+            }
+            (code, Some(report))
+        }
         Ok(report) => (report.exit_code(), Some(report)),
         Err(e) => {
             eprintln!(

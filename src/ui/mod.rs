@@ -3,6 +3,9 @@
 mod console;
 mod json;
 mod plain;
+mod summary;
+
+pub use summary::RunSummary;
 
 use std::io::IsTerminal;
 use std::time::Duration;

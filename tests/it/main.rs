@@ -31,4 +31,5 @@ mod secrets;
 mod service_cli;
 mod services;
 mod ssh;
+mod summary;
 mod url_inputs;
