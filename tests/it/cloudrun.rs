@@ -493,6 +493,9 @@ fn plan_env_prod_shows_each_step_on_cloud_run() {
         .arg(repo)
         .arg("--cache-dir")
         .arg(&cache)
+        // The images as if changed: else images an earlier build left in the engine make the
+        // pushes probe Artifact Registry, which this machine cannot reach.
+        .args(["--force=web", "--force=api"])
         .args(["--env", "prod", "plan", "promote-api", "deploy-web"])
         .env("NO_COLOR", "1")
         .env_remove("LIFEOS_CACHE_DIR");
