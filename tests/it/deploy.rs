@@ -516,9 +516,53 @@ percent = 10
 #[test]
 fn the_whole_path_on_a_fresh_environment_passes() {
     let f = project("");
-    let r = f.lifeos(&["run", "promote-api"]);
+    let r = f.lifeos(&["run", "promote-api", "--summary", "s.json"]);
     assert_eq!(r.code, 0, "{}", r.all());
     only(&f.split(200), "v1", 200);
-    let r = f.lifeos(&["run", "promote-api"]);
+    // The run summary says what was delivered, revision by revision.
+    let s: serde_json::Value = serde_json::from_str(&f.fx.p.read("s.json")).unwrap();
+    let delivered: BTreeMap<String, (String, String)> = s["delivered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let field = |k: &str| d[k].as_str().unwrap().to_string();
+            (field("task"), (field("status"), field("what")))
+        })
+        .collect();
+    let rev = s["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "deploy-api")
+        .and_then(|t| t["result"]["revision"].as_u64())
+        .map(|n| format!("r{n}"))
+        .unwrap_or_else(|| panic!("deploy-api's result names its revision: {s}"))
+        .to_string();
+    assert_eq!(
+        delivered.keys().collect::<Vec<_>>(),
+        ["canary-api", "deploy-api", "promote-api"],
+        "{s}"
+    );
+    assert!(
+        delivered["deploy-api"]
+            .1
+            .starts_with(&format!("revision {rev} at http://")),
+        "{delivered:?}"
+    );
+    assert_eq!(
+        delivered["promote-api"].1,
+        format!("revision {rev} serves 100%")
+    );
+    let r = f.lifeos(&["run", "promote-api", "--summary", "s.json"]);
     assert_eq!(r.code, 0, "{}", r.all());
+    let s: serde_json::Value = serde_json::from_str(&f.fx.p.read("s.json")).unwrap();
+    let deploy = &s["delivered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["task"] == "deploy-api")
+        .expect("a cached deploy is still listed")
+        .clone();
+    assert_eq!(deploy["status"], "cached", "{s}");
 }

@@ -6,6 +6,7 @@
 
 mod check;
 pub mod cloudrun;
+mod delivered;
 pub mod http;
 mod kind;
 pub mod ops;

@@ -205,6 +205,10 @@ impl Task for DeployTask {
         data.as_object().cloned().unwrap_or_default()
     }
 
+    fn delivered(&self, r: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+        super::delivered::deploy(r)
+    }
+
     fn describe(&self) -> String {
         format!(
             "deploy {} to {} on {}",
@@ -427,6 +431,10 @@ impl Task for CanaryTask {
         json!({ "percent": self.percent })
     }
 
+    fn delivered(&self, r: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+        super::delivered::canary(r)
+    }
+
     fn describe(&self) -> String {
         format!("canary {}% of {}", self.percent, self.body.service)
     }
@@ -540,6 +548,10 @@ impl Task for PromoteTask {
         json!({})
     }
 
+    fn delivered(&self, r: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+        super::delivered::promote(r)
+    }
+
     fn describe(&self) -> String {
         format!("promote {}", self.body.service)
     }
@@ -560,7 +572,12 @@ impl Task for PromoteTask {
             Err(why) => return Ok(Probe::Missing(why)),
         };
         if s.stable == Some(rev) && s.canary.is_none() {
-            Ok(Probe::Fresh(format!("routed: {}", s.describe())))
+            // Also without a record of ours (a first revision is stable from the start): the
+            // result dependants and the run summary see.
+            Ok(Probe::FreshAt {
+                location: format!("routed: {}", s.describe()),
+                data: json!({ "revision": rev, "service": self.body.service, "env": router.env, "previous": s.previous.first() }),
+            })
         } else {
             Ok(Probe::Missing(format!(
                 "r{rev} is not promoted ({})",

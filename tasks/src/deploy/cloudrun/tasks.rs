@@ -144,6 +144,10 @@ impl Task for CloudRunDeploy {
         v
     }
 
+    fn delivered(&self, r: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+        crate::deploy::delivered::deploy(r)
+    }
+
     fn describe(&self) -> String {
         let b = &self.body;
         let split = if b.traffic < 100 {
@@ -309,6 +313,10 @@ impl Task for CloudRunCanary {
         json!({ "percent": self.percent, "platform": "cloudrun", "tag": self.body.tag })
     }
 
+    fn delivered(&self, r: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+        crate::deploy::delivered::canary(r)
+    }
+
     fn describe(&self) -> String {
         format!(
             "gcloud run services update-traffic {} --to-tags {}={}",
@@ -413,6 +421,10 @@ impl Task for CloudRunPromote {
 
     fn config(&self) -> Value {
         json!({ "platform": "cloudrun" })
+    }
+
+    fn delivered(&self, r: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+        crate::deploy::delivered::promote(r)
     }
 
     fn describe(&self) -> String {
