@@ -3,7 +3,8 @@
 //! with another digest; notes/delivery.md §5). The engine's `GET /distribution/{ref}/json`
 //! does the same, but it opens a fresh registry session for every call (ping, auth, HEAD) and
 //! took ~0.6 s for a no-op push of two images; here one process-wide client keeps its
-//! connections, learns each host's auth challenge once and each repository's token once.
+//! connections, learns each host's auth challenge once and each repository's token once, and
+//! asks all tags at once.
 //!
 //! Plain HTTP for loopback registries (dockerd treats 127.0.0.0/8 as insecure by default),
 //! https otherwise. Auth: none, Basic (htpasswd registries), or the Bearer token flow from
@@ -37,14 +38,18 @@ pub enum Challenge {
     Bearer { realm: String, service: String },
 }
 
+/// (base URL, repository path, who): what a token was issued for.
+type TokenFor = (String, String, String);
+
 pub struct RegistryClient {
     /// Loopback registries: no proxy (as dockerd reaches them).
     local: OnceLock<reqwest::Client>,
     /// Others: the environment's proxy settings apply.
     remote: OnceLock<reqwest::Client>,
-    challenges: Mutex<HashMap<String, Arc<OnceCell<Challenge>>>>,
-    /// (base URL, repository path, who) → a pull token.
-    tokens: Mutex<HashMap<(String, String, String), Arc<OnceCell<String>>>>,
+    /// What each host answered a request without the right auth (learned once per process).
+    challenges: Mutex<HashMap<String, Challenge>>,
+    /// A pull token for each (base URL, repository path, who).
+    tokens: Mutex<HashMap<TokenFor, Arc<OnceCell<String>>>>,
 }
 
 /// The one client of this process.
@@ -188,48 +193,25 @@ impl RegistryClient {
         })
     }
 
-    /// How `base` wants to be asked: its `/v2/` answer, once per host and process.
-    async fn challenge(&self, base: &str) -> Result<Challenge, RemoteError> {
-        let cell = self
-            .challenges
-            .lock()
-            .unwrap()
-            .entry(base.to_string())
-            .or_default()
-            .clone();
-        cell.get_or_try_init(|| async {
-            let what = format!("ask {base}/v2/");
-            let r = self
-                .http(base)
-                .get(format!("{base}/v2/"))
-                .send()
-                .await
-                .map_err(|e| transport(e, &what))?;
-            match r.status() {
-                s if s.is_success() => Ok(Challenge::Open),
-                StatusCode::UNAUTHORIZED => {
-                    let header = r
-                        .headers()
-                        .get(WWW_AUTHENTICATE)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    let (scheme, mut params) = parse_challenge(header);
-                    match scheme.as_str() {
-                        "basic" => Ok(Challenge::Basic),
-                        "bearer" => Ok(Challenge::Bearer {
-                            realm: params.remove("realm").unwrap_or_default(),
-                            service: params.remove("service").unwrap_or_default(),
-                        }),
-                        _ => Err(RemoteError::Other(TaskError::Failed(format!(
-                            "{what}: the registry asks for authentication lifeos does not know (`{header}`)"
-                        )))),
-                    }
-                }
-                s => Err(status_error(s, &what)),
-            }
+    fn known(&self, base: &str) -> Option<Challenge> {
+        self.challenges.lock().unwrap().get(base).cloned()
+    }
+
+    /// The `Authorization` a request to `base` needs under `challenge`.
+    async fn auth_for(
+        &self,
+        challenge: &Challenge,
+        base: &str,
+        path: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<Option<Auth>, RemoteError> {
+        Ok(match challenge {
+            Challenge::Open => None,
+            Challenge::Basic => basic(creds),
+            Challenge::Bearer { realm, service } => Some(Auth::Bearer(
+                self.token(base, path, realm, service, creds).await?,
+            )),
         })
-        .await
-        .cloned()
     }
 
     /// A pull token for `path` from the registry's token server, once per process.
@@ -298,8 +280,12 @@ impl RegistryClient {
     }
 
     /// The manifest digest `repository:tag` has in the registry, or `None` when the tag (or
-    /// the repository) is not there. One request (plus, once per host and repository, the
-    /// challenge and the token); no retry.
+    /// the repository) is not there. No retry.
+    ///
+    /// A password goes along with the first request to a host (it is that host's), so an
+    /// htpasswd registry answers at once; a 401 names the challenge (Basic, or Bearer and its
+    /// token server), which is remembered for the process. A token is fetched once per
+    /// repository.
     pub async fn manifest_digest(
         &self,
         repository: &str,
@@ -308,38 +294,70 @@ impl RegistryClient {
     ) -> Result<Option<String>, RemoteError> {
         let (base, path) = endpoint(repository);
         let what = format!("look up {repository}:{tag}");
-        let auth = match self.challenge(&base).await? {
-            Challenge::Open => None,
-            Challenge::Basic => match creds {
-                Some(c) if c.identity_token().is_none() => {
-                    Some(Auth::Basic(c.username.clone(), c.secret().to_string()))
-                }
-                _ => None,
-            },
-            Challenge::Bearer { realm, service } => Some(Auth::Bearer(
-                self.token(&base, &path, &realm, &service, creds).await?,
-            )),
-        };
         let url = format!("{base}/v2/{path}/manifests/{tag}");
-        let ask = |method: reqwest::Method| {
+        let what = what.as_str();
+        let ask = |method: reqwest::Method, auth: &Option<Auth>| {
             let req = self
                 .http(&base)
                 .request(method, &url)
                 .header(ACCEPT, MANIFEST_TYPES);
-            match &auth {
+            let req = match auth {
                 None => req,
                 Some(Auth::Basic(u, p)) => req.basic_auth(u, Some(p)),
                 Some(Auth::Bearer(t)) => req.bearer_auth(t),
-            }
+            };
+            async move { req.send().await.map_err(|e| transport(e, what)) }
         };
-        let r = ask(reqwest::Method::HEAD)
-            .send()
-            .await
-            .map_err(|e| transport(e, &what))?;
+        let known = self.known(&base);
+        let mut auth = match &known {
+            Some(c) => self.auth_for(c, &base, &path, creds).await?,
+            None => basic(creds),
+        };
+        let mut r = ask(reqwest::Method::HEAD, &auth).await?;
+        if r.status() == StatusCode::UNAUTHORIZED && known.is_none() {
+            let header = r
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let (scheme, mut params) = parse_challenge(header);
+            let challenge = match scheme.as_str() {
+                "basic" => Challenge::Basic,
+                "bearer" => Challenge::Bearer {
+                    realm: params.remove("realm").unwrap_or_default(),
+                    service: params.remove("service").unwrap_or_default(),
+                },
+                _ => {
+                    return Err(RemoteError::Other(TaskError::Failed(format!(
+                        "{what}: the registry asks for an authentication lifeos does not know (`{header}`)"
+                    ))))
+                }
+            };
+            self.challenges
+                .lock()
+                .unwrap()
+                .insert(base.clone(), challenge.clone());
+            // Basic was sent already when there was a password: that was the answer.
+            if challenge != Challenge::Basic {
+                auth = self.auth_for(&challenge, &base, &path, creds).await?;
+                r = ask(reqwest::Method::HEAD, &auth).await?;
+            }
+        } else if r.status() != StatusCode::UNAUTHORIZED && known.is_none() {
+            let challenge = if auth.is_some() {
+                Challenge::Basic
+            } else {
+                Challenge::Open
+            };
+            self.challenges
+                .lock()
+                .unwrap()
+                .entry(base.clone())
+                .or_insert(challenge);
+        }
         match r.status() {
             StatusCode::NOT_FOUND => return Ok(None),
             s if s.is_success() => {}
-            s => return Err(status_error(s, &what)),
+            s => return Err(status_error(s, what)),
         }
         if let Some(d) = r
             .headers()
@@ -349,20 +367,24 @@ impl RegistryClient {
             return Ok(Some(d.to_string()));
         }
         // The header is optional (the spec says SHOULD): the digest of the manifest itself.
-        let r = ask(reqwest::Method::GET)
-            .send()
-            .await
-            .map_err(|e| transport(e, &what))?;
+        let r = ask(reqwest::Method::GET, &auth).await?;
         match r.status() {
             StatusCode::NOT_FOUND => return Ok(None),
             s if s.is_success() => {}
-            s => return Err(status_error(s, &what)),
+            s => return Err(status_error(s, what)),
         }
-        let body = r.bytes().await.map_err(|e| transport(e, &what))?;
+        let body = r.bytes().await.map_err(|e| transport(e, what))?;
         let sum = ring::digest::digest(&ring::digest::SHA256, &body);
         let hex: String = sum.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         Ok(Some(format!("sha256:{hex}")))
     }
+}
+
+/// Basic auth with a password (an identity token is only for a token server).
+fn basic(creds: Option<&Credentials>) -> Option<Auth> {
+    creds
+        .filter(|c| c.identity_token().is_none())
+        .map(|c| Auth::Basic(c.username.clone(), c.secret().to_string()))
 }
 
 enum Auth {
