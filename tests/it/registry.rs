@@ -951,10 +951,20 @@ tags = ["latest"]
         |fx: &DockerFx| fx.cli_run(&fx.tag("app"), &["cat", &format!("/expensive-{}", fx.id)]);
     let first = stamp(&fx);
 
-    // Gone from this engine: the image and every bit of BuildKit's cache.
+    // Gone from this engine: the image, and BuildKit's cache of the step and what was built
+    // on it (only this test's records: other builds share the engine).
     let id = crate::support::docker(&["inspect", "-f", "{{.Id}}", &fx.tag("app")]);
     crate::support::docker(&["rmi", "-f", &id]);
-    crate::support::docker(&["builder", "prune", "-f"]);
+    let needle = format!("/expensive-{}", fx.id);
+    assert!(
+        prune_build_cache(&needle) >= 2,
+        "no build cache of the step"
+    );
+    assert!(
+        build_cache(&needle).is_empty(),
+        "{:?}",
+        build_cache(&needle)
+    );
 
     // A late layer changes: the expensive step comes from the registry's inline cache.
     fx.p.file("app/late.txt", "late 2");
@@ -965,4 +975,51 @@ tags = ["latest"]
     assert!(log.contains("COPY late.txt /late.txt DONE"), "{log}");
     assert_eq!(stamp(&fx), first, "the step's output is the cached one");
     assert_eq!(fx.cli_run(&fx.tag("app"), &["cat", "/late.txt"]), "late 2");
+}
+
+/// BuildKit's cache records (`docker system df -v`) whose description contains `needle`.
+fn build_cache(needle: &str) -> Vec<serde_json::Value> {
+    let all: Vec<serde_json::Value> = serde_json::from_str(&crate::support::docker(&[
+        "system",
+        "df",
+        "-v",
+        "--format",
+        "{{json .BuildCache}}",
+    ]))
+    .unwrap_or_default();
+    all.into_iter()
+        .filter(|r| r["Description"].as_str().unwrap_or("").contains(needle))
+        .collect()
+}
+
+/// Remove the build cache records whose description contains `needle` and every record built
+/// on them, children first (a record with children is kept by a prune); how many.
+fn prune_build_cache(needle: &str) -> usize {
+    let all: Vec<serde_json::Value> = serde_json::from_str(&crate::support::docker(&[
+        "system",
+        "df",
+        "-v",
+        "--format",
+        "{{json .BuildCache}}",
+    ]))
+    .unwrap();
+    let id = |r: &serde_json::Value| r["ID"].as_str().unwrap_or("").to_string();
+    let mut doomed: Vec<String> = all
+        .iter()
+        .filter(|r| r["Description"].as_str().unwrap_or("").contains(needle))
+        .map(id)
+        .collect();
+    let mut i = 0;
+    while i < doomed.len() {
+        for r in &all {
+            if r["Parent"].as_str() == Some(doomed[i].as_str()) && !doomed.contains(&id(r)) {
+                doomed.push(id(r));
+            }
+        }
+        i += 1;
+    }
+    for d in doomed.iter().rev() {
+        crate::support::docker(&["builder", "prune", "-f", "--filter", &format!("id={d}")]);
+    }
+    doomed.len()
 }
