@@ -24,7 +24,7 @@
 # ~2-3 ms of CPU: the floor of any check that asks the registry.
 #
 # Env: LIFEOS (default: scripts/build-release.sh's binary), RUNS (docker rows, default 10),
-#      LIFEOS_RUNS (default 50), KEEP=1.
+#      LIFEOS_RUNS (default 50), KEEP=1, AUTH=none (no htpasswd on the registry).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=common.sh
@@ -50,11 +50,11 @@ storage:
     rootdirectory: $tmp/registry
 http:
   addr: $host
-auth:
-  htpasswd:
-    realm: bench
-    path: $tmp/htpasswd
 YML
+# AUTH=none: a registry without htpasswd, to see what its bcrypt costs both sides.
+if [[ ${AUTH:-htpasswd} == htpasswd ]]; then
+    printf 'auth:\n  htpasswd:\n    realm: bench\n    path: %s\n' "$tmp/htpasswd" >>"$tmp/registry.yml"
+fi
 docker-registry serve "$tmp/registry.yml" >"$tmp/registry.log" 2>&1 &
 reg_pid=$!
 bench_cleanup_push() {

@@ -396,6 +396,106 @@ enum Auth {
 mod tests {
     use super::*;
 
+    /// A registry with a token server on one loopback port, as gcr.io or Docker Hub answer:
+    /// `/v2/...` wants `Bearer <token>`, `/token` hands it out for the right Basic
+    /// credentials. Each request gets canned bytes; the request lines are kept.
+    async fn bearer_registry() -> (String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (h, log) = (host.clone(), seen.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (h, log) = (h.clone(), log.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                            buf.drain(..end + 4);
+                            let line = head.lines().next().unwrap_or("").to_string();
+                            log.lock().unwrap().push(head.clone());
+                            let lower = head.to_ascii_lowercase();
+                            let answer = if line.starts_with("GET /token?") {
+                                // base64("ci:pw")
+                                if lower.contains("authorization: basic y2k6chc=")
+                                    && line.contains("scope=repository%3Aproj%2Fapi%3Apull")
+                                {
+                                    let body = r#"{"token":"tok-1"}"#;
+                                    format!(
+                                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                                        body.len()
+                                    )
+                                } else {
+                                    "HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n".into()
+                                }
+                            } else if !lower.contains("authorization: bearer tok-1") {
+                                format!("HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm=\"http://{h}/token\",service=\"test-registry\"\r\ncontent-length: 0\r\n\r\n")
+                            } else if line.starts_with("HEAD /v2/proj/api/manifests/v1 ") {
+                                "HTTP/1.1 200 OK\r\ndocker-content-digest: sha256:abc\r\ncontent-length: 0\r\n\r\n".into()
+                            } else {
+                                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".into()
+                            };
+                            if sock.write_all(answer.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        (host, seen)
+    }
+
+    #[tokio::test]
+    async fn bearer_registries_get_a_token_once_per_repository() {
+        let (host, seen) = bearer_registry().await;
+        let client = RegistryClient {
+            local: OnceLock::new(),
+            remote: OnceLock::new(),
+            challenges: Mutex::default(),
+            tokens: Mutex::default(),
+        };
+        let creds = Credentials::password("ci", "pw");
+        let repo = format!("{host}/proj/api");
+        let (v1, missing) = tokio::join!(
+            client.manifest_digest(&repo, "v1", Some(&creds)),
+            client.manifest_digest(&repo, "v2", Some(&creds)),
+        );
+        assert_eq!(v1.unwrap().as_deref(), Some("sha256:abc"));
+        assert_eq!(missing.unwrap(), None);
+        let again = client.manifest_digest(&repo, "v1", Some(&creds)).await;
+        assert_eq!(again.unwrap().as_deref(), Some("sha256:abc"));
+        let lines: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|h| h.lines().next().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("GET /token")).count(),
+            1,
+            "{lines:?}"
+        );
+        // Learned: the third look-up is one request with the token.
+        assert_eq!(lines.len(), 6, "{lines:?}");
+        assert!(lines[5].starts_with("HEAD /v2/proj/api/manifests/v1 "));
+        // The password never goes to the registry in the token's place, and a wrong one is
+        // a refusal.
+        let wrong = Credentials::password("ci", "nope");
+        let r = client.manifest_digest(&repo, "v1", Some(&wrong)).await;
+        assert!(matches!(r, Err(RemoteError::Auth(_))), "{r:?}");
+    }
+
     #[test]
     fn challenges_parse_with_quotes_and_commas() {
         let (s, p) = parse_challenge(
