@@ -890,6 +890,13 @@ fn cache_images_and_cache_from_config_errors_point_at_the_value() {
             "lifeos.toml:5:15",
             "set builder = \"buildkit\"",
         ),
+        (
+            format!(
+                "{image}secrets = [\"NPM_TOKEN\"]\ncache_from = [\"127.0.0.1:5000/app:latest\"]\n"
+            ),
+            "lifeos.toml:5:15",
+            "cannot use `cache_from` yet",
+        ),
     ] {
         p.config(&toml);
         let r = p.run(&["plan"]);

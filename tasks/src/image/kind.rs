@@ -188,11 +188,19 @@ impl TypedKind for ImageKind {
         let mut cache_from = Vec::new();
         for s in raw.cache_from.iter().flatten() {
             let Some(r) = cx.interp(s) else { continue };
-            let problem = reference_problem(&r, true).or_else(|| {
-                (builder == Builder::Classic).then(|| {
-                    "the classic builder only uses images already in the engine: set builder = \"buildkit\"".to_string()
+            let problem = reference_problem(&r, true)
+                .or_else(|| {
+                    (builder == Builder::Classic).then(|| {
+                        "the classic builder only uses images already in the engine: set builder = \"buildkit\"".to_string()
+                    })
                 })
-            });
+                .or_else(|| {
+                    // Such a build goes through BuildKit's solve API (image/solve.rs), which
+                    // lifeos does not give a cache import yet.
+                    (!spec.secrets.is_empty()).then(|| {
+                        "an image task with `secrets` cannot use `cache_from` yet".to_string()
+                    })
+                });
             match problem {
                 Some(why) => cx.err(
                     Diagnostic::new(format!("invalid `cache_from` `{r}`"))
