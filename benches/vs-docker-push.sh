@@ -6,9 +6,9 @@
 # project with two image tasks (FROM scratch + the host's static busybox, one small file each)
 # and a push of each to that registry under `v1` and `latest`. After the first run:
 #
-#   lifeos no-op push   `lifeos run push-web push-api`: both images cached (label lookup),
-#                       both pushes cached (one engine /distribution call per tag, which is
-#                       the engine's manifest HEAD to the registry);
+#   lifeos no-op push   `lifeos run push-web push-api`: both images cached (the engine's
+#                       events since the last run: one call), both pushes cached (a manifest
+#                       HEAD per tag, all six at once, straight to the registry);
 #   docker push x2      `docker push REPO-web:v1` then `REPO-api:v1` with the same
 #                       credentials (a temp DOCKER_CONFIG): the engine HEADs every layer,
 #                       finds them all, and puts the manifest again.
@@ -18,8 +18,13 @@
 #
 # Goal: the lifeos no-op at least 20x faster than the two docker pushes (ratio of medians).
 #
+# Also CPU per run (less at the mercy of a shared machine than wall time): the client
+# processes' user+sys, plus what the registry and dockerd spent meanwhile (/proc ticks).
+# htpasswd registries check a bcrypt hash on every request, so each HEAD costs the registry
+# ~2-3 ms of CPU: the floor of any check that asks the registry.
+#
 # Env: LIFEOS (default: scripts/build-release.sh's binary), RUNS (docker rows, default 10),
-#      LIFEOS_RUNS (default 50), KEEP=1.
+#      LIFEOS_RUNS (default 50), KEEP=1, AUTH=none (no htpasswd on the registry).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=common.sh
@@ -45,11 +50,11 @@ storage:
     rootdirectory: $tmp/registry
 http:
   addr: $host
-auth:
-  htpasswd:
-    realm: bench
-    path: $tmp/htpasswd
 YML
+# AUTH=none: a registry without htpasswd, to see what its bcrypt costs both sides.
+if [[ ${AUTH:-htpasswd} == htpasswd ]]; then
+    printf 'auth:\n  htpasswd:\n    realm: bench\n    path: %s\n' "$tmp/htpasswd" >>"$tmp/registry.yml"
+fi
 docker-registry serve "$tmp/registry.yml" >"$tmp/registry.log" 2>&1 &
 reg_pid=$!
 bench_cleanup_push() {
@@ -133,6 +138,22 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 uploads_after=$(grep -c '"POST /v2/.*/blobs/uploads/' "$tmp/registry.log" || true)
 [[ $uploads_after == "$uploads_before" ]] || { echo "vs-docker-push: blobs were uploaded during the timed runs" >&2; exit 1; }
 
+# CPU per run: the command's own (children's rusage) and the registry's and dockerd's.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+dockerd_pid=$(pidof dockerd || true)
+cpu_per_run() { # N CMD...: "client registry dockerd" in ms per run
+    local n=$1 r0 d0 r1 d1 c
+    shift
+    r0=$(ticks "$reg_pid"); d0=$([[ -n $dockerd_pid ]] && ticks "$dockerd_pid" || echo 0)
+    c=$( { TIMEFORMAT='%U %S'; time (for _ in $(seq "$n"); do "$@" >/dev/null 2>&1; done); } 2>&1 | tail -n 1)
+    r1=$(ticks "$reg_pid"); d1=$([[ -n $dockerd_pid ]] && ticks "$dockerd_pid" || echo 0)
+    awk -v c="$c" -v n="$n" -v r=$((r1 - r0)) -v d=$((d1 - d0)) -v hz="$hz" 'BEGIN {
+        split(c, t, " "); printf "%.1f %.1f %.1f", (t[1] + t[2]) * 1000 / n, r * 1000 / hz / n, d * 1000 / hz / n }'
+}
+read -r dc dr dd <<<"$(cpu_per_run "$RUNS" "$tmp/docker-push.sh")"
+read -r lc lr ld <<<"$(cpu_per_run "$LIFEOS_RUNS" "$LIFEOS" -C "$proj" run push-web push-api)"
+
 jq -s '{results: (.[0].results + .[1].results)}' "$tmp/docker.json" "$tmp/lifeos.json" >"$tmp/r.json"
 med() { jq --arg n "$1" '.results[] | select(.command == $n) | .median*1000' "$tmp/r.json"; }
 ratio=$(awk -v d="$(med "docker push x2 (already there)")" -v l="$(med "lifeos no-op push x2")" 'BEGIN { printf "%.6f", d / l }')
@@ -141,6 +162,10 @@ echo
 echo "## vs-docker-push: two images already in the registry ($(nproc) cores; load $load_before -> $load_after)"
 jq -r '.results[] | [.command, (.median*1000|.*100|round/100), (.mean*1000|.*100|round/100), ((.stddev // 0)*1000|.*100|round/100), (.min*1000|.*100|round/100)] | @tsv' "$tmp/r.json" \
     | { printf 'command\tmedian ms\tmean ms\tstddev ms\tmin ms\n'; cat; } | column -t -s $'\t'
+echo
+echo "CPU ms per run      client  registry  dockerd  total"
+awk -v c="$dc" -v r="$dr" -v d="$dd" 'BEGIN { printf "docker push x2      %6.1f  %8.1f  %7.1f  %5.1f\n", c, r, d, c + r + d }'
+awk -v c="$lc" -v r="$lr" -v d="$ld" 'BEGIN { printf "lifeos no-op push   %6.1f  %8.1f  %7.1f  %5.1f\n", c, r, d, c + r + d }'
 echo "lifeos check: $check; blob uploads during the timed runs: 0"
 echo "goal: lifeos no-op push >= ${GOAL}x faster than docker push x2 (ratio of medians): $verdict (${ratio}x)"
 [[ $verdict == PASS ]]

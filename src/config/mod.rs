@@ -239,6 +239,7 @@ fn resolve(
     };
     r.cx.protected = protected(file, root, &cache_dir);
     let remote = raw.cache.as_ref().and_then(|c| remote(&mut r, c));
+    r.cx.image_cache = raw.cache.as_ref().and_then(|c| image_cache(&mut r, c));
     r.cx.project = name.clone();
     r.cx.env = opts.env.clone();
     r.cx.router = raw.router;
@@ -409,6 +410,21 @@ fn remote(r: &mut Resolver, c: &raw::RawCache) -> Option<Remote> {
         write: c.remote_write.as_ref().is_none_or(|b| *b.get_ref()),
         timeout_ms: timeout.as_millis() as u64,
     })
+}
+
+/// `[cache] images`: a registry repository (no tag, no digest).
+fn image_cache(r: &mut Resolver, c: &raw::RawCache) -> Option<String> {
+    let s = c.images.as_ref()?;
+    let repo = r.cx.interp(s)?;
+    if let Some(why) = lifeos_tasks::registry::reference::invalid_repository(&repo) {
+        r.err(
+            Diagnostic::new(format!("invalid `images` cache `{repo}`"))
+                .at(s.span(), why)
+                .help("a registry repository, e.g. \"127.0.0.1:5000/lifeos/cache\" or \"gcr.io/PROJECT/cache\""),
+        );
+        return None;
+    }
+    Some(repo)
 }
 
 /// A field the task's kind does not take: another kind's (say which), or a typo.

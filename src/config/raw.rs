@@ -35,6 +35,9 @@ pub struct RawCache {
     pub remote_write: Option<S<bool>>,
     /// Per request, e.g. "10s".
     pub remote_timeout: Option<S<String>>,
+    /// A registry repository: images are pulled from its key tags instead of built, and
+    /// pushed there after a build.
+    pub images: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

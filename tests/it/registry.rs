@@ -781,3 +781,252 @@ fn registry_cache_a_second_checkout_pulls_instead_of_building_and_so_does_a_buil
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.ran().is_empty(), "{}", r.all());
 }
+
+// ---- `[cache] images`: the project's image cache, filled by builds ----
+
+#[test]
+fn cache_images_a_second_checkout_pulls_instead_of_building_and_so_does_a_build_after_rmi() {
+    let fx = DockerFx::new();
+    let toml = format!(
+        "[vars]\nregistry = \"127.0.0.1:1\"\n\n[cache]\nimages = \"${{vars.registry}}/lifeos-it/{}-cache\"\n{}",
+        fx.id,
+        fx.images_toml()
+    );
+    fx.p.config(&toml);
+    let reg = TestRegistry::start("ci", PASSWORD);
+    let env = creds_env(&reg);
+    let env = env_refs(&env);
+    let (repo, path) = fx.repo(&reg, "cache");
+
+    // First checkout: nothing in the registry, so both are built, then stored by key tag.
+    let r = lifeos(&fx, &reg, &["build"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let mut ids = BTreeMap::new();
+    for name in ["web", "api"] {
+        let log = task_log(&r, name);
+        assert!(
+            log.contains(&format!("not in {repo}")) && log.contains("COPY"),
+            "{log}"
+        );
+        assert!(log.contains(&format!("stored in {repo} as key-")), "{log}");
+        ids.insert(
+            name,
+            crate::support::docker(&["inspect", "-f", "{{.Id}}", &fx.tag(name)]),
+        );
+    }
+    let tags = reg.tags(&path);
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    assert!(tags.iter().all(|t| t.starts_with("key-")), "{tags:?}");
+
+    // Second checkout of the same sources, its own cache dir, on an engine without them.
+    let second = crate::support::Project::new();
+    second
+        .file("app/web.txt", &fx.p.read("app/web.txt"))
+        .file("app/api.txt", &fx.p.read("app/api.txt"))
+        .file("app/Dockerfile", &fx.p.read("app/Dockerfile"))
+        .config(&toml);
+    for id in ids.values() {
+        crate::support::docker(&["rmi", "-f", id]);
+    }
+    let set = format!("registry={}", reg.host());
+    let uploads = reg.blob_uploads();
+    let r = second.json_env(&["--set", &set, "build"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        r.ran(),
+        vec!["api".to_string(), "web".to_string()],
+        "{}",
+        r.all()
+    );
+    for name in ["web", "api"] {
+        let log = task_log(&r, name);
+        assert!(log.contains(&format!("pulled from {repo}")), "{log}");
+        assert!(
+            !log.contains("COPY") && !log.contains("stored in"),
+            "a build step ran:\n{log}"
+        );
+        assert_eq!(
+            crate::support::docker(&["inspect", "-f", "{{.Id}}", &fx.tag(name)]),
+            ids[name],
+            "the pulled image is the one built"
+        );
+    }
+    assert_eq!(reg.blob_uploads(), uploads, "{}", reg.log());
+
+    // The first checkout, after `docker rmi`: pulled again, not built.
+    crate::support::docker(&["rmi", "-f", &ids["web"]]);
+    let r = lifeos(&fx, &reg, &["build", "web"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let log = task_log(&r, "web");
+    assert!(
+        log.contains(&format!("pulled from {repo}")) && !log.contains("COPY"),
+        "{log}"
+    );
+}
+
+#[test]
+fn cache_images_and_cache_from_config_errors_point_at_the_value() {
+    let p = crate::support::Project::new();
+    p.file("app/Dockerfile", "FROM scratch\n");
+    let image = "[tasks.app]\nkind = \"image\"\ncontext = \"app\"\n";
+    for (toml, place, needle) in [
+        (
+            format!("[cache]\nimages = \"127.0.0.1:5000/Cache\"\n\n{image}"),
+            "lifeos.toml:2:10",
+            "invalid `images` cache",
+        ),
+        (
+            format!("[cache]\nimages = \"127.0.0.1:5000/cache:v1\"\n\n{image}"),
+            "lifeos.toml:2:10",
+            "has a tag in it",
+        ),
+        (
+            format!("{image}cache_from = [\"127.0.0.1:5000/app:latest\", \"Bad Ref\"]\n"),
+            "lifeos.toml:4:44",
+            "invalid `cache_from` `Bad Ref`",
+        ),
+        (
+            format!("{image}builder = \"classic\"\ncache_from = [\"127.0.0.1:5000/app:latest\"]\n"),
+            "lifeos.toml:5:15",
+            "set builder = \"buildkit\"",
+        ),
+        (
+            format!(
+                "{image}secrets = [\"NPM_TOKEN\"]\ncache_from = [\"127.0.0.1:5000/app:latest\"]\n"
+            ),
+            "lifeos.toml:5:15",
+            "cannot use `cache_from` yet",
+        ),
+    ] {
+        p.config(&toml);
+        let r = p.run(&["plan"]);
+        assert_eq!(r.code, 2, "{toml}: {}", r.all());
+        assert!(r.stderr.contains(place), "{toml}: {place}: {}", r.all());
+        assert!(r.stderr.contains(needle), "{toml}: {needle}: {}", r.all());
+    }
+}
+
+// ---- BuildKit `cache_from` with inline cache ----
+
+#[test]
+fn cache_from_reuses_the_registrys_inline_cache_after_local_images_and_build_cache_are_gone() {
+    let fx = DockerFx::new();
+    // The expensive step writes a random value: reused, the new image has the same one.
+    fx.p.file("app/late.txt", "late 1").file(
+        "app/Dockerfile",
+        &format!(
+            "FROM {base}\nRUN cat /proc/sys/kernel/random/uuid > /expensive-{id}\nCOPY late.txt /late.txt\n",
+            base = fx.base(),
+            id = fx.id
+        ),
+    );
+    fx.p.config(&format!(
+        r#"
+[vars]
+registry = "127.0.0.1:1"
+
+[tasks.app]
+kind = "image"
+context = "app"
+tag = "{tag}"
+labels = {{ "lifeos.test" = "{id}" }}
+cache_from = ["${{vars.registry}}/lifeos-it/{id}-app:latest"]
+
+[tasks.push-app]
+kind = "push"
+image = "app"
+repository = "${{vars.registry}}/lifeos-it/{id}-app"
+tags = ["latest"]
+"#,
+        tag = fx.tag("app"),
+        id = fx.id
+    ));
+    let reg = TestRegistry::start("ci", PASSWORD);
+    let env = creds_env(&reg);
+    let env = env_refs(&env);
+    let expensive = format!(
+        "RUN cat /proc/sys/kernel/random/uuid > /expensive-{}",
+        fx.id
+    );
+
+    // First build: nothing to reuse; it runs the step and exports its inline cache.
+    let r = lifeos(&fx, &reg, &["run", "push-app"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let log = task_log(&r, "app");
+    assert!(log.contains(&format!("{expensive} DONE")), "{log}");
+    let stamp =
+        |fx: &DockerFx| fx.cli_run(&fx.tag("app"), &["cat", &format!("/expensive-{}", fx.id)]);
+    let first = stamp(&fx);
+
+    // Gone from this engine: the image, and BuildKit's cache of the step and what was built
+    // on it (only this test's records: other builds share the engine).
+    let id = crate::support::docker(&["inspect", "-f", "{{.Id}}", &fx.tag("app")]);
+    crate::support::docker(&["rmi", "-f", &id]);
+    let needle = format!("/expensive-{}", fx.id);
+    assert!(
+        prune_build_cache(&needle) >= 2,
+        "no build cache of the step"
+    );
+    assert!(
+        build_cache(&needle).is_empty(),
+        "{:?}",
+        build_cache(&needle)
+    );
+
+    // A late layer changes: the expensive step comes from the registry's inline cache.
+    fx.p.file("app/late.txt", "late 2");
+    let r = lifeos(&fx, &reg, &["build", "app"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let log = task_log(&r, "app");
+    assert!(log.contains(&format!("{expensive} CACHED")), "{log}");
+    assert!(log.contains("COPY late.txt /late.txt DONE"), "{log}");
+    assert_eq!(stamp(&fx), first, "the step's output is the cached one");
+    assert_eq!(fx.cli_run(&fx.tag("app"), &["cat", "/late.txt"]), "late 2");
+}
+
+/// BuildKit's cache records (`docker system df -v`) whose description contains `needle`.
+fn build_cache(needle: &str) -> Vec<serde_json::Value> {
+    let all: Vec<serde_json::Value> = serde_json::from_str(&crate::support::docker(&[
+        "system",
+        "df",
+        "-v",
+        "--format",
+        "{{json .BuildCache}}",
+    ]))
+    .unwrap_or_default();
+    all.into_iter()
+        .filter(|r| r["Description"].as_str().unwrap_or("").contains(needle))
+        .collect()
+}
+
+/// Remove the build cache records whose description contains `needle` and every record built
+/// on them, children first (a record with children is kept by a prune); how many.
+fn prune_build_cache(needle: &str) -> usize {
+    let all: Vec<serde_json::Value> = serde_json::from_str(&crate::support::docker(&[
+        "system",
+        "df",
+        "-v",
+        "--format",
+        "{{json .BuildCache}}",
+    ]))
+    .unwrap();
+    let id = |r: &serde_json::Value| r["ID"].as_str().unwrap_or("").to_string();
+    let mut doomed: Vec<String> = all
+        .iter()
+        .filter(|r| r["Description"].as_str().unwrap_or("").contains(needle))
+        .map(id)
+        .collect();
+    let mut i = 0;
+    while i < doomed.len() {
+        for r in &all {
+            if r["Parent"].as_str() == Some(doomed[i].as_str()) && !doomed.contains(&id(r)) {
+                doomed.push(id(r));
+            }
+        }
+        i += 1;
+    }
+    for d in doomed.iter().rev() {
+        crate::support::docker(&["builder", "prune", "-f", "--filter", &format!("id={d}")]);
+    }
+    doomed.len()
+}

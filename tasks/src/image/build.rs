@@ -100,7 +100,12 @@ pub async fn build(
     if spec.builder == Builder::BuildKit && !spec.secrets.is_empty() {
         return super::solve::build(d, spec, cx, &dockerfile_name, body, &labels).await;
     }
-    let build_args: HashMap<String, String> = spec.build_args.clone().into_iter().collect();
+    let mut build_args: HashMap<String, String> = spec.build_args.clone().into_iter().collect();
+    if spec.inline_cache() {
+        // The image carries its cache, so a later build's `cache_from` can use it.
+        build_args.insert("BUILDKIT_INLINE_CACHE".into(), "1".into());
+        opts_note(cx, spec);
+    }
     let mut opts = BuildImageOptionsBuilder::default()
         .dockerfile(&dockerfile_name)
         .labels(&labels)
@@ -116,6 +121,9 @@ pub async fn build(
     if let Some(p) = &spec.platform {
         opts = opts.platform(p);
     }
+    if spec.inline_cache() {
+        opts = opts.cachefrom(&spec.cache_from);
+    }
     let session = format!("lifeos-{}-{}", cx.run_id, cx.key.short());
     opts = match spec.builder {
         Builder::BuildKit => opts
@@ -124,7 +132,12 @@ pub async fn build(
         Builder::Classic => opts.version(BuilderVersion::BuilderV1),
     };
 
-    let mut stream = d.build_image(opts.build(), None, Some(bollard::body_try_stream(body)));
+    let creds = match spec.builder {
+        // BuildKit asks the session for the credentials of each registry it pulls from.
+        Builder::BuildKit => Some(cache_credentials(spec, cx).await),
+        Builder::Classic => None,
+    };
+    let mut stream = d.build_image(opts.build(), creds, Some(bollard::body_try_stream(body)));
     let mut image_id = None;
     let mut vertex_names: HashMap<String, String> = HashMap::new();
     // BuildKit repeats completed vertices in later status messages; report each once.
@@ -196,6 +209,50 @@ pub async fn build(
     }
     image_id
         .ok_or_else(|| TaskError::Failed("the engine reported no image ID for the build".into()))
+}
+
+fn opts_note(cx: &ExecCx<'_>, spec: &ImageSpec) {
+    cx.log.line(
+        Stream::Stdout,
+        &format!(
+            "cache from {} (BuildKit inline cache; this build exports its own)",
+            spec.cache_from.join(", ")
+        ),
+    );
+}
+
+/// The credentials of each `cache_from` registry, for the build session (keyed as BuildKit
+/// asks: Docker Hub as `registry-1.docker.io`). A registry without any is asked anonymously;
+/// a lookup that fails only costs the cache (the log says why).
+async fn cache_credentials(
+    spec: &ImageSpec,
+    cx: &ExecCx<'_>,
+) -> HashMap<String, bollard::auth::DockerCredentials> {
+    let mut creds = HashMap::new();
+    for r in &spec.cache_from {
+        let access = crate::registry::access::Access::new(r);
+        let host = access.host().to_string();
+        let key = if host == "docker.io" {
+            "registry-1.docker.io".to_string()
+        } else {
+            host.clone()
+        };
+        if creds.contains_key(&key) {
+            continue;
+        }
+        match access.found().await {
+            Ok(found) => {
+                if let Some(c) = access.engine_creds(found) {
+                    creds.insert(key, c);
+                }
+            }
+            Err(e) => cx.log.line(
+                Stream::Stderr,
+                &format!("cache from {r}: no credentials for {host} ({e}); asking anonymously"),
+            ),
+        }
+    }
+    creds
 }
 
 /// `[api-builder 2/3] RUN make` → `[api-builder 2/3]`, to prefix RUN output.

@@ -244,6 +244,8 @@ mod tests {
             builder,
             secrets: vec![],
             registry_cache: None,
+            fill_registry_cache: false,
+            cache_from: vec![],
         }
     }
 

@@ -25,6 +25,7 @@ pub struct Raw {
     platform: Option<S<String>>,
     builder: Option<S<String>>,
     registry_cache: Option<S<String>>,
+    cache_from: Option<Vec<S<String>>>,
 }
 
 /// What dependants get (`${tasks.NAME.id}`, [`lifeos_engine::Deps::typed`]).
@@ -177,6 +178,39 @@ impl TypedKind for ImageKind {
             }
             Some(repo)
         });
+        // A per-image `registry_cache` is filled by the push task of the image; the project's
+        // `[cache] images` by the image task itself.
+        let (registry_cache, fill_registry_cache) = match (registry_cache, &cx.image_cache) {
+            (Some(r), _) => (Some(r), false),
+            (None, Some(r)) => (Some(r.clone()), true),
+            (None, None) => (None, false),
+        };
+        let mut cache_from = Vec::new();
+        for s in raw.cache_from.iter().flatten() {
+            let Some(r) = cx.interp(s) else { continue };
+            let problem = reference_problem(&r, true)
+                .or_else(|| {
+                    (builder == Builder::Classic).then(|| {
+                        "the classic builder only uses images already in the engine: set builder = \"buildkit\"".to_string()
+                    })
+                })
+                .or_else(|| {
+                    // Such a build goes through BuildKit's solve API (image/solve.rs), which
+                    // lifeos does not give a cache import yet.
+                    (!spec.secrets.is_empty()).then(|| {
+                        "an image task with `secrets` cannot use `cache_from` yet".to_string()
+                    })
+                });
+            match problem {
+                Some(why) => cx.err(
+                    Diagnostic::new(format!("invalid `cache_from` `{r}`"))
+                        .at(s.span(), why)
+                        .help("an image whose build exported its cache, e.g. \"${vars.registry}/api:latest\""),
+                ),
+                None if !cache_from.contains(&r) => cache_from.push(r),
+                None => {}
+            }
+        }
         if cx.error_count() > before {
             return None;
         }
@@ -191,6 +225,8 @@ impl TypedKind for ImageKind {
             builder,
             secrets: spec.secrets.clone(),
             registry_cache,
+            fill_registry_cache,
+            cache_from,
         })
     }
 

@@ -60,6 +60,14 @@ pub struct ImageSpec {
     /// image comes from does not change it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_cache: Option<String>,
+    /// Push a built image to `registry_cache` under its key tag (`[cache] images`; a
+    /// per-image `registry_cache` is filled by the image's push task).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fill_registry_cache: bool,
+    /// BuildKit: images whose inline cache the build may reuse (`--cache-from`). The build
+    /// then exports its own inline cache (`BUILDKIT_INLINE_CACHE=1`) for the next one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache_from: Vec<String>,
 }
 
 /// What an image's key covers of its spec: not the tags (retagging needs no build) nor the
@@ -73,6 +81,10 @@ pub struct ImageKey<'a> {
     labels: &'a BTreeMap<String, String>,
     platform: &'a Option<String>,
     builder: Builder,
+    /// The image config carries BuildKit's inline cache (not where it may come from: a
+    /// cache source changes no layer).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    inline_cache: bool,
 }
 
 impl ImageSpec {
@@ -85,7 +97,13 @@ impl ImageSpec {
             labels: &self.labels,
             platform: &self.platform,
             builder: self.builder,
+            inline_cache: self.inline_cache(),
         }
+    }
+
+    /// Does the build export BuildKit's inline cache (with `cache_from`)?
+    pub fn inline_cache(&self) -> bool {
+        self.builder == Builder::BuildKit && !self.cache_from.is_empty()
     }
 
     /// The Dockerfile's path inside the context, when it is inside.
@@ -209,6 +227,35 @@ impl ImageTask {
                 );
                 Ok(None)
             }
+        }
+    }
+
+    /// `[cache] images`: the built image goes to the registry under its key tag. A registry
+    /// that refuses or fails costs only the sharing: the build stands.
+    async fn fill_cache(&self, id: &str, cx: &ExecCx<'_>) -> Result<(), TaskError> {
+        let Some(cache) = self
+            .cache
+            .as_ref()
+            .filter(|_| self.spec.fill_registry_cache)
+        else {
+            return Ok(());
+        };
+        match cache
+            .store(&self.docker, id, &cx.key.to_hex(), &cx.log, &cx.cancel)
+            .await
+        {
+            Err(TaskError::Interrupted) => Err(TaskError::Interrupted),
+            Err(e) => {
+                cx.log.line(
+                    lifeos_engine::Stream::Stderr,
+                    &format!(
+                        "registry cache {}: not stored ({e}); the build stands",
+                        cache.repository()
+                    ),
+                );
+                Ok(())
+            }
+            Ok(()) => Ok(()),
         }
     }
 
@@ -484,6 +531,7 @@ impl Task for ImageTask {
         }
         let id = build::build(&d, &self.spec, parsed, cx).await?;
         self.ensure_tags(&d, &id, &[]).await?;
+        self.fill_cache(&id, cx).await?;
         Ok(Executed {
             outputs: vec![],
             data: json!({ "image_id": id, "tags": self.spec.tags }),
@@ -511,6 +559,8 @@ mod tests {
             builder: Builder::BuildKit,
             secrets: vec![],
             registry_cache: None,
+            fill_registry_cache: false,
+            cache_from: vec![],
         };
         let task = ImageTask::new(spec, Docker::default());
         task.check(root).unwrap();

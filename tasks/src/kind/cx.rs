@@ -49,6 +49,8 @@ pub struct ResolveCx<'a> {
     pub env: Option<String>,
     /// `[router]`, for the deploy kinds.
     pub router: Option<RouterTable>,
+    /// `[cache] images`: the repository every image task reads and fills as an image cache.
+    pub image_cache: Option<String>,
 }
 
 /// `[router]` in lifeos.toml: the image of each environment's router (an image task or a
@@ -79,6 +81,7 @@ impl<'a> ResolveCx<'a> {
             late_deps: BTreeSet::new(),
             env: None,
             router: None,
+            image_cache: None,
         }
     }
 

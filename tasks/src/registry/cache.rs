@@ -1,12 +1,13 @@
-//! The registry as a shared image cache (`[cache] images = "REPO"`): an image task whose
-//! image is missing locally asks `REPO:key-<key prefix>` (what a push of the same key left)
-//! and pulls it instead of building. The pulled image carries the `lifeos.key` label it was
+//! The registry as a shared image cache (`[cache] images = "REPO"`, or an image's own
+//! `registry_cache`): an image task whose image is missing locally asks
+//! `REPO:key-<key prefix>` (what a build or a push of the same key left) and pulls it instead
+//! of building; with `[cache] images` a build is pushed there under that tag. The pulled image carries the `lifeos.key` label it was
 //! built with, which is checked: a key-prefix collision is a build, never a wrong image.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bollard::query_parameters::CreateImageOptionsBuilder;
+use bollard::query_parameters::{CreateImageOptionsBuilder, TagImageOptionsBuilder};
 use futures_util::StreamExt;
 use lifeos_engine::{LogSink, Stream, TaskError};
 use tokio_util::sync::CancellationToken;
@@ -14,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::access::Access;
 use super::push::key_tag;
 use super::remote::{self, RemoteError};
-use crate::docker::Docker;
+use crate::docker::{classify, Docker};
 use crate::image::KEY_LABEL;
 
 pub struct ImageCache {
@@ -55,8 +56,9 @@ impl ImageCache {
         let repo = self.repository();
         let tag = key_tag(key);
         let reference = format!("{repo}:{tag}");
+        let client = super::client::shared();
         let digest = remote::retried(&format!("look up {reference}"), Some(log), cancel, || {
-            remote::manifest_digest(&d, &reference, creds.as_ref())
+            client.manifest_digest(repo, &tag, found.credentials.as_ref())
         })
         .await
         .map_err(|e| self.access.error(e, found))?;
@@ -88,6 +90,53 @@ impl ImageCache {
         }
         log.line(Stream::Stdout, &format!("pulled from {repo} ({tag})"));
         Ok(Some((facts.id, reference)))
+    }
+}
+
+impl ImageCache {
+    /// Push image `id`, built for `key` (hex), under its key tag, so that any machine that
+    /// needs the same key pulls it instead of building. Only the layers the registry lacks
+    /// are uploaded; the key tag is not left behind locally.
+    pub async fn store(
+        &self,
+        docker: &Docker,
+        id: &str,
+        key: &str,
+        log: &LogSink,
+        cancel: &CancellationToken,
+    ) -> Result<(), TaskError> {
+        let found = self.access.found().await?;
+        let creds = self.access.engine_creds(found);
+        let d = docker.get().await?;
+        let repo = self.repository();
+        let tag = key_tag(key);
+        let reference = format!("{repo}:{tag}");
+        d.tag_image(
+            id,
+            Some(
+                TagImageOptionsBuilder::default()
+                    .repo(repo)
+                    .tag(&tag)
+                    .build(),
+            ),
+        )
+        .await
+        .map_err(|e| classify(e, &format!("tag {reference}")))?;
+        let pushed = remote::retried(&format!("push {reference}"), Some(log), cancel, || {
+            remote::push(&d, repo, &tag, creds.as_ref(), log, cancel)
+        })
+        .await;
+        untag(&d, &reference).await;
+        docker.forget(&reference, id);
+        let pushed = pushed.map_err(|e| self.access.error(e, found))?;
+        log.line(
+            Stream::Stdout,
+            &format!(
+                "stored in {repo} as {tag}: {} layers uploaded, {} already there",
+                pushed.uploaded, pushed.existed
+            ),
+        );
+        Ok(())
     }
 }
 

@@ -61,6 +61,24 @@ impl Credentials {
         c
     }
 
+    /// The identity token, when the registry gave one instead of a password.
+    pub fn identity_token(&self) -> Option<&str> {
+        match &self.secret {
+            Secret::IdentityToken(t) => Some(t),
+            Secret::Password(_) => None,
+        }
+    }
+
+    /// Who these are, to keep tokens apart: the user and a digest of the secret.
+    pub fn identity(&self) -> String {
+        let sum = ring::digest::digest(&ring::digest::SHA256, self.secret().as_bytes());
+        let hex: String = sum.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{}/{hex}", self.username)
+    }
+
     /// The secret itself, for redacting it from anything the engine says.
     pub fn secret(&self) -> &str {
         match &self.secret {

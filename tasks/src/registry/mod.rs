@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod cache;
+pub mod client;
 pub mod credentials;
 mod kind;
 pub mod push;

@@ -101,18 +101,15 @@ impl PushTask {
         log: Option<&LogSink>,
         cancel: &CancellationToken,
     ) -> Result<Remote, TaskError> {
-        let d = self.docker.connected().await?;
-        let creds = self.access.engine_creds(found);
-        let asks = tags.iter().map(|t| {
-            let reference = format!("{}:{t}", self.spec.repository);
-            let (d, creds) = (&d, creds.as_ref());
-            async move {
-                let what = format!("look up {reference}");
-                remote::retried(&what, log, cancel, || {
-                    remote::manifest_digest(d, &reference, creds)
-                })
-                .await
-            }
+        let client = super::client::shared();
+        let creds = found.credentials.as_ref();
+        let repo = &self.spec.repository;
+        let asks = tags.iter().map(|t| async move {
+            let what = format!("look up {repo}:{t}");
+            remote::retried(&what, log, cancel, || {
+                client.manifest_digest(repo, t, creds)
+            })
+            .await
         });
         let answers = futures_util::future::join_all(asks).await;
         let mut remote = Remote::new();

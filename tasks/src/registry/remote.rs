@@ -1,8 +1,6 @@
-//! The registry, asked through the Docker engine: `GET /distribution/{ref}/json` is the
-//! engine's manifest HEAD with every manifest `Accept` type (its digest is the push digest,
-//! notes/crates.md §1.7), and `POST /images/{name}/push` uploads only the layers the registry
-//! lacks. The engine's TLS, proxy, mirror and `insecure-registries` settings apply, so lifeos
-//! needs no HTTP or TLS client of its own.
+//! Pushes through the Docker engine: `POST /images/{name}/push` uploads only the layers the
+//! registry lacks, with the engine's TLS, proxy and `insecure-registries` settings. (Manifest
+//! look-ups go to the registry directly: `client.rs`.)
 //!
 //! Every call is retried (bounded, with backoff) when the registry is unreachable or answers
 //! 5xx; an auth refusal is never retried.
@@ -117,25 +115,6 @@ where
             }
             other => return other,
         }
-    }
-}
-
-/// The digest `reference` (`repo:tag`) has in the registry, or `None` when the tag (or the
-/// repository) is not there. One engine call, no retry.
-pub async fn manifest_digest(
-    d: &bollard::Docker,
-    reference: &str,
-    creds: Option<&DockerCredentials>,
-) -> Result<Option<String>, RemoteError> {
-    match d.inspect_registry_image(reference, creds.cloned()).await {
-        Ok(info) => Ok(info.descriptor.digest),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(None),
-        Err(e) => Err(sort_error(
-            e,
-            &format!("look up {reference} in the registry"),
-        )),
     }
 }
 
