@@ -112,17 +112,22 @@ async fn verify(g: &Global, project: &Project, file: Option<PathBuf>, task: Opti
         Ok(t) => t,
         Err(code) => return code,
     };
+    let env = env_of(project, &t.s.task);
     let file = match file {
         Some(f) => f,
         None => {
             let dir = t.dir(&project.root);
-            match retention::list(&dir, &t.s.dbname) {
+            let dbname = match t.dbname(&env) {
+                Ok(n) => n,
+                Err(e) => return task_error(e),
+            };
+            match retention::list(&dir, &dbname) {
                 Ok(l) => match l.into_iter().find(|b| b.verified) {
                     Some(b) => b.path,
                     None => {
                         error(format!(
                             "no verified backup of {} in {}: run `lifeos run {}` first",
-                            t.s.dbname,
+                            dbname,
                             dir.display(),
                             t.s.task
                         ));
@@ -139,7 +144,7 @@ async fn verify(g: &Global, project: &Project, file: Option<PathBuf>, task: Opti
     if !file.is_file() {
         return usage_error(format!("{}: no such file", file.display()));
     }
-    let (d, c) = match t.connect(&env_of(project, &t.s.task)).await {
+    let (d, c) = match t.connect(&env).await {
         Ok(x) => x,
         Err(e) => return task_error(e),
     };
@@ -183,7 +188,11 @@ fn prune(g: &Global, project: &Project, dry_run: bool, task: Option<&str>) -> i3
         Err(code) => return code,
     };
     let dir = t.dir(&project.root);
-    let list = match retention::list(&dir, &t.s.dbname) {
+    let dbname = match t.dbname(&env_of(project, &t.s.task)) {
+        Ok(n) => n,
+        Err(e) => return task_error(e),
+    };
+    let list = match retention::list(&dir, &dbname) {
         Ok(l) => l,
         Err(e) => {
             error(format!("cannot list {}: {e}", dir.display()));
@@ -271,8 +280,15 @@ pub async fn restore(
         (f, side)
     };
     let (file, side) = file;
-    let into = into.unwrap_or_else(|| t.s.dbname.clone());
-    let (d, c) = match t.connect(&env_of(project, &t.s.task)).await {
+    let env = env_of(project, &t.s.task);
+    let into = match into {
+        Some(i) => i,
+        None => match t.dbname(&env) {
+            Ok(n) => n,
+            Err(e) => return task_error(e),
+        },
+    };
+    let (d, c) = match t.connect(&env).await {
         Ok(x) => x,
         Err(e) => return task_error(e),
     };
