@@ -699,3 +699,189 @@ fn backup_config_errors_point_at_the_field() {
         assert!(r.stderr.contains(needle), "{extra}: {needle}: {}", r.all());
     }
 }
+
+/// A Postgres started by the Docker CLI (not a task of the graph), reached only through the
+/// URL in a secret; the backup's client image is the graph's `debian` image task.
+struct UrlDb {
+    pg: Pg,
+}
+
+impl UrlDb {
+    fn start() -> UrlDb {
+        let fx = DockerFx::new();
+        let port = free_port();
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("example/debian"),
+            &fx.p.p("debian"),
+        );
+        let tar = fx.p.p("debian/rootfs.tar");
+        if fs::hard_link(debian_rootfs(), &tar).is_err() {
+            fs::copy(debian_rootfs(), &tar).unwrap();
+        }
+        let db = UrlDb {
+            pg: Pg { fx, port },
+        };
+        db.config("");
+        let r = db.pg.fx.p.run(&["build", "debian"]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        let label = format!("lifeos.test={}", db.pg.fx.id);
+        crate::support::docker(&[
+            "run",
+            "-d",
+            "--label",
+            &label,
+            "-p",
+            &format!("127.0.0.1:{port}:5432"),
+            "-e",
+            &format!("POSTGRES_PASSWORD={PASSWORD}"),
+            "-e",
+            "POSTGRES_DB=lifeos",
+            &db.pg.fx.tag("debian"),
+            "pg-entrypoint.sh",
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while db.pg.psql_db("lifeos", "select 1").is_err() {
+            assert!(Instant::now() < deadline, "Postgres did not start");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        db
+    }
+
+    fn config(&self, extra: &str) {
+        let fx = &self.pg.fx;
+        fx.p.config(&format!(
+            r#"
+[project]
+name = "{id}"
+
+[tasks.debian]
+kind = "image"
+context = "debian"
+tag = "{tag}"
+labels = {{ "lifeos.test" = "{id}" }}
+
+[tasks.backup]
+kind = "backup"
+database = {{ url_secret = "IT_DATABASE_URL" }}
+image = "debian"
+dir = "backups"
+cache = {{ every = "24h" }}
+{extra}
+"#,
+            id = fx.id,
+            tag = fx.tag("debian"),
+        ));
+    }
+
+    fn url(&self, password: &str) -> String {
+        format!(
+            "postgres://postgres:{password}@127.0.0.1:{}/lifeos?sslmode=disable",
+            self.pg.port
+        )
+    }
+
+    fn run(&self, args: &[&str], url: &str) -> Run {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        self.text(&a, url)
+    }
+
+    fn text(&self, args: &[&str], url: &str) -> Run {
+        self.pg.fx.p.run_env(args, &[("IT_DATABASE_URL", url)])
+    }
+
+    /// Neither the password nor the URL in the cache, the backups or the sidecars.
+    fn assert_nowhere(&self, needles: &[&str]) {
+        for dir in [".lifeos", "backups"] {
+            for (path, bytes) in crate::support::all_bytes(&self.pg.fx.p.p(dir)) {
+                for n in needles {
+                    assert!(
+                        !crate::support::contains(&bytes, n),
+                        "{n} is in {}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_database_url_in_a_secret_is_backed_up_keyed_and_never_shown() {
+    let db = UrlDb::start();
+    let pg = &db.pg;
+    pg.seed();
+    let before = pg.fingerprint();
+    let url = db.url(PASSWORD);
+
+    let r = db.run(&["run", "backup"], &url);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.ran(), ["backup"], "{}", r.all());
+    let dumps = pg.dumps();
+    assert_eq!(dumps.len(), 1, "{:?}", pg.files());
+    let name = dumps[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert!(name.starts_with("lifeos-"), "the URL's database: {name}");
+    let side = sidecar(&dumps[0]);
+    assert_eq!(side["sha256"], sha256sum(&dumps[0]));
+    assert_eq!(side["tables"]["public.users"], 1200);
+    assert!(!r.all().contains(PASSWORD) && !r.all().contains(&url), "{}", r.all());
+    // The one-shot clients ran on the host's network (the URL's 127.0.0.1 is this machine).
+    assert!(
+        log_of(&r, "backup").contains("read back in full"),
+        "{}",
+        r.all()
+    );
+
+    // Inside `every`: cached. A new value of the secret (same database, another URL) is a
+    // new key; the key holds a keyed hash, never the value.
+    let r = db.run(&["run", "backup"], &url);
+    assert_eq!(r.cached(), ["backup", "debian"], "{}", r.all());
+    let other = url.replace("127.0.0.1", "localhost");
+    let r = db.run(&["run", "backup"], &other);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.ran(), ["backup"], "a new URL is a new key: {}", r.all());
+    let r = db.text(&["explain", "backup"], &url);
+    assert!(
+        r.all().contains("secret IT_DATABASE_URL changed"),
+        "{}",
+        r.all()
+    );
+    db.assert_nowhere(&[PASSWORD, &url, &other]);
+
+    // A wrong password: a clear error naming the host and database, never the password,
+    // and nothing written.
+    let files = pg.files();
+    let wrong = db.url("wrong-pass-7c1e");
+    let r = db.run(&["run", "backup", "--force"], &wrong);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let place = format!("lifeos on 127.0.0.1:{}/lifeos", pg.port);
+    assert!(
+        r.all().contains(&place) && r.all().contains("password authentication failed"),
+        "{}",
+        r.all()
+    );
+    assert!(!r.all().contains("wrong-pass-7c1e"), "{}", r.all());
+    assert_eq!(pg.files(), files, "nothing written");
+    db.assert_nowhere(&["wrong-pass-7c1e"]);
+
+    // Not a URL at all: refused without quoting it.
+    let r = db.run(&["run", "backup", "--force"], "hunter2-not-a-url");
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.all().contains("IT_DATABASE_URL is not a usable postgres:// URL"), "{}", r.all());
+    assert!(!r.all().contains("hunter2"), "{}", r.all());
+    // Unset: the commands say which secret to export (exit 3).
+    let r = pg.fx.p.run(&["backup", "verify"]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert!(r.stderr.contains("export IT_DATABASE_URL="), "{}", r.all());
+
+    // Verify and restore through the URL.
+    let r = db.text(&["backup", "verify"], &url);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("verdict: restorable"), "{}", r.all());
+    pg.psql("drop table notes");
+    let newest = pg.dumps().pop().unwrap();
+    let r = db.text(&["restore", newest.to_str().unwrap(), "--drop-old"], &url);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(pg.fingerprint(), before);
+    assert!(!r.all().contains(PASSWORD), "{}", r.all());
+}

@@ -3,6 +3,7 @@
 //! swap). See DESIGN.md "Delivery" and README "Backups".
 
 pub mod conn;
+pub mod gcs;
 pub mod http;
 mod kind;
 pub mod oneshot;

@@ -17,7 +17,7 @@ use super::conn::Conn;
 use super::oneshot::{Client, Ended};
 use super::retention::{self, Keep};
 use super::sidecar::{self, Sha256, Sidecar};
-use super::{http, scripts};
+use super::{gcs, http, scripts};
 use crate::container::{ops, ContainerSpec, ServiceResult};
 use crate::docker::Docker;
 
@@ -278,30 +278,12 @@ impl BackupTask {
         let mut uploaded = None;
         if let Some(base) = &self.s.upload {
             let url = http::join(base, &name);
-            cx.log
-                .progress(&format!("uploading to {}", http::server_of(&url)));
-            http::upload(&url, &path, &side.sha256, side.size)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "upload failed: {e}; the verified backup is kept at {}",
-                        path.display()
-                    )
-                })?;
-            let side_bytes = std::fs::read(sidecar::path_of(&path)).unwrap_or_default();
-            http::upload_small(&format!("{url}.json"), side_bytes)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "upload of the sidecar failed: {e}; the verified backup is kept at {}",
-                        path.display()
-                    )
-                })?;
-            cx.log.line(
-                Stream::Stderr,
-                &format!("uploaded to {url} (size and sha256 read back)"),
-            );
-            uploaded = Some(url);
+            uploaded = Some(self.upload(&url, &path, &side, &cx.log).await.map_err(|e| {
+                format!(
+                    "upload failed: {e}; the verified backup is kept at {}",
+                    path.display()
+                )
+            })?);
         }
         Ok(BackupResult {
             file: if Path::new(&self.s.dir).is_absolute() {
@@ -313,6 +295,41 @@ impl BackupTask {
             size: side.size,
             uploaded,
         })
+    }
+
+/// Send the verified dump and its sidecar to `url`: HTTP PUT or `gcloud storage cp`, then
+    /// the size and sha256 read back.
+    async fn upload(
+        &self,
+        url: &str,
+        path: &Path,
+        side: &Sidecar,
+        log: &LogSink,
+    ) -> Result<String, String> {
+        let side_path = sidecar::path_of(path);
+        if url.starts_with("gs://") {
+            log.progress(&format!(
+                "uploading to {} with {} storage cp",
+                gcs::bucket_of(url),
+                gcs::program()
+            ));
+            gcs::upload(url, path, &side.sha256, side.size).await?;
+            gcs::upload_small(&format!("{url}.json"), &side_path)
+                .await
+                .map_err(|e| format!("the sidecar: {e}"))?;
+        } else {
+            log.progress(&format!("uploading to {}", http::server_of(url)));
+            http::upload(url, path, &side.sha256, side.size).await?;
+            let side_bytes = std::fs::read(&side_path).unwrap_or_default();
+            http::upload_small(&format!("{url}.json"), side_bytes)
+                .await
+                .map_err(|e| format!("the sidecar: {e}"))?;
+        }
+        log.line(
+            Stream::Stderr,
+            &format!("uploaded to {url} (size and sha256 read back)"),
+        );
+        Ok(url.to_string())
     }
 
     #[allow(clippy::too_many_arguments)] // where from, where to, and when
