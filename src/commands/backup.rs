@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use lifeos_engine::TaskError;
-use lifeos_tasks::backup::{http, restore as rs, retention, sidecar, BackupKind, BackupTask};
+use lifeos_tasks::backup::{gcs, http, restore as rs, retention, sidecar, BackupKind, BackupTask};
 use lifeos_tasks::kind::TypedKind;
 use tokio_util::sync::CancellationToken;
 
@@ -264,7 +264,12 @@ pub async fn restore(
         if let Some(why) = http::url_problem(source) {
             return usage_error(format!("cannot restore from {source}: {why}"));
         }
-        match download(project, source).await {
+        let fetched = if source.starts_with("gs://") {
+            download_gs(project, source).await
+        } else {
+            download(project, source).await
+        };
+        match fetched {
             Ok(f) => f,
             Err(why) => {
                 error(why);
@@ -316,6 +321,32 @@ pub async fn restore(
         }
         Err(e) => task_error(e),
     }
+}
+
+/// A `gs://` object and its sidecar into the cache's `downloads/gs/<hash of URL>/` through
+/// gcloud; kept, and reused while the object's generation is the same.
+async fn download_gs(project: &Project, url: &str) -> Result<(PathBuf, PathBuf), String> {
+    lifeos_cache::CacheDir::new(project.cache_dir.clone())
+        .prepare()
+        .map_err(|e| format!("cannot use the cache directory for the download: {e}"))?;
+    let id = blake3::hash(url.as_bytes()).to_hex();
+    let dir = project
+        .cache_dir
+        .join("downloads")
+        .join("gs")
+        .join(&id.as_str()[..32]);
+    let (dump, side, kept) = gcs::download(url, &dir)
+        .await
+        .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+    eprintln!(
+        "{} {url}",
+        if kept {
+            "not modified (generation): using the kept copy of"
+        } else {
+            "fetched"
+        }
+    );
+    Ok((dump, side))
 }
 
 /// A URL and its sidecar into the cache's `downloads/` with cached-path (as URL inputs are):

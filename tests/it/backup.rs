@@ -682,9 +682,24 @@ fn backup_config_errors_point_at_the_field() {
             "only \"custom\"",
         ),
         (
-            "database = \"db\"\nupload = \"gs://bucket/backups\"\n",
+            "database = \"db\"\nupload = \"gs://Bucket/backups\"\n",
             "lifeos.toml:12:10",
-            "gs:// uploads",
+            "not a Cloud Storage bucket name",
+        ),
+        (
+            "database = { url_secret = \"DB URL\" }\n",
+            "lifeos.toml:11:12",
+            "not an environment variable name",
+        ),
+        (
+            "database = { url = \"postgres://x\" }\n",
+            "lifeos.toml:11:12",
+            "unknown key `url`; expected `url_secret`",
+        ),
+        (
+            "database = { url_secret = \"DB_URL\" }\ndbname = \"x\"\n",
+            "lifeos.toml:12:10",
+            "`dbname` with a database URL",
         ),
         (
             "database = \"db\"\nkeep = { daily = 7, yearly = 2 }\n",
@@ -824,7 +839,11 @@ fn a_database_url_in_a_secret_is_backed_up_keyed_and_never_shown() {
     let side = sidecar(&dumps[0]);
     assert_eq!(side["sha256"], sha256sum(&dumps[0]));
     assert_eq!(side["tables"]["public.users"], 1200);
-    assert!(!r.all().contains(PASSWORD) && !r.all().contains(&url), "{}", r.all());
+    assert!(
+        !r.all().contains(PASSWORD) && !r.all().contains(&url),
+        "{}",
+        r.all()
+    );
     // The one-shot clients ran on the host's network (the URL's 127.0.0.1 is this machine).
     assert!(
         log_of(&r, "backup").contains("read back in full"),
@@ -867,7 +886,12 @@ fn a_database_url_in_a_secret_is_backed_up_keyed_and_never_shown() {
     // Not a URL at all: refused without quoting it.
     let r = db.run(&["run", "backup", "--force"], "hunter2-not-a-url");
     assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.all().contains("IT_DATABASE_URL is not a usable postgres:// URL"), "{}", r.all());
+    assert!(
+        r.all()
+            .contains("IT_DATABASE_URL is not a usable postgres:// URL"),
+        "{}",
+        r.all()
+    );
     assert!(!r.all().contains("hunter2"), "{}", r.all());
     // Unset: the commands say which secret to export (exit 3).
     let r = pg.fx.p.run(&["backup", "verify"]);
@@ -884,4 +908,175 @@ fn a_database_url_in_a_secret_is_backed_up_keyed_and_never_shown() {
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(pg.fingerprint(), before);
     assert!(!r.all().contains(PASSWORD), "{}", r.all());
+}
+
+/// The stand-in for Google's gcloud (tests/standin-gcloud), its home with one bucket.
+struct Gcloud {
+    home: tempfile::TempDir,
+}
+
+impl Gcloud {
+    const BUCKET: &'static str = "it-backups";
+
+    fn new() -> Gcloud {
+        let home = tempfile::Builder::new()
+            .prefix("lifeos-it-gcloud-")
+            .tempdir()
+            .unwrap();
+        fs::create_dir_all(home.path().join("storage").join(Self::BUCKET)).unwrap();
+        Gcloud { home }
+    }
+
+    fn program() -> String {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/standin-gcloud/standin-gcloud")
+            .display()
+            .to_string()
+    }
+
+    /// `lifeos ARGS` with the stand-in as gcloud; `account`: logged in or not.
+    fn run(&self, pg: &Pg, args: &[&str], account: bool) -> Run {
+        let mut c = pg.fx.p.cmd(args);
+        c.env("POSTGRES_PASSWORD", PASSWORD)
+            .env("PGPASSWORD", PASSWORD)
+            .env("LIFEOS_GCLOUD", Self::program())
+            .env("STANDIN_GCLOUD_HOME", self.home.path());
+        if account {
+            c.env("STANDIN_GCLOUD_ACCOUNT", "backups@it.example");
+        } else {
+            c.env_remove("STANDIN_GCLOUD_ACCOUNT");
+        }
+        let o = c.output().unwrap();
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    fn object(&self, name: &str) -> PathBuf {
+        self.home
+            .path()
+            .join("storage")
+            .join(Self::BUCKET)
+            .join("lifeos")
+            .join(name)
+    }
+
+    /// The gcloud argument lists lifeos ran, in order.
+    fn calls(&self) -> Vec<Vec<String>> {
+        fs::read_to_string(self.home.path().join("calls.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["argv"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn gs_upload_through_gcloud_is_read_back_and_restore_fetches_from_gs() {
+    let gc = Gcloud::new();
+    let pg = setup(&format!("upload = \"gs://{}/lifeos/\"", Gcloud::BUCKET));
+    pg.seed();
+    let r = gc.run(&pg, &["--json", "run", "backup"], true);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let dump = pg.dumps().pop().unwrap();
+    let name = dump.file_name().unwrap().to_str().unwrap().to_string();
+    let url = format!("gs://{}/lifeos/{name}", Gcloud::BUCKET);
+    assert_eq!(
+        fs::read(gc.object(&name)).unwrap(),
+        fs::read(&dump).unwrap(),
+        "the object's bytes are the local file's"
+    );
+    assert_eq!(
+        fs::read(gc.object(&format!("{name}.json"))).unwrap(),
+        fs::read(format!("{}.json", dump.display())).unwrap()
+    );
+    assert!(
+        log_of(&r, "backup").contains(&format!("uploaded to {url} (size and sha256 read back)")),
+        "{}",
+        r.all()
+    );
+    let calls = gc.calls();
+    let cp = calls
+        .iter()
+        .position(|c| c[..2] == ["storage", "cp"] && c[3] == url)
+        .expect("gcloud storage cp FILE URL");
+    assert!(
+        calls[cp + 1..]
+            .iter()
+            .any(|c| *c == ["storage", "cat", url.as_str()]),
+        "read back after the upload: {calls:?}"
+    );
+
+    // Restore from gs://: fetched once, then the kept copy while the generation is the same.
+    pg.psql("drop table \"Odd Name\"");
+    let r = gc.run(&pg, &["restore", &url, "--drop-old"], true);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains(&format!("fetched {url}")), "{}", r.all());
+    assert_eq!(pg.psql("select count(*) from \"Odd Name\""), "3");
+    let r = gc.run(&pg, &["restore", &url, "--drop-old"], true);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stderr.contains("not modified (generation)"),
+        "{}",
+        r.all()
+    );
+    // A damaged object is refused before the database is touched.
+    let mut bytes = fs::read(gc.object(&name)).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    let damaged = format!("gs://{}/lifeos/damaged-{name}", Gcloud::BUCKET);
+    fs::write(gc.object(&format!("damaged-{name}")), &bytes).unwrap();
+    fs::copy(
+        gc.object(&format!("{name}.json")),
+        gc.object(&format!("damaged-{name}.json")),
+    )
+    .unwrap();
+    let live = pg.fingerprint();
+    let r = gc.run(&pg, &["restore", &damaged], true);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("refused") && r.stderr.contains("sha256"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(pg.fingerprint(), live);
+
+    // gcloud not logged in: the node fails, says to log in, and keeps the verified file.
+    let objects = fs::read_dir(gc.object("")).unwrap().count();
+    let r = gc.run(&pg, &["--json", "run", "backup", "--force"], false);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.all().contains("gcloud auth login"), "{}", r.all());
+    assert!(
+        r.all().contains("the verified backup is kept at"),
+        "{}",
+        r.all()
+    );
+    let dumps = pg.dumps();
+    assert_eq!(dumps.len(), 2, "{:?}", pg.files());
+    for d in &dumps {
+        assert_eq!(sidecar(d)["sha256"], sha256sum(d));
+    }
+    assert_eq!(fs::read_dir(gc.object("")).unwrap().count(), objects);
+    let r = gc.run(&pg, &["backup", "verify"], true);
+    assert_eq!(r.code, 0, "the kept file is good: {}", r.all());
+
+    // A bucket that does not exist: gcloud's words, naming it.
+    pg.config("upload = \"gs://no-such-bucket-it/lifeos/\"");
+    let r = gc.run(&pg, &["--json", "run", "backup", "--force"], true);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.all().contains("gs://no-such-bucket-it does not exist"),
+        "{}",
+        r.all()
+    );
 }

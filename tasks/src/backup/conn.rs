@@ -34,7 +34,9 @@ impl Conn {
     /// Parse the value of secret `name`. The error never quotes the value.
     pub fn parse(name: &str, value: &str) -> Result<Conn, String> {
         let bad = |why: &str| {
-            format!("the secret {name} is not a usable postgres:// URL: {why} (its value is not shown)")
+            format!(
+                "the secret {name} is not a usable postgres:// URL: {why} (its value is not shown)"
+            )
         };
         let u = url::Url::parse(value.trim()).map_err(|e| bad(&e.to_string()))?;
         if !matches!(u.scheme(), "postgres" | "postgresql") {
@@ -122,7 +124,10 @@ mod tests {
         assert_eq!(c.display(), "db.example:6432/prod");
         assert!(c.env().contains(&("PGSSLMODE".into(), "require".into())));
         let c = Conn::parse("DB_URL", "postgresql://u@[::1]/").unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.dbname.as_str()), ("::1", 5432, "u"));
+        assert_eq!(
+            (c.host.as_str(), c.port, c.dbname.as_str()),
+            ("::1", 5432, "u")
+        );
         assert_eq!(c.password, None);
     }
 

@@ -86,7 +86,11 @@ async fn run(args: &[&str]) -> Result<Vec<u8>, String> {
     if out.status.success() {
         Ok(out.stdout)
     } else {
-        Err(format!("`gcloud {}` failed: {}", args.join(" "), said(&out.stderr)))
+        Err(format!(
+            "`gcloud {}` failed: {}",
+            args.join(" "),
+            said(&out.stderr)
+        ))
     }
 }
 
@@ -187,9 +191,14 @@ pub async fn download(url: &str, dir: &Path) -> Result<(PathBuf, PathBuf, bool),
     }
     let _ = std::fs::remove_file(&stamp);
     run(&["storage", "cp", url, &dump.to_string_lossy()]).await?;
-    run(&["storage", "cp", &format!("{url}.json"), &side.to_string_lossy()])
-        .await
-        .map_err(|e| format!("the sidecar {url}.json: {e}"))?;
+    run(&[
+        "storage",
+        "cp",
+        &format!("{url}.json"),
+        &side.to_string_lossy(),
+    ])
+    .await
+    .map_err(|e| format!("the sidecar {url}.json: {e}"))?;
     std::fs::write(&stamp, &generation)
         .map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
     Ok((dump, side, false))
@@ -206,6 +215,9 @@ mod tests {
         assert!(url_problem("gs:///x").is_some());
         assert_eq!(bucket_of("gs://b-1/x/y.dump"), "gs://b-1");
         let e = said(b"Copying...\nERROR: (gcloud.storage.cp) You do not currently have an active account selected.\nPlease run:\n\n  $ gcloud auth login\n");
-        assert!(e.starts_with("ERROR: (gcloud.storage.cp)") && e.contains("$ gcloud auth login"), "{e}");
+        assert!(
+            e.starts_with("ERROR: (gcloud.storage.cp)") && e.contains("$ gcloud auth login"),
+            "{e}"
+        );
     }
 }

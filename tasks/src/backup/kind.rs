@@ -172,9 +172,9 @@ impl TypedKind for BackupKind {
         cx: &InstantiateCx,
     ) -> Result<Arc<dyn Task>, String> {
         let db = match &body.database {
-            Database::Service(name) => cx.peer::<ServiceKind>(name).ok_or_else(|| {
-                format!("task `{}`: `{name}` is not a service task", body.task)
-            })?,
+            Database::Service(name) => cx
+                .peer::<ServiceKind>(name)
+                .ok_or_else(|| format!("task `{}`: `{name}` is not a service task", body.task))?,
             // No service: the client containers are the task's own, on the host's network.
             Database::UrlSecret(_) => ContainerSpec {
                 project: body.project.clone(),
@@ -250,10 +250,7 @@ fn database(
                 && !name.starts_with(|c: char| c.is_ascii_digit())
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
-                return invalid(
-                    cx,
-                    format!("`{name}` is not an environment variable name"),
-                );
+                return invalid(cx, format!("`{name}` is not an environment variable name"));
             }
             // A secret of the task: masked in all output, its value keyed but never kept.
             if !spec.secrets.iter().any(|s| s == name) {
@@ -261,7 +258,10 @@ fn database(
             }
             Some(Database::UrlSecret(name.to_string()))
         }
-        _ => invalid(cx, "expected a service task's name or { url_secret = \"NAME\" }".into()),
+        _ => invalid(
+            cx,
+            "expected a service task's name or { url_secret = \"NAME\" }".into(),
+        ),
     }
 }
 

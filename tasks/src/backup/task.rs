@@ -278,12 +278,16 @@ impl BackupTask {
         let mut uploaded = None;
         if let Some(base) = &self.s.upload {
             let url = http::join(base, &name);
-            uploaded = Some(self.upload(&url, &path, &side, &cx.log).await.map_err(|e| {
-                format!(
-                    "upload failed: {e}; the verified backup is kept at {}",
-                    path.display()
-                )
-            })?);
+            uploaded = Some(
+                self.upload(&url, &path, &side, &cx.log)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "upload failed: {e}; the verified backup is kept at {}",
+                            path.display()
+                        )
+                    })?,
+            );
         }
         Ok(BackupResult {
             file: if Path::new(&self.s.dir).is_absolute() {
@@ -297,7 +301,7 @@ impl BackupTask {
         })
     }
 
-/// Send the verified dump and its sidecar to `url`: HTTP PUT or `gcloud storage cp`, then
+    /// Send the verified dump and its sidecar to `url`: HTTP PUT or `gcloud storage cp`, then
     /// the size and sha256 read back.
     async fn upload(
         &self,
