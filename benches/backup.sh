@@ -5,7 +5,7 @@
 # (`docker run --rm ... pg_dump -Fc > file`: the same image, network and output path through
 # the engine). Goal: the verified backup costs at most 2x the plain dump.
 #
-#   BENCH_DB_MB   size of the table data to generate (default 1024: 1 GiB)
+#   BACKUP_BENCH_MB  size of the table data to generate (default 1024: 1 GiB; BENCH_DB_MB too)
 #   RUNS          hyperfine runs of each (default 3)
 #   LIFEOS        the binary (default: scripts/build-release.sh)
 # Needs lifeos-debian:bookworm (built through `lifeos build debian` on the repository's
@@ -18,7 +18,7 @@ lifeos=${LIFEOS:-$("$root/scripts/build-release.sh")}
 for t in hyperfine psql docker; do
     command -v "$t" >/dev/null || { echo "backup: needs $t (scripts/setup.sh)" >&2; exit 2; }
 done
-mb=${BENCH_DB_MB:-1024}
+mb=${BACKUP_BENCH_MB:-${BENCH_DB_MB:-1024}}
 runs=${RUNS:-3}
 
 docker image inspect lifeos-debian:bookworm >/dev/null 2>&1 \
@@ -70,6 +70,15 @@ plain="docker run --rm --label lifeos.test=bench --network $net -e PGPASSWORD=be
 hyperfine --style basic --runs "$runs" "$plain" --export-json plain.json
 hyperfine --style basic --runs "$runs" "$lifeos run backup --force" --export-json verified.json
 echo "plain dump: $(stat -c %s plain.dump) bytes; verified: $(stat -c %s backups/*.dump) bytes"
+# Where the verified run's time goes (its own log line), from one more run.
+"$lifeos" --json run backup --force | python3 -c '
+import json, sys
+for l in sys.stdin:
+    e = json.loads(l)
+    if e.get("event") == "task_log" and e.get("line", "").startswith("times:"):
+        print("verified run, " + e["line"])
+'
+echo "load after: $(uptime)"
 python3 - "$size" <<'PY'
 import json, sys
 p = json.load(open("plain.json"))["results"][0]

@@ -133,10 +133,10 @@ pub enum Cmd {
         #[command(subcommand)]
         action: BackupCmd,
     },
-    /// Restore a backup (a file, or an http:// URL) into its database: sha256 first, then a
+    /// Restore a backup (a file, or an http:// or gs:// URL) into its database: sha256 first, then a
     /// scratch database whose row counts must match, then a rename into place.
     Restore {
-        /// A `.dump` file with its `.dump.json` sidecar, or an http:// URL of one.
+        /// A `.dump` file with its `.dump.json` sidecar, or an http:// or gs:// URL of one.
         source: String,
         /// The database to replace (default: the backup task's `dbname`).
         #[arg(long, value_name = "DB")]

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use lifeos_engine::TaskError;
-use lifeos_tasks::backup::{http, restore as rs, retention, sidecar, BackupKind, BackupTask};
+use lifeos_tasks::backup::{gcs, http, restore as rs, retention, sidecar, BackupKind, BackupTask};
 use lifeos_tasks::kind::TypedKind;
 use tokio_util::sync::CancellationToken;
 
@@ -112,17 +112,22 @@ async fn verify(g: &Global, project: &Project, file: Option<PathBuf>, task: Opti
         Ok(t) => t,
         Err(code) => return code,
     };
+    let env = env_of(project, &t.s.task);
     let file = match file {
         Some(f) => f,
         None => {
             let dir = t.dir(&project.root);
-            match retention::list(&dir, &t.s.dbname) {
+            let dbname = match t.dbname(&env) {
+                Ok(n) => n,
+                Err(e) => return task_error(e),
+            };
+            match retention::list(&dir, &dbname) {
                 Ok(l) => match l.into_iter().find(|b| b.verified) {
                     Some(b) => b.path,
                     None => {
                         error(format!(
                             "no verified backup of {} in {}: run `lifeos run {}` first",
-                            t.s.dbname,
+                            dbname,
                             dir.display(),
                             t.s.task
                         ));
@@ -139,7 +144,7 @@ async fn verify(g: &Global, project: &Project, file: Option<PathBuf>, task: Opti
     if !file.is_file() {
         return usage_error(format!("{}: no such file", file.display()));
     }
-    let (d, c) = match t.connect(&env_of(project, &t.s.task)).await {
+    let (d, c) = match t.connect(&env).await {
         Ok(x) => x,
         Err(e) => return task_error(e),
     };
@@ -183,7 +188,11 @@ fn prune(g: &Global, project: &Project, dry_run: bool, task: Option<&str>) -> i3
         Err(code) => return code,
     };
     let dir = t.dir(&project.root);
-    let list = match retention::list(&dir, &t.s.dbname) {
+    let dbname = match t.dbname(&env_of(project, &t.s.task)) {
+        Ok(n) => n,
+        Err(e) => return task_error(e),
+    };
+    let list = match retention::list(&dir, &dbname) {
         Ok(l) => l,
         Err(e) => {
             error(format!("cannot list {}: {e}", dir.display()));
@@ -255,7 +264,12 @@ pub async fn restore(
         if let Some(why) = http::url_problem(source) {
             return usage_error(format!("cannot restore from {source}: {why}"));
         }
-        match download(project, source).await {
+        let fetched = if source.starts_with("gs://") {
+            download_gs(project, source).await
+        } else {
+            download(project, source).await
+        };
+        match fetched {
             Ok(f) => f,
             Err(why) => {
                 error(why);
@@ -271,8 +285,15 @@ pub async fn restore(
         (f, side)
     };
     let (file, side) = file;
-    let into = into.unwrap_or_else(|| t.s.dbname.clone());
-    let (d, c) = match t.connect(&env_of(project, &t.s.task)).await {
+    let env = env_of(project, &t.s.task);
+    let into = match into {
+        Some(i) => i,
+        None => match t.dbname(&env) {
+            Ok(n) => n,
+            Err(e) => return task_error(e),
+        },
+    };
+    let (d, c) = match t.connect(&env).await {
         Ok(x) => x,
         Err(e) => return task_error(e),
     };
@@ -300,6 +321,32 @@ pub async fn restore(
         }
         Err(e) => task_error(e),
     }
+}
+
+/// A `gs://` object and its sidecar into the cache's `downloads/gs/<hash of URL>/` through
+/// gcloud; kept, and reused while the object's generation is the same.
+async fn download_gs(project: &Project, url: &str) -> Result<(PathBuf, PathBuf), String> {
+    lifeos_cache::CacheDir::new(project.cache_dir.clone())
+        .prepare()
+        .map_err(|e| format!("cannot use the cache directory for the download: {e}"))?;
+    let id = blake3::hash(url.as_bytes()).to_hex();
+    let dir = project
+        .cache_dir
+        .join("downloads")
+        .join("gs")
+        .join(&id.as_str()[..32]);
+    let (dump, side, kept) = gcs::download(url, &dir)
+        .await
+        .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+    eprintln!(
+        "{} {url}",
+        if kept {
+            "not modified (generation): using the kept copy of"
+        } else {
+            "fetched"
+        }
+    );
+    Ok((dump, side))
 }
 
 /// A URL and its sidecar into the cache's `downloads/` with cached-path (as URL inputs are):

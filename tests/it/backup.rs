@@ -682,9 +682,24 @@ fn backup_config_errors_point_at_the_field() {
             "only \"custom\"",
         ),
         (
-            "database = \"db\"\nupload = \"gs://bucket/backups\"\n",
+            "database = \"db\"\nupload = \"gs://Bucket/backups\"\n",
             "lifeos.toml:12:10",
-            "gs:// uploads",
+            "not a Cloud Storage bucket name",
+        ),
+        (
+            "database = { url_secret = \"DB URL\" }\n",
+            "lifeos.toml:11:12",
+            "not an environment variable name",
+        ),
+        (
+            "database = { url = \"postgres://x\" }\n",
+            "lifeos.toml:11:12",
+            "unknown key `url`; expected `url_secret`",
+        ),
+        (
+            "database = { url_secret = \"DB_URL\" }\ndbname = \"x\"\n",
+            "lifeos.toml:12:10",
+            "`dbname` with a database URL",
         ),
         (
             "database = \"db\"\nkeep = { daily = 7, yearly = 2 }\n",
@@ -698,4 +713,370 @@ fn backup_config_errors_point_at_the_field() {
         assert!(r.stderr.contains(place), "{extra}: {place}: {}", r.all());
         assert!(r.stderr.contains(needle), "{extra}: {needle}: {}", r.all());
     }
+}
+
+/// A Postgres started by the Docker CLI (not a task of the graph), reached only through the
+/// URL in a secret; the backup's client image is the graph's `debian` image task.
+struct UrlDb {
+    pg: Pg,
+}
+
+impl UrlDb {
+    fn start() -> UrlDb {
+        let fx = DockerFx::new();
+        let port = free_port();
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("example/debian"),
+            &fx.p.p("debian"),
+        );
+        let tar = fx.p.p("debian/rootfs.tar");
+        if fs::hard_link(debian_rootfs(), &tar).is_err() {
+            fs::copy(debian_rootfs(), &tar).unwrap();
+        }
+        let db = UrlDb {
+            pg: Pg { fx, port },
+        };
+        db.config("");
+        let r = db.pg.fx.p.run(&["build", "debian"]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        let label = format!("lifeos.test={}", db.pg.fx.id);
+        crate::support::docker(&[
+            "run",
+            "-d",
+            "--label",
+            &label,
+            "-p",
+            &format!("127.0.0.1:{port}:5432"),
+            "-e",
+            &format!("POSTGRES_PASSWORD={PASSWORD}"),
+            "-e",
+            "POSTGRES_DB=lifeos",
+            &db.pg.fx.tag("debian"),
+            "pg-entrypoint.sh",
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while db.pg.psql_db("lifeos", "select 1").is_err() {
+            assert!(Instant::now() < deadline, "Postgres did not start");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        db
+    }
+
+    fn config(&self, extra: &str) {
+        let fx = &self.pg.fx;
+        fx.p.config(&format!(
+            r#"
+[project]
+name = "{id}"
+
+[tasks.debian]
+kind = "image"
+context = "debian"
+tag = "{tag}"
+labels = {{ "lifeos.test" = "{id}" }}
+
+[tasks.backup]
+kind = "backup"
+database = {{ url_secret = "IT_DATABASE_URL" }}
+image = "debian"
+dir = "backups"
+cache = {{ every = "24h" }}
+{extra}
+"#,
+            id = fx.id,
+            tag = fx.tag("debian"),
+        ));
+    }
+
+    fn url(&self, password: &str) -> String {
+        format!(
+            "postgres://postgres:{password}@127.0.0.1:{}/lifeos?sslmode=disable",
+            self.pg.port
+        )
+    }
+
+    fn run(&self, args: &[&str], url: &str) -> Run {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        self.text(&a, url)
+    }
+
+    fn text(&self, args: &[&str], url: &str) -> Run {
+        self.pg.fx.p.run_env(args, &[("IT_DATABASE_URL", url)])
+    }
+
+    /// Neither the password nor the URL in the cache, the backups or the sidecars.
+    fn assert_nowhere(&self, needles: &[&str]) {
+        for dir in [".lifeos", "backups"] {
+            for (path, bytes) in crate::support::all_bytes(&self.pg.fx.p.p(dir)) {
+                for n in needles {
+                    assert!(
+                        !crate::support::contains(&bytes, n),
+                        "{n} is in {}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_database_url_in_a_secret_is_backed_up_keyed_and_never_shown() {
+    let db = UrlDb::start();
+    let pg = &db.pg;
+    pg.seed();
+    let before = pg.fingerprint();
+    let url = db.url(PASSWORD);
+
+    let r = db.run(&["run", "backup"], &url);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.ran(), ["backup"], "{}", r.all());
+    let dumps = pg.dumps();
+    assert_eq!(dumps.len(), 1, "{:?}", pg.files());
+    let name = dumps[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert!(name.starts_with("lifeos-"), "the URL's database: {name}");
+    let side = sidecar(&dumps[0]);
+    assert_eq!(side["sha256"], sha256sum(&dumps[0]));
+    assert_eq!(side["tables"]["public.users"], 1200);
+    assert!(
+        !r.all().contains(PASSWORD) && !r.all().contains(&url),
+        "{}",
+        r.all()
+    );
+    // The one-shot clients ran on the host's network (the URL's 127.0.0.1 is this machine).
+    assert!(
+        log_of(&r, "backup").contains("read back in full"),
+        "{}",
+        r.all()
+    );
+
+    // Inside `every`: cached. A new value of the secret (same database, another URL) is a
+    // new key; the key holds a keyed hash, never the value.
+    let r = db.run(&["run", "backup"], &url);
+    assert_eq!(r.cached(), ["backup", "debian"], "{}", r.all());
+    let other = url.replace("127.0.0.1", "localhost");
+    let r = db.run(&["run", "backup"], &other);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.ran(), ["backup"], "a new URL is a new key: {}", r.all());
+    let r = db.text(&["explain", "backup"], &url);
+    assert!(
+        r.all().contains("secret IT_DATABASE_URL changed"),
+        "{}",
+        r.all()
+    );
+    db.assert_nowhere(&[PASSWORD, &url, &other]);
+
+    // A wrong password: a clear error naming the host and database, never the password,
+    // and nothing written.
+    let files = pg.files();
+    let wrong = db.url("wrong-pass-7c1e");
+    let r = db.run(&["run", "backup", "--force"], &wrong);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let place = format!("lifeos on 127.0.0.1:{}/lifeos", pg.port);
+    assert!(
+        r.all().contains(&place) && r.all().contains("password authentication failed"),
+        "{}",
+        r.all()
+    );
+    assert!(!r.all().contains("wrong-pass-7c1e"), "{}", r.all());
+    assert_eq!(pg.files(), files, "nothing written");
+    db.assert_nowhere(&["wrong-pass-7c1e"]);
+
+    // Not a URL at all: refused without quoting it.
+    let r = db.run(&["run", "backup", "--force"], "hunter2-not-a-url");
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.all()
+            .contains("IT_DATABASE_URL is not a usable postgres:// URL"),
+        "{}",
+        r.all()
+    );
+    assert!(!r.all().contains("hunter2"), "{}", r.all());
+    // Unset: the commands say which secret to export (exit 3).
+    let r = pg.fx.p.run(&["backup", "verify"]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert!(r.stderr.contains("export IT_DATABASE_URL="), "{}", r.all());
+
+    // Verify and restore through the URL.
+    let r = db.text(&["backup", "verify"], &url);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("verdict: restorable"), "{}", r.all());
+    pg.psql("drop table notes");
+    let newest = pg.dumps().pop().unwrap();
+    let r = db.text(&["restore", newest.to_str().unwrap(), "--drop-old"], &url);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(pg.fingerprint(), before);
+    assert!(!r.all().contains(PASSWORD), "{}", r.all());
+}
+
+/// The stand-in for Google's gcloud (tests/standin-gcloud), its home with one bucket.
+struct Gcloud {
+    home: tempfile::TempDir,
+}
+
+impl Gcloud {
+    const BUCKET: &'static str = "it-backups";
+
+    fn new() -> Gcloud {
+        let home = tempfile::Builder::new()
+            .prefix("lifeos-it-gcloud-")
+            .tempdir()
+            .unwrap();
+        fs::create_dir_all(home.path().join("storage").join(Self::BUCKET)).unwrap();
+        Gcloud { home }
+    }
+
+    fn program() -> String {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/standin-gcloud/standin-gcloud")
+            .display()
+            .to_string()
+    }
+
+    /// `lifeos ARGS` with the stand-in as gcloud; `account`: logged in or not.
+    fn run(&self, pg: &Pg, args: &[&str], account: bool) -> Run {
+        let mut c = pg.fx.p.cmd(args);
+        c.env("POSTGRES_PASSWORD", PASSWORD)
+            .env("PGPASSWORD", PASSWORD)
+            .env("LIFEOS_GCLOUD", Self::program())
+            .env("STANDIN_GCLOUD_HOME", self.home.path());
+        if account {
+            c.env("STANDIN_GCLOUD_ACCOUNT", "backups@it.example");
+        } else {
+            c.env_remove("STANDIN_GCLOUD_ACCOUNT");
+        }
+        let o = c.output().unwrap();
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    fn object(&self, name: &str) -> PathBuf {
+        self.home
+            .path()
+            .join("storage")
+            .join(Self::BUCKET)
+            .join("lifeos")
+            .join(name)
+    }
+
+    /// The gcloud argument lists lifeos ran, in order.
+    fn calls(&self) -> Vec<Vec<String>> {
+        fs::read_to_string(self.home.path().join("calls.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["argv"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn gs_upload_through_gcloud_is_read_back_and_restore_fetches_from_gs() {
+    let gc = Gcloud::new();
+    let pg = setup(&format!("upload = \"gs://{}/lifeos/\"", Gcloud::BUCKET));
+    pg.seed();
+    let r = gc.run(&pg, &["--json", "run", "backup"], true);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let dump = pg.dumps().pop().unwrap();
+    let name = dump.file_name().unwrap().to_str().unwrap().to_string();
+    let url = format!("gs://{}/lifeos/{name}", Gcloud::BUCKET);
+    assert_eq!(
+        fs::read(gc.object(&name)).unwrap(),
+        fs::read(&dump).unwrap(),
+        "the object's bytes are the local file's"
+    );
+    assert_eq!(
+        fs::read(gc.object(&format!("{name}.json"))).unwrap(),
+        fs::read(format!("{}.json", dump.display())).unwrap()
+    );
+    assert!(
+        log_of(&r, "backup").contains(&format!("uploaded to {url} (size and sha256 read back)")),
+        "{}",
+        r.all()
+    );
+    let calls = gc.calls();
+    let cp = calls
+        .iter()
+        .position(|c| c[..2] == ["storage", "cp"] && c[3] == url)
+        .expect("gcloud storage cp FILE URL");
+    assert!(
+        calls[cp + 1..]
+            .iter()
+            .any(|c| *c == ["storage", "cat", url.as_str()]),
+        "read back after the upload: {calls:?}"
+    );
+
+    // Restore from gs://: fetched once, then the kept copy while the generation is the same.
+    pg.psql("drop table \"Odd Name\"");
+    let r = gc.run(&pg, &["restore", &url, "--drop-old"], true);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains(&format!("fetched {url}")), "{}", r.all());
+    assert_eq!(pg.psql("select count(*) from \"Odd Name\""), "3");
+    let r = gc.run(&pg, &["restore", &url, "--drop-old"], true);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stderr.contains("not modified (generation)"),
+        "{}",
+        r.all()
+    );
+    // A damaged object is refused before the database is touched.
+    let mut bytes = fs::read(gc.object(&name)).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    let damaged = format!("gs://{}/lifeos/damaged-{name}", Gcloud::BUCKET);
+    fs::write(gc.object(&format!("damaged-{name}")), &bytes).unwrap();
+    fs::copy(
+        gc.object(&format!("{name}.json")),
+        gc.object(&format!("damaged-{name}.json")),
+    )
+    .unwrap();
+    let live = pg.fingerprint();
+    let r = gc.run(&pg, &["restore", &damaged], true);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("refused") && r.stderr.contains("sha256"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(pg.fingerprint(), live);
+
+    // gcloud not logged in: the node fails, says to log in, and keeps the verified file.
+    let objects = fs::read_dir(gc.object("")).unwrap().count();
+    let r = gc.run(&pg, &["--json", "run", "backup", "--force"], false);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.all().contains("gcloud auth login"), "{}", r.all());
+    assert!(
+        r.all().contains("the verified backup is kept at"),
+        "{}",
+        r.all()
+    );
+    let dumps = pg.dumps();
+    assert_eq!(dumps.len(), 2, "{:?}", pg.files());
+    for d in &dumps {
+        assert_eq!(sidecar(d)["sha256"], sha256sum(d));
+    }
+    assert_eq!(fs::read_dir(gc.object("")).unwrap().count(), objects);
+    let r = gc.run(&pg, &["backup", "verify"], true);
+    assert_eq!(r.code, 0, "the kept file is good: {}", r.all());
+
+    // A bucket that does not exist: gcloud's words, naming it.
+    pg.config("upload = \"gs://no-such-bucket-it/lifeos/\"");
+    let r = gc.run(&pg, &["--json", "run", "backup", "--force"], true);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.all().contains("gs://no-such-bucket-it does not exist"),
+        "{}",
+        r.all()
+    );
 }

@@ -49,20 +49,20 @@ pub fn join(base: &str, name: &str) -> String {
     }
 }
 
-/// Why a URL cannot be used, if it cannot.
+/// Why a URL cannot be used, if it cannot (`gs://` goes through gcloud: [`super::gcs`]).
 pub fn url_problem(url: &str) -> Option<String> {
     if url.starts_with("gs://") {
-        return Some(
-            "gs:// uploads (gcloud storage cp) are not supported yet: use an http:// WebDAV URL"
-                .into(),
-        );
+        return super::gcs::url_problem(url);
     }
     if url.starts_with("https://") {
         return Some("https:// is not supported yet: use an http:// URL (e.g. a WebDAV server on a private network)".into());
     }
     match url.parse::<Uri>() {
         Ok(u) if u.scheme_str() == Some("http") && u.authority().is_some() => None,
-        _ => Some("expected an http:// URL such as http://127.0.0.1:8088/backups/".into()),
+        _ => Some(
+            "expected an http:// URL such as http://127.0.0.1:8088/backups/, or gs://BUCKET/PREFIX/"
+                .into(),
+        ),
     }
 }
 
@@ -189,7 +189,8 @@ mod tests {
         assert_eq!(join("http://h:1/b", "x.dump"), "http://h:1/b/x.dump");
         assert_eq!(server_of("http://127.0.0.1:9/b/"), "127.0.0.1:9");
         assert!(url_problem("http://127.0.0.1:9/b/").is_none());
-        assert!(url_problem("gs://bucket/x").unwrap().contains("gs://"));
+        assert!(url_problem("gs://bucket/x").is_none());
+        assert!(url_problem("gs://B/x").unwrap().contains("bucket name"));
         assert!(url_problem("ftp://x").is_some());
     }
 }

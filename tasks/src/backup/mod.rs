@@ -2,6 +2,8 @@
 //! what `lifeos backup verify|prune` and `lifeos restore` use (read back, scratch restore,
 //! swap). See DESIGN.md "Delivery" and README "Backups".
 
+pub mod conn;
+pub mod gcs;
 pub mod http;
 mod kind;
 pub mod oneshot;
@@ -11,5 +13,5 @@ pub mod scripts;
 pub mod sidecar;
 mod task;
 
-pub use kind::BackupKind;
-pub use task::{read_back, BackupResult, BackupTask, Settings};
+pub use kind::{BackupKind, DEFAULT_URL_IMAGE};
+pub use task::{read_back, BackupResult, BackupTask, Database, Settings};

@@ -27,6 +27,9 @@ pub struct Client {
     /// `PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, ...
     pub env: Vec<(String, String)>,
     pub run_id: String,
+    /// On the host's network instead of the project's: a database given by URL is reached
+    /// as this machine reaches it (`127.0.0.1` included).
+    pub host_network: bool,
 }
 
 /// How a client container ended.
@@ -83,8 +86,16 @@ impl Client {
         cancel: &CancellationToken,
     ) -> Result<Ended, TaskError> {
         let spec = self.spec(script);
-        ops::ensure_network(d, &spec).await?;
-        ops::image_id(d, &self.image, None).await?;
+        if !self.host_network {
+            ops::ensure_network(d, &spec).await?;
+        }
+        ops::image_id(d, &self.image, None).await.map_err(|e| match e {
+            TaskError::Failed(why) => TaskError::Failed(format!(
+                "{why}; set `image` of task `{}` to a Postgres image with pg_dump at least as new as the server",
+                self.task
+            )),
+            other => other,
+        })?;
         owner::sweep_once(d, &spec.project).await;
         let name = format!(
             "{}-{}-{purpose}-{}",
@@ -98,6 +109,12 @@ impl Client {
         // No tini: `sh` is the only process and exits with the script.
         if let Some(h) = body.host_config.as_mut() {
             h.init = Some(false);
+            if self.host_network {
+                h.network_mode = Some("host".into());
+            }
+        }
+        if self.host_network {
+            body.networking_config = None;
         }
         if stdin.is_some() {
             body.open_stdin = Some(true);

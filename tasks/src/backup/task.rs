@@ -13,21 +13,31 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::conn::Conn;
 use super::oneshot::{Client, Ended};
 use super::retention::{self, Keep};
 use super::sidecar::{self, Sha256, Sidecar};
-use super::{http, scripts};
+use super::{gcs, http, scripts};
 use crate::container::{ops, ContainerSpec, ServiceResult};
 use crate::docker::Docker;
+
+/// Where the database is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Database {
+    /// A service task of the graph that runs Postgres (a dependency).
+    Service(String),
+    /// A connection URL: the value of this secret (a host environment variable).
+    UrlSecret(String),
+}
 
 /// The compiled `backup` task: everything the node and the backup commands need.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     pub project: String,
     pub task: String,
-    /// The service task that runs the database.
-    pub database: String,
-    /// The database's name in the server.
+    pub database: Database,
+    /// The database's name in the server (a service's; a URL names its own).
     pub dbname: String,
     pub user: String,
     /// The server's port on the project network.
@@ -42,7 +52,7 @@ pub struct Settings {
 
 pub struct BackupTask {
     pub s: Settings,
-    /// The database service's spec (network, image, labels).
+    /// The database service's spec (network, image, labels); for a URL, the task's own.
     pub db: ContainerSpec,
     docker: Docker,
 }
@@ -79,12 +89,69 @@ impl BackupTask {
 
     /// The database server's container name, which is its host name on the project network.
     pub fn host(&self) -> String {
-        format!("{}-{}", self.s.project, self.s.database)
+        match &self.s.database {
+            Database::Service(name) => format!("{}-{name}", self.s.project),
+            Database::UrlSecret(_) => String::new(),
+        }
+    }
+
+    /// For a database given by URL, its connection from `env` (the task's secrets).
+    pub fn url_conn(&self, env: &[(String, String)]) -> Result<Option<Conn>, TaskError> {
+        let Database::UrlSecret(name) = &self.s.database else {
+            return Ok(None);
+        };
+        match env.iter().find(|(k, _)| k == name) {
+            Some((_, v)) => Conn::parse(name, v).map(Some).map_err(TaskError::Failed),
+            None => Err(TaskError::Environment(format!(
+                "the secret {name} (the database's URL) is not set: export {name}=postgres://USER:PASSWORD@HOST:5432/DBNAME"
+            ))),
+        }
+    }
+
+    /// The database's name: the service's `dbname`, or the URL's.
+    pub fn dbname(&self, env: &[(String, String)]) -> Result<String, TaskError> {
+        Ok(match self.url_conn(env)? {
+            Some(c) => c.dbname,
+            None => self.s.dbname.clone(),
+        })
+    }
+
+    /// Where the database is, for messages: the service task, or `host:port/db` (never the
+    /// URL: it holds the password).
+    pub fn location(&self, conn: Option<&Conn>) -> String {
+        match (&self.s.database, conn) {
+            (Database::UrlSecret(name), Some(c)) => format!("{} (the URL in {name})", c.display()),
+            (Database::UrlSecret(name), None) => format!("the URL in {name}"),
+            (Database::Service(name), _) => name.clone(),
+        }
     }
 
     /// A client for `run_id`, with the task's env and secrets (`PGPASSWORD`, or the
     /// service's `POSTGRES_PASSWORD`) after lifeos's own `PG*` settings, so they may override.
-    pub fn client(&self, run_id: &str, host: &str, env: &[(String, String)]) -> Client {
+    /// A database given by URL: the URL's parts as `PG*` (the URL itself is not passed).
+    pub fn client(
+        &self,
+        run_id: &str,
+        host: &str,
+        env: &[(String, String)],
+        conn: Option<&Conn>,
+    ) -> Client {
+        if let (Some(c), Database::UrlSecret(secret)) = (conn, &self.s.database) {
+            let mut e = vec![
+                ("PGCONNECT_TIMEOUT".to_string(), "10".to_string()),
+                ("PGAPPNAME".to_string(), "lifeos-backup".to_string()),
+            ];
+            e.extend(c.env());
+            e.extend(env.iter().filter(|(k, _)| k != secret).cloned());
+            return Client {
+                db: self.db.clone(),
+                task: self.s.task.clone(),
+                image: self.image(),
+                env: e,
+                run_id: run_id.to_string(),
+                host_network: true,
+            };
+        }
         let mut e = vec![
             ("PGHOST".to_string(), host.to_string()),
             ("PGPORT".to_string(), self.s.port.to_string()),
@@ -105,6 +172,7 @@ impl BackupTask {
             image: self.image(),
             env: e,
             run_id: run_id.to_string(),
+            host_network: false,
         }
     }
 
@@ -114,30 +182,32 @@ impl BackupTask {
         &self,
         env: &[(String, String)],
     ) -> Result<(bollard::Docker, Client), TaskError> {
+        let conn = self.url_conn(env)?;
         let d = self.docker.get().await?;
-        let running = ops::find(&d, &self.s.project, Some(&self.s.database))
-            .await?
-            .iter()
-            .any(|c| c.state.as_ref().is_some_and(|s| s.to_string() == "running"));
-        if !running {
-            return Err(TaskError::Environment(format!(
-                "the database service `{}` is not running: start it with `lifeos up {}`",
-                self.s.database, self.s.database
-            )));
+        if let Database::Service(name) = &self.s.database {
+            let running = ops::find(&d, &self.s.project, Some(name))
+                .await?
+                .iter()
+                .any(|c| c.state.as_ref().is_some_and(|s| s.to_string() == "running"));
+            if !running {
+                return Err(TaskError::Environment(format!(
+                    "the database service `{name}` is not running: start it with `lifeos up {name}`"
+                )));
+            }
         }
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let run_id = format!("{:x}{:04x}", t.as_millis(), std::process::id() & 0xffff);
-        Ok((d, self.client(&run_id, &self.host(), env)))
+        Ok((d, self.client(&run_id, &self.host(), env, conn.as_ref())))
     }
 
     /// `.partial` files of this database left by a run that was killed.
-    fn remove_stale(&self, dir: &Path, log: &LogSink) {
+    fn remove_stale(&self, dir: &Path, dbname: &str, log: &LogSink) {
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
         };
-        let prefix = format!("{}-", self.s.dbname);
+        let prefix = format!("{dbname}-");
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with(&prefix)
@@ -152,21 +222,36 @@ impl BackupTask {
         }
     }
 
-    async fn backup(&self, cx: &ExecCx<'_>, d: &bollard::Docker) -> Result<BackupResult, String> {
+    async fn backup(
+        &self,
+        cx: &ExecCx<'_>,
+        d: &bollard::Docker,
+        conn: Option<Conn>,
+    ) -> Result<BackupResult, String> {
         let dir = self.dir(cx.root);
-        self.remove_stale(&dir, &cx.log);
-        let host = cx
-            .deps
-            .typed::<ServiceResult>(&self.s.database)
-            .map(|r| r.container)
-            .unwrap_or_else(|| self.host());
-        let client = self.client(cx.run_id, &host, &cx.env);
+        let dbname = conn
+            .as_ref()
+            .map_or_else(|| self.s.dbname.clone(), |c| c.dbname.clone());
+        self.remove_stale(&dir, &dbname, &cx.log);
+        let host = match &self.s.database {
+            Database::Service(name) => cx
+                .deps
+                .typed::<ServiceResult>(name)
+                .map(|r| r.container)
+                .unwrap_or_else(|| self.host()),
+            Database::UrlSecret(_) => String::new(),
+        };
+        let client = self.client(cx.run_id, &host, &cx.env, conn.as_ref());
+        let target = Target {
+            dbname: dbname.clone(),
+            location: self.location(conn.as_ref()),
+        };
         let now = chrono::Utc::now();
-        let name = format!("{}-{}.dump", self.s.dbname, retention::stamp(now));
+        let name = format!("{dbname}-{}.dump", retention::stamp(now));
         let path = dir.join(&name);
         let partial = sidecar::partial(&path);
         let result = self
-            .dump_and_verify(cx, d, &client, &path, &partial, now)
+            .dump_and_verify(cx, d, &client, &target, &path, &partial, now)
             .await;
         if result.is_err() {
             let _ = std::fs::remove_file(&partial);
@@ -183,7 +268,7 @@ impl BackupTask {
             ),
         );
         if !self.s.keep.is_empty() {
-            self.prune(&dir, &cx.log).map_err(|e| {
+            self.prune(&dir, &dbname, &cx.log).map_err(|e| {
                 format!(
                     "the backup is good, but pruning {} failed: {e}",
                     dir.display()
@@ -193,30 +278,16 @@ impl BackupTask {
         let mut uploaded = None;
         if let Some(base) = &self.s.upload {
             let url = http::join(base, &name);
-            cx.log
-                .progress(&format!("uploading to {}", http::server_of(&url)));
-            http::upload(&url, &path, &side.sha256, side.size)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "upload failed: {e}; the verified backup is kept at {}",
-                        path.display()
-                    )
-                })?;
-            let side_bytes = std::fs::read(sidecar::path_of(&path)).unwrap_or_default();
-            http::upload_small(&format!("{url}.json"), side_bytes)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "upload of the sidecar failed: {e}; the verified backup is kept at {}",
-                        path.display()
-                    )
-                })?;
-            cx.log.line(
-                Stream::Stderr,
-                &format!("uploaded to {url} (size and sha256 read back)"),
+            uploaded = Some(
+                self.upload(&url, &path, &side, &cx.log)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "upload failed: {e}; the verified backup is kept at {}",
+                            path.display()
+                        )
+                    })?,
             );
-            uploaded = Some(url);
         }
         Ok(BackupResult {
             file: if Path::new(&self.s.dir).is_absolute() {
@@ -230,23 +301,61 @@ impl BackupTask {
         })
     }
 
+    /// Send the verified dump and its sidecar to `url`: HTTP PUT or `gcloud storage cp`, then
+    /// the size and sha256 read back.
+    async fn upload(
+        &self,
+        url: &str,
+        path: &Path,
+        side: &Sidecar,
+        log: &LogSink,
+    ) -> Result<String, String> {
+        let side_path = sidecar::path_of(path);
+        if url.starts_with("gs://") {
+            log.progress(&format!(
+                "uploading to {} with {} storage cp",
+                gcs::bucket_of(url),
+                gcs::program()
+            ));
+            gcs::upload(url, path, &side.sha256, side.size).await?;
+            gcs::upload_small(&format!("{url}.json"), &side_path)
+                .await
+                .map_err(|e| format!("the sidecar: {e}"))?;
+        } else {
+            log.progress(&format!("uploading to {}", http::server_of(url)));
+            http::upload(url, path, &side.sha256, side.size).await?;
+            let side_bytes = std::fs::read(&side_path).unwrap_or_default();
+            http::upload_small(&format!("{url}.json"), side_bytes)
+                .await
+                .map_err(|e| format!("the sidecar: {e}"))?;
+        }
+        log.line(
+            Stream::Stderr,
+            &format!("uploaded to {url} (size and sha256 read back)"),
+        );
+        Ok(url.to_string())
+    }
+
+    #[allow(clippy::too_many_arguments)] // where from, where to, and when
     async fn dump_and_verify(
         &self,
         cx: &ExecCx<'_>,
         d: &bollard::Docker,
         client: &Client,
+        target: &Target,
         path: &Path,
         partial: &Path,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Sidecar, String> {
         let dir = path.parent().expect("a file in a directory").to_path_buf();
+        let started = std::time::Instant::now();
         // The file is made on the first byte: a dump that cannot even connect writes nothing.
         let mut out: Option<(std::io::BufWriter<std::fs::File>, Sha256)> = None;
         let mut meta = Meta::default();
         let log = cx.log.clone();
         cx.log.progress(&format!(
             "pg_dump {} from {}",
-            self.s.dbname, self.s.database
+            target.dbname, target.location
         ));
         let ended = client
             .run(
@@ -272,8 +381,8 @@ impl BackupTask {
         if ended.code != 0 {
             return Err(format!(
                 "pg_dump of database {} on {} failed: {}",
-                self.s.dbname,
-                self.s.database,
+                target.dbname,
+                target.location,
                 ended.why()
             ));
         }
@@ -283,20 +392,38 @@ impl BackupTask {
         let f = f
             .into_inner()
             .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
-        f.sync_all()
-            .map_err(|e| format!("cannot sync {}: {e}", partial.display()))?;
-        drop(f);
+        let dumped = started.elapsed();
         let (sha256, size) = h.finish();
         let Some(server_version) = meta.server_version else {
             return Err("the dump script reported no server version".into());
         };
 
+        // The fsync runs alongside the read back (which reads the page cache either way):
+        // both must succeed before the rename.
+        let t = std::time::Instant::now();
+        let sync = tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
+            f.sync_all().map(|()| t.elapsed())
+        });
         cx.log
             .progress("reading the dump back (pg_restore, full read)");
         let read = read_back(client, d, partial, &cx.cancel, Some(&cx.log))
             .await
             .map_err(interrupted_or)?;
+        let synced = sync
+            .await
+            .map_err(|e| format!("the fsync of {} panicked: {e}", partial.display()))?
+            .map_err(|e| format!("cannot sync {}: {e}", partial.display()))?;
         let found = read.map_err(|why| format!("the new dump does not read back: {why}"))?;
+        cx.log.line(
+            Stream::Stderr,
+            &format!(
+                "times: pg_dump with row counts {:.1}s, full read {:.1}s (fsync alongside: {:.1}s)",
+                dumped.as_secs_f64(),
+                t.elapsed().as_secs_f64(),
+                synced.as_secs_f64()
+            ),
+        );
         let diff = sidecar::count_differences(&meta.tables, &found);
         if !diff.is_empty() {
             return Err(format!(
@@ -308,7 +435,7 @@ impl BackupTask {
             file: path.file_name().unwrap().to_string_lossy().into_owned(),
             sha256,
             size,
-            database: self.s.dbname.clone(),
+            database: target.dbname.clone(),
             server_version,
             created: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             format: "custom".into(),
@@ -326,8 +453,8 @@ impl BackupTask {
         Ok(side)
     }
 
-    fn prune(&self, dir: &Path, log: &LogSink) -> std::io::Result<()> {
-        let list = retention::list(dir, &self.s.dbname)?;
+    fn prune(&self, dir: &Path, dbname: &str, log: &LogSink) -> std::io::Result<()> {
+        let list = retention::list(dir, dbname)?;
         let plan = retention::plan(&list, &self.s.keep);
         for p in retention::apply(&plan)? {
             log.line(
@@ -340,6 +467,13 @@ impl BackupTask {
         }
         Ok(())
     }
+}
+
+/// The database of one run, for names and messages.
+struct Target {
+    dbname: String,
+    /// The service task, or `host:port/db (the URL in NAME)`.
+    location: String,
 }
 
 fn interrupted_or(e: TaskError) -> String {
@@ -428,8 +562,13 @@ impl Task for BackupTask {
     /// What makes a different result: not `keep`, which only decides what happens to older
     /// backups. A new `upload` target is a new result (a backup that is there too).
     fn config(&self) -> serde_json::Value {
+        let database = match &self.s.database {
+            // As before URLs existed: a service backup keeps its key.
+            Database::Service(name) => json!(name),
+            Database::UrlSecret(secret) => json!({ "url_secret": secret }),
+        };
         json!({
-            "database": self.s.database,
+            "database": database,
             "dbname": self.s.dbname,
             "user": self.s.user,
             "port": self.s.port,
@@ -441,10 +580,14 @@ impl Task for BackupTask {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "backup {} of {} to {}",
-            self.s.dbname, self.s.database, self.s.dir
-        )
+        match &self.s.database {
+            Database::Service(name) => {
+                format!("backup {} of {name} to {}", self.s.dbname, self.s.dir)
+            }
+            Database::UrlSecret(secret) => {
+                format!("backup the database at ${secret} to {}", self.s.dir)
+            }
+        }
     }
 
     fn writes(&self) -> Vec<String> {
@@ -459,18 +602,21 @@ impl Task for BackupTask {
         Some(self)
     }
 
-    /// The database's identity: a recreated database is backed up again at once.
+    /// The database's identity: a recreated database is backed up again at once. A URL's
+    /// is its secret's keyed hash (the engine keys every secret), so a new URL is a new key.
     async fn inputs(&self, _cx: &KeyCx) -> Result<TaskInputs, TaskError> {
         let d = self.docker.get().await?;
         let mut inputs = TaskInputs::default();
-        inputs.extras.insert(
-            format!("identity of {}", self.s.database),
-            ops::identity(&d, &self.db).await?,
-        );
-        if let Some(img) = &self.s.image {
-            inputs
-                .extras
-                .insert(format!("image {img}"), ops::image_id(&d, img, None).await?);
+        if let Database::Service(name) = &self.s.database {
+            inputs.extras.insert(
+                format!("identity of {name}"),
+                ops::identity(&d, &self.db).await?,
+            );
+        }
+        if self.s.image.is_some() || matches!(self.s.database, Database::UrlSecret(_)) {
+            let img = self.image();
+            let id = ops::image_id(&d, &img, None).await?;
+            inputs.extras.insert(format!("image {img}"), id);
         }
         Ok(inputs)
     }
@@ -492,8 +638,9 @@ impl Task for BackupTask {
     }
 
     async fn execute(&self, cx: &ExecCx<'_>) -> Result<Executed, TaskError> {
+        let conn = self.url_conn(&cx.env)?;
         let d = self.docker.get().await?;
-        match self.backup(cx, &d).await {
+        match self.backup(cx, &d, conn).await {
             Ok(r) => Ok(Executed {
                 data: serde_json::to_value(r).expect("serializes"),
                 ..Default::default()
