@@ -1,7 +1,8 @@
 #!/bin/sh
-# End-to-end smoke test of a deployed release: the web page and the api's /health answer
-# 200 at the URLs the deploy tasks report (lifeos.toml: WEB_URL, API_URL). On Cloud Run the
-# api URL is the new revision's tagged URL, before it gets any traffic.
+# End-to-end smoke test of a deployed release: the web page and its stylesheet, the api's
+# /health (200, database and redis ok: else 503 naming the part that is down) and /ready
+# (200 once migrated) at the URLs the deploy tasks report (lifeos.toml: WEB_URL, API_URL).
+# On Cloud Run the api URL is the new revision's tagged URL, before it gets any traffic.
 set -eu
 : "${WEB_URL:?WEB_URL is not set}" "${API_URL:?API_URL is not set}"
 
@@ -19,5 +20,16 @@ get() { # get URL: the body, or fail after 5 tries
     done
 }
 
-get "$WEB_URL/" >/dev/null && echo "ok   - web $WEB_URL/"
-get "$API_URL/health" >/dev/null && echo "ok   - api $API_URL/health"
+# expect URL TEXT: the body of URL (2xx) contains TEXT. (`&&` lists do not stop `set -e`.)
+expect() {
+    body=$(get "$1") || exit 1
+    case $body in
+        *"$2"*) echo "ok   - $1" ;;
+        *) echo "FAIL - $1 does not say $2: $body" >&2; exit 1 ;;
+    esac
+}
+
+expect "$WEB_URL/" '<!DOCTYPE html>'
+expect "$WEB_URL/app.css" '{'
+expect "$API_URL/health" '"database":"ok","redis":"ok"'
+expect "$API_URL/ready" '"ready":true'

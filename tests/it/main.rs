@@ -23,6 +23,7 @@ mod image_inputs;
 mod images;
 mod kinds;
 mod plan_explain;
+mod pipeline;
 mod postgres;
 mod registry;
 mod remote_cache;
