@@ -1,6 +1,8 @@
 #!/bin/sh
 # Fast host-side tests of the Life OS example (no Docker needed).
-# POSIX sh: runs under busybox sh, dash and bash. Usage: sh example/test.sh
+# POSIX sh: runs under busybox sh, dash and bash. Usage: sh example/test.sh [web|api]
+# (one side only: lifeos.toml's test-web and test-api, so a change to one app does not
+# invalidate the other's image; both by default).
 #
 #  1. web/index.html is well-formed enough (doctype, balanced tags, assets).
 #  2. api CGI scripts are executable and, run directly with a CGI
@@ -12,6 +14,9 @@
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
+part=${1:-all}
+case $part in all|web|api) ;; *) echo "usage: sh example/test.sh [web|api]" >&2; exit 2 ;; esac
+want() { [ "$part" = all ] || [ "$part" = "$1" ]; }
 failures=0
 checks=0
 
@@ -109,6 +114,7 @@ cgi_crlf() {
          END { if (!sep) exit 1 }' "$1"
 }
 
+if want web; then
 # ---------------------------------------------------------------- web
 html=$here/web/index.html
 check "web/index.html exists and is non-empty" test -s "$html"
@@ -136,6 +142,9 @@ for f in web/styles.css web/app.js web/build.sh web/httpd.conf shared/app.env sh
     check "$f exists" test -s "$here/$f"
 done
 
+fi
+
+if want api; then
 # ---------------------------------------------------------------- api CGI
 . "$here/shared/app.env"
 for name in health ready; do
@@ -209,25 +218,37 @@ for f in api/bin/serve api/bin/handle-request api/build.sh; do
     check "$f is executable" test -x "$here/$f"
 done
 
+fi
+
 # ---------------------------------------------------------------- builds
 app=$work/app
 mkdir -p "$app"
 cp -R "$here/package.json" "$here/shared" "$here/web" "$here/api" "$app/"
 rm -rf "$app/web/dist" "$app/api/dist"
-if (cd "$app" && sh web/build.sh && sh api/build.sh) > "$work/build.log" 2>&1; then
-    pass "web/build.sh and api/build.sh succeed"
-else
-    fail "builds failed: $(cat "$work/build.log")"
-fi
-for f in web/dist/index.html web/dist/app.css web/dist/app.js web/dist/httpd.conf web/dist/version.json \
-         api/dist/bin/serve api/dist/bin/handle-request api/dist/etc/app.env api/dist/etc/httpd.conf \
-         api/dist/public/cgi-bin/health api/dist/public/cgi-bin/ready api/dist/public/version.json; do
+for side in web api; do
+    want "$side" || continue
+    if (cd "$app" && sh "$side/build.sh") > "$work/build-$side.log" 2>&1; then
+        pass "$side/build.sh succeeds"
+    else
+        fail "$side/build.sh failed: $(cat "$work/build-$side.log")"
+    fi
+done
+if want web; then
+for f in web/dist/index.html web/dist/app.css web/dist/app.js web/dist/httpd.conf web/dist/version.json; do
     check "build produced $f" test -s "$app/$f"
 done
 check "web/dist/index.html has no unreplaced {{placeholders}}" lacks_text '{{' "$app/web/dist/index.html"
 check "web/dist/version.json is valid JSON" json_valid < "$app/web/dist/version.json"
+fi
+if want api; then
+for f in api/dist/bin/serve api/dist/bin/handle-request api/dist/etc/app.env api/dist/etc/httpd.conf \
+         api/dist/lib/probe.sh api/dist/public/cgi-bin/health api/dist/public/cgi-bin/ready api/dist/public/version.json; do
+    check "build produced $f" test -s "$app/$f"
+done
 check "api/dist/public/version.json is valid JSON" json_valid < "$app/api/dist/public/version.json"
+fi
 
+if want api; then
 # ---------------------------------------------------------------- end to end
 # handle-request runs `httpd -i` from PATH: point PATH at busybox's httpd.
 # (A busybox "standalone" shell resolves applets internally, so look for the
@@ -329,6 +350,7 @@ if [ -n "$e2e" ]; then
     for pid in $(cat "$work/fake.pids" 2>/dev/null); do kill "$pid" 2>/dev/null; done
 else
     echo "skip - end-to-end request (no busybox httpd on this machine)"
+fi
 fi
 
 echo
