@@ -5,17 +5,22 @@
 # On Cloud Run the api URL is the new revision's tagged URL, before it gets any traffic.
 set -eu
 : "${WEB_URL:?WEB_URL is not set}" "${API_URL:?API_URL is not set}"
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
 
-get() { # get URL: the body, or fail after 5 tries
+get() { # get URL: the body, or fail after 5 tries saying what the last one answered
     i=0
     while :; do
         if command -v curl >/dev/null 2>&1; then
-            curl -fsS --max-time 10 "$1" && return 0
+            code=$(curl -sS --max-time 10 -o "$tmp" -w '%{http_code}' "$1") || code=000
+            case $code in 2??) cat "$tmp"; return 0 ;; esac
+            last="HTTP $code $(cat "$tmp" 2>/dev/null)"
         else
             wget -q -T 10 -O - "$1" && return 0
+            last="no 2xx answer"
         fi
         i=$((i + 1))
-        [ "$i" -lt 5 ] || { echo "FAIL - $1 did not answer 2xx" >&2; return 1; }
+        [ "$i" -lt 5 ] || { echo "FAIL - $1: $last" >&2; return 1; }
         sleep 2
     done
 }

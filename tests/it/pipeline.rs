@@ -80,6 +80,7 @@ name = "{id}"
 
 [vars]
 sha = "aaa111"
+before_e2e = ""
 pg_password = "{PASSWORD}"
 api_fail = "0"
 registry = "{registry}/{id}"
@@ -207,7 +208,7 @@ labels = {{ "lifeos.test" = "{id}" }}
 
 [tasks.e2e]
 kind = "exec"
-run = "sh example/e2e.sh"
+run = "${{vars.before_e2e}}sh example/e2e.sh"
 inputs = ["example/e2e.sh"]
 env = ["WEB_URL=${{tasks.deploy-web.url}}", "API_URL=${{tasks.deploy-api.url}}"]
 cache = false
@@ -489,6 +490,30 @@ fn full_pipeline_from_nothing_then_noop_then_one_api_file() {
     assert_eq!(revision(&s, "deploy-web"), web_rev);
     assert_ne!(revision(&s, "deploy-api"), api_rev);
     assert_eq!(get(p.api, "/ready").unwrap().0, 200);
+
+    // Postgres goes down after the next api release deployed, before its e2e check: /health
+    // names the database, the check and the run fail, the stable revision still serves.
+    fs::write(&f, format!("{text}# changed again\n")).unwrap();
+    let stop = format!(
+        "before_e2e=docker stop -t 2 {} >/dev/null; ",
+        p.fx.container("postgres")
+    );
+    let (r, s) = p.run_all(&["--set", &stop]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert_eq!(statuses(&s)["deploy-api"], "ran", "{s}");
+    assert_eq!(statuses(&s)["e2e"], "failed", "{s}");
+    for task in ["canary-api", "check-canary", "promote-api"] {
+        assert_eq!(statuses(&s)[task], "skipped", "{task}: {s}");
+    }
+    let e2e = r.outcome("e2e").to_string();
+    assert!(
+        e2e.contains("HTTP 503") && e2e.contains(r#"\"failing\":[\"database\"]"#),
+        "{e2e}"
+    );
+    let (code, body) = get(p.api, "/health").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains(r#""database":"down""#), "{body}");
+    assert_eq!(get(p.web, "/").unwrap().0, 200);
 }
 
 /// A deploy's revision from its summary result.
