@@ -240,6 +240,7 @@ kind = "backup"
 database = "postgres"
 dbname = "lifeos"
 dir = "backups"
+deps = ["migrate"]
 keep = {{ daily = 30, weekly = 26 }}
 env = ["PGPASSWORD=${{vars.pg_password}}"]
 cache = {{ every = "24h" }}
