@@ -300,7 +300,8 @@ if [ -n "$e2e" ]; then
             echo "$pid" >> "$work/fake.pids"
             n=0
             while [ "$n" -lt 20 ] && kill -0 "$pid" 2>/dev/null; do   # exits at once if the bind failed
-                if "$bb" nc -w 1 127.0.0.1 "$p" < /dev/null > /dev/null 2>&1; then
+                # (timeout: a port taken by another server, say Postgres, may never close)
+                if "$bb" timeout 2 "$bb" nc -w 1 127.0.0.1 "$p" < /dev/null > /dev/null 2>&1; then
                     echo "$p"
                     return 0
                 fi
