@@ -1,6 +1,8 @@
 #!/bin/sh
 # Fast host-side tests of the Life OS example (no Docker needed).
-# POSIX sh: runs under busybox sh, dash and bash. Usage: sh example/test.sh
+# POSIX sh: runs under busybox sh, dash and bash. Usage: sh example/test.sh [web|api]
+# (one side only: lifeos.toml's test-web and test-api, so a change to one app does not
+# invalidate the other's image; both by default).
 #
 #  1. web/index.html is well-formed enough (doctype, balanced tags, assets).
 #  2. api CGI scripts are executable and, run directly with a CGI
@@ -12,6 +14,9 @@
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
+part=${1:-all}
+case $part in all|web|api) ;; *) echo "usage: sh example/test.sh [web|api]" >&2; exit 2 ;; esac
+want() { [ "$part" = all ] || [ "$part" = "$1" ]; }
 failures=0
 checks=0
 
@@ -109,6 +114,7 @@ cgi_crlf() {
          END { if (!sep) exit 1 }' "$1"
 }
 
+if want web; then
 # ---------------------------------------------------------------- web
 html=$here/web/index.html
 check "web/index.html exists and is non-empty" test -s "$html"
@@ -136,6 +142,9 @@ for f in web/styles.css web/app.js web/build.sh web/httpd.conf shared/app.env sh
     check "$f exists" test -s "$here/$f"
 done
 
+fi
+
+if want api; then
 # ---------------------------------------------------------------- api CGI
 . "$here/shared/app.env"
 for name in health ready; do
@@ -151,7 +160,11 @@ for name in health ready; do
     pass "api/cgi-bin/$name exits 0"
     check "$name: header lines end in CRLF, blank line separates body" cgi_crlf "$out"
     check "$name: Content-Type: application/json" has_header "$out" 'Content-Type: application/json'
-    check "$name: no Status header (plain 200)" lacks_header "$out" 'Status:'
+    if [ "$name" = health ]; then
+        check "$name: no Status header (plain 200)" lacks_header "$out" 'Status:'
+    else
+        check "$name: Status: 503 (no database or redis settings)" first_line_matches "$out" '^Status: 503 '
+    fi
     cgi_body "$out" > "$work/$name.json"
     check "$name: body is valid JSON" json_valid < "$work/$name.json"
 done
@@ -187,7 +200,14 @@ cgi_body "$work/redis-down.out" > "$work/redis-down.json"
 check "health, redis down: Status: 503" first_line_matches "$work/redis-down.out" '^Status: 503 '
 check "health, redis down: redis down, status degraded" \
     grep -q '"status":"degraded",.*"database":"not configured","redis":"down"' "$work/redis-down.json"
-check "ready body reports ready true" grep -q '"ready":true' "$work/ready.json"
+check "ready body: not ready, names the missing settings" \
+    grep -q '"ready":false,.*"settings":"missing DATABASE_HOST REDIS_HOST","migrations":"not configured"' "$work/ready.json"
+check "health and ready report version $APP_VERSION" grep -q "\"version\":\"$APP_VERSION\"" "$work/ready.json"
+run_version() { # APP_REVISION (the image's GIT_SHA) joins the version
+    env REQUEST_METHOD=GET APP_REVISION=abc123 "$here/api/cgi-bin/$1" 2>/dev/null | grep -q "\"version\":\"$APP_VERSION+abc123\""
+}
+check "health: version $APP_VERSION+abc123 with APP_REVISION=abc123" run_version health
+check "ready: version $APP_VERSION+abc123 with APP_REVISION=abc123" run_version ready
 
 REQUEST_METHOD=POST "$here/api/cgi-bin/health" > "$work/post.out" 2>/dev/null
 check "health rejects POST with Status: 405" first_line_matches "$work/post.out" '^Status: 405' 
@@ -198,25 +218,37 @@ for f in api/bin/serve api/bin/handle-request api/build.sh; do
     check "$f is executable" test -x "$here/$f"
 done
 
+fi
+
 # ---------------------------------------------------------------- builds
 app=$work/app
 mkdir -p "$app"
 cp -R "$here/package.json" "$here/shared" "$here/web" "$here/api" "$app/"
 rm -rf "$app/web/dist" "$app/api/dist"
-if (cd "$app" && sh web/build.sh && sh api/build.sh) > "$work/build.log" 2>&1; then
-    pass "web/build.sh and api/build.sh succeed"
-else
-    fail "builds failed: $(cat "$work/build.log")"
-fi
-for f in web/dist/index.html web/dist/app.css web/dist/app.js web/dist/httpd.conf web/dist/version.json \
-         api/dist/bin/serve api/dist/bin/handle-request api/dist/etc/app.env api/dist/etc/httpd.conf \
-         api/dist/public/cgi-bin/health api/dist/public/cgi-bin/ready api/dist/public/version.json; do
+for side in web api; do
+    want "$side" || continue
+    if (cd "$app" && sh "$side/build.sh") > "$work/build-$side.log" 2>&1; then
+        pass "$side/build.sh succeeds"
+    else
+        fail "$side/build.sh failed: $(cat "$work/build-$side.log")"
+    fi
+done
+if want web; then
+for f in web/dist/index.html web/dist/app.css web/dist/app.js web/dist/httpd.conf web/dist/version.json; do
     check "build produced $f" test -s "$app/$f"
 done
 check "web/dist/index.html has no unreplaced {{placeholders}}" lacks_text '{{' "$app/web/dist/index.html"
 check "web/dist/version.json is valid JSON" json_valid < "$app/web/dist/version.json"
+fi
+if want api; then
+for f in api/dist/bin/serve api/dist/bin/handle-request api/dist/etc/app.env api/dist/etc/httpd.conf \
+         api/dist/lib/probe.sh api/dist/public/cgi-bin/health api/dist/public/cgi-bin/ready api/dist/public/version.json; do
+    check "build produced $f" test -s "$app/$f"
+done
 check "api/dist/public/version.json is valid JSON" json_valid < "$app/api/dist/public/version.json"
+fi
 
+if want api; then
 # ---------------------------------------------------------------- end to end
 # handle-request runs `httpd -i` from PATH: point PATH at busybox's httpd.
 # (A busybox "standalone" shell resolves applets internally, so look for the
@@ -237,7 +269,8 @@ if [ -n "$e2e" ]; then
         resp=$work/e2e-$name.out
         printf 'GET /%s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test.sh\r\n\r\n' "$name" \
             | APP_ENV_FILE="$app/api/dist/etc/app.env" "$app/api/dist/bin/handle-request" > "$resp" 2>&1
-        check "GET /$name via handle-request: HTTP 200" first_line_matches "$resp" '^HTTP/1\.[01] 200 ' 
+        if [ "$name" = health ]; then code=200; else code=503; fi    # /ready: no settings
+        check "GET /$name via handle-request: HTTP $code" first_line_matches "$resp" "^HTTP/1\\.[01] $code "
         check "GET /$name via handle-request: application/json" grep -qi '^Content-Type: application/json' "$resp"
         # Drop the status line and parse the rest as CGI-style output.
         tail -n +2 "$resp" > "$resp.cgi"
@@ -253,7 +286,10 @@ if [ -n "$e2e" ]; then
     for applet in nc timeout; do ln -sf "$bb" "$work/bin/$applet"; done
     printf '#!/bin/sh\ncat > /dev/null\nprintf "R\\000\\000\\000\\010\\000\\000\\000\\000"\n' > "$work/fake-pg"
     printf '#!/bin/sh\ncat > /dev/null\nprintf "+PONG\\r\\n"\n' > "$work/fake-redis"
-    chmod +x "$work/fake-pg" "$work/fake-redis"
+    # A migrated database as /ready's probe sees it: AuthenticationOk, then a DataRow
+    # with the count, CommandComplete, ReadyForQuery.
+    printf '#!/bin/sh\ncat > /dev/null\nprintf "R\\000\\000\\000\\010\\000\\000\\000\\000D\\000\\000\\000\\036\\000\\001\\000\\000\\000\\024lifeos-migrations:2C\\000\\000\\000\\015SELECT 1\\000Z\\000\\000\\000\\005I"\n' > "$work/fake-pg-migrated"
+    chmod +x "$work/fake-pg" "$work/fake-redis" "$work/fake-pg-migrated"
     # start_fake SCRIPT: listen on a free-looking loopback port with SCRIPT
     # as the per-connection handler; print the port, record the pid.
     start_fake() {
@@ -264,7 +300,8 @@ if [ -n "$e2e" ]; then
             echo "$pid" >> "$work/fake.pids"
             n=0
             while [ "$n" -lt 20 ] && kill -0 "$pid" 2>/dev/null; do   # exits at once if the bind failed
-                if "$bb" nc -w 1 127.0.0.1 "$p" < /dev/null > /dev/null 2>&1; then
+                # (timeout: a port taken by another server, say Postgres, may never close)
+                if "$bb" timeout 2 "$bb" nc -w 1 127.0.0.1 "$p" < /dev/null > /dev/null 2>&1; then
                     echo "$p"
                     return 0
                 fi
@@ -277,6 +314,7 @@ if [ -n "$e2e" ]; then
     }
     pg_port=$(start_fake "$work/fake-pg") || pg_port=
     redis_port=$(start_fake "$work/fake-redis") || redis_port=
+    migrated_port=$(start_fake "$work/fake-pg-migrated") || migrated_port=
     if [ -n "${pg_port:-}" ] && [ -n "${redis_port:-}" ]; then
         run_health "$work/deps-ok.out" DATABASE_HOST=127.0.0.1 DATABASE_PORT="$pg_port" \
             REDIS_HOST=127.0.0.1 REDIS_PORT="$redis_port"
@@ -291,12 +329,29 @@ if [ -n "$e2e" ]; then
         cgi_body "$work/deps-swapped.out" > "$work/deps-swapped.json"
         check "health with swapped ports: both down, 503" \
             grep -q '"status":"degraded",.*"database":"down","redis":"down"' "$work/deps-swapped.json"
+        run_ready() { # run_ready OUT PG_PORT
+            o=$1
+            env REQUEST_METHOD=GET HEALTH_PROBE_TIMEOUT=1 DATABASE_HOST=127.0.0.1 DATABASE_PORT="$2" \
+                REDIS_HOST=127.0.0.1 REDIS_PORT="$redis_port" "$here/api/cgi-bin/ready" > "$o" 2>/dev/null
+            cgi_body "$o" > "$o.json"
+        }
+        run_ready "$work/ready-plain.out" "$pg_port"
+        check "ready, database without a migrations answer: 503, migrations down" \
+            grep -q '"ready":false,.*"settings":"ok","migrations":"down"' "$work/ready-plain.out.json"
+        if [ -n "${migrated_port:-}" ]; then
+            run_ready "$work/ready-ok.out" "$migrated_port"
+            check "ready, migrated database: no Status header (200)" lacks_header "$work/ready-ok.out" 'Status:'
+            check "ready, migrated database: ready, 2 applied" \
+                grep -q '"ready":true,.*"migrations":"ok"},"applied":2}' "$work/ready-ok.out.json"
+            check "ready, migrated database: valid JSON" json_valid < "$work/ready-ok.out.json"
+        fi
     else
         echo "skip - /health against fake servers (could not listen on the loopback)"
     fi
     for pid in $(cat "$work/fake.pids" 2>/dev/null); do kill "$pid" 2>/dev/null; done
 else
     echo "skip - end-to-end request (no busybox httpd on this machine)"
+fi
 fi
 
 echo

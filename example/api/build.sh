@@ -5,11 +5,12 @@ set -eu
 
 . ./shared/app.env
 out=api/dist
-build_id=$(cat package.json shared/app.env api/cgi-bin/* api/bin/* api/httpd.conf | sha256sum | cut -c1-12)
+build_id=$(cat package.json shared/app.env api/cgi-bin/* api/bin/* api/lib/* api/httpd.conf | sha256sum | cut -c1-12)
 
 rm -rf "$out"
-mkdir -p "$out/bin" "$out/etc" "$out/public/cgi-bin"
+mkdir -p "$out/bin" "$out/etc" "$out/lib" "$out/public/cgi-bin"
 cp api/bin/serve api/bin/handle-request "$out/bin/"
+cp api/lib/probe.sh "$out/lib/"
 cp api/cgi-bin/health api/cgi-bin/ready "$out/public/cgi-bin/"
 chmod 0755 "$out"/bin/* "$out"/public/cgi-bin/*
 cp shared/app.env "$out/etc/app.env"

@@ -86,6 +86,16 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     log "cluster ready"
 fi
 
+# The example api's /ready probe role (created by migrate.sh, example/api/lib/probe.sh
+# says why) logs in without a password, on POSTGRES_DB only. pg_hba.conf takes the first
+# matching line: this one goes on top, once, also into clusters made before it existed.
+probe_line="host $POSTGRES_DB lifeos_probe all trust"
+if ! grep -qxF "$probe_line" "$PGDATA/pg_hba.conf"; then
+    sed -i "1i # added by pg-entrypoint.sh: the api's /ready probe (SELECT on schema_migrations only)\\n$probe_line" \
+        "$PGDATA/pg_hba.conf"
+    if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$PGDATA/pg_hba.conf"; fi
+fi
+
 if [ "$(id -u)" = 0 ]; then
     exec setpriv --reuid=postgres --regid=postgres --init-groups -- postgres -D "$PGDATA" "$@"
 fi

@@ -62,6 +62,20 @@ for file in "$dir"/*.sql; do
     count=$((count + 1))
 done
 
+# The api's /ready probe (example/api/lib/probe.sh says why): a login that may read
+# schema_migrations and nothing else, granted only once every migration has applied, so
+# /ready turns 200 after a complete migrate. pg-entrypoint.sh trusts it on this database.
+run_psql -c "SET client_min_messages = warning;
+DO \$\$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lifeos_probe') THEN
+        CREATE ROLE lifeos_probe LOGIN NOINHERIT CONNECTION LIMIT 10;
+    END IF;
+END \$\$;
+GRANT SELECT ON schema_migrations TO lifeos_probe" || {
+    echo "migrate: could not create the /ready probe role lifeos_probe (needs CREATEROLE)" >&2
+    exit 1
+}
+
 if [ "$count" -eq 0 ]; then
     echo "up to date"
 fi

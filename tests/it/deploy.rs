@@ -16,7 +16,7 @@ use crate::support::{docker, free_port, DockerFx, Run};
 
 /// The example's router root filesystem (example/router/make-rootfs.sh: mmdebstrap with
 /// nginx-light), made by lifeos once per target dir in a project of the tests' own.
-fn router_rootfs() -> &'static Path {
+pub(crate) fn router_rootfs() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -196,7 +196,7 @@ impl Fx {
 }
 
 /// One GET on loopback, Connection: close; status and body.
-fn get(port: u16, path: &str) -> Result<(u16, String), String> {
+pub(crate) fn get(port: u16, path: &str) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(

@@ -22,6 +22,7 @@ mod house;
 mod image_inputs;
 mod images;
 mod kinds;
+mod pipeline;
 mod plan_explain;
 mod postgres;
 mod registry;
