@@ -412,6 +412,34 @@ fn full_pipeline_from_nothing_then_noop_then_one_api_file() {
         "all else ran the first time: {s}"
     );
     assert_eq!(statuses(&s).len(), 19, "{s}");
+    // What the run shipped, for CI to attach: the pushed digests, the revisions, the backup.
+    let delivered: std::collections::BTreeMap<&str, &str> = s["delivered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["task"].as_str().unwrap(), d["what"].as_str().unwrap()))
+        .collect();
+    for push in ["push-web", "push-api"] {
+        let digest = s["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == push)
+            .and_then(|t| t["result"]["digest"].as_str())
+            .unwrap_or_else(|| panic!("{push} has a digest: {s}"));
+        assert!(
+            delivered[push].contains(&format!("@{digest} (")),
+            "{delivered:?}"
+        );
+    }
+    assert!(
+        delivered["deploy-api"].starts_with("revision r"),
+        "{delivered:?}"
+    );
+    assert!(
+        delivered["backup"].starts_with("backups/") && delivered["backup"].contains(".dump ("),
+        "{delivered:?}"
+    );
     let e2e: Vec<String> = r
         .events()
         .iter()

@@ -579,6 +579,15 @@ impl Task for BackupTask {
         })
     }
 
+    fn delivered(&self, r: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+        let r: BackupResult = serde_json::from_value(serde_json::Value::Object(r.clone())).ok()?;
+        let mut line = format!("{} ({})", r.file, human_size(r.size));
+        if let Some(url) = r.uploaded {
+            line.push_str(&format!(", uploaded to {url}"));
+        }
+        Some(line)
+    }
+
     fn describe(&self) -> String {
         match &self.s.database {
             Database::Service(name) => {
@@ -648,5 +657,31 @@ impl Task for BackupTask {
             Err(e) if e == "interrupted" => Err(TaskError::Interrupted),
             Err(e) => Err(TaskError::Failed(e)),
         }
+    }
+}
+
+/// 2_100_000 → "2.1 MB" (decimal units, as `ls -h --si` and cloud consoles show them).
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod human_size_tests {
+    #[test]
+    fn sizes_read_like_a_console() {
+        assert_eq!(super::human_size(512), "512 B");
+        assert_eq!(super::human_size(2_100_000), "2.1 MB");
+        assert_eq!(super::human_size(445_000_000_000), "445.0 GB");
     }
 }

@@ -321,6 +321,11 @@ impl Task for PushTask {
         })
     }
 
+    fn delivered(&self, r: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+        let reference = r.get("reference")?.as_str()?;
+        Some(format!("{reference} ({})", self.spec.tags.join(", ")))
+    }
+
     fn result(&self, data: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
         for f in ["digest", "reference", "repository"] {
