@@ -35,23 +35,28 @@ pub fn instantiate(
     services: &Services,
     registry: &lifeos_tasks::kind::Registry,
 ) -> Result<Vec<Node>, String> {
-    let peers: HashMap<String, (String, Box<RawValue>)> = tasks
+    // Borrowed, not copied: three allocations per task on every load otherwise.
+    let peers: HashMap<&str, (&str, &RawValue)> = tasks
         .iter()
-        .map(|t| (t.spec.id.clone(), (t.kind.clone(), t.body.clone())))
+        .map(|t| (t.spec.id.as_str(), (t.kind.as_str(), &*t.body)))
         .collect();
     let cx = InstantiateCx {
         services,
         peers: &peers,
     };
-    let mut nodes = Vec::with_capacity(tasks.len());
-    for t in tasks {
+    let mut made = Vec::with_capacity(tasks.len());
+    for t in &tasks {
         let kind = registry
             .get(&t.kind)
             .ok_or_else(|| format!("task `{}`: unknown kind `{}`", t.spec.id, t.kind))?;
-        let task = kind.instantiate(&t.spec, &t.body, &cx)?;
-        nodes.push(Node { spec: t.spec, task });
+        made.push(kind.instantiate(&t.spec, &t.body, &cx)?);
     }
-    Ok(nodes)
+    drop(peers);
+    Ok(tasks
+        .into_iter()
+        .zip(made)
+        .map(|(t, task)| Node { spec: t.spec, task })
+        .collect())
 }
 
 /// A remote cache as the config sets it (credentials come from the environment only).
