@@ -45,7 +45,10 @@ impl JsonStamp {
     }
 }
 
-pub fn encode<'a>(stamp: JsonStamp, records: impl ExactSizeIterator<Item = &'a ActionRecord>) -> Vec<u8> {
+pub fn encode<'a>(
+    stamp: JsonStamp,
+    records: impl ExactSizeIterator<Item = &'a ActionRecord>,
+) -> Vec<u8> {
     let mut w = Vec::with_capacity(64 + records.len() * 256);
     w.extend_from_slice(MAGIC);
     put_u32(&mut w, FORMAT);
@@ -78,7 +81,10 @@ pub fn encode<'a>(stamp: JsonStamp, records: impl ExactSizeIterator<Item = &'a A
             w.push(u8::from(o.symlink));
         }
         // Kind data as JSON text: small, and mostly `null`.
-        put_str(&mut w, &serde_json::to_string(&r.data).expect("a Value serializes"));
+        put_str(
+            &mut w,
+            &serde_json::to_string(&r.data).expect("a Value serializes"),
+        );
     }
     w.extend_from_slice(MAGIC);
     w
@@ -239,7 +245,10 @@ mod tests {
         for r in &recs {
             assert_eq!(map.get(&r.task), Some(r));
         }
-        assert!(decode(&bytes, JsonStamp([1, 2, 3, 4, 6])).is_none(), "other stamp");
+        assert!(
+            decode(&bytes, JsonStamp([1, 2, 3, 4, 6])).is_none(),
+            "other stamp"
+        );
         for cut in [0, 8, 40, bytes.len() / 2, bytes.len() - 1] {
             assert!(decode(&bytes[..cut], stamp).is_none(), "cut at {cut}");
         }

@@ -624,7 +624,10 @@ mod tests {
 
         // A cut or foreign file is no cache: everything is hashed again.
         let full = fs::read(&cache).unwrap();
-        for bad in [&full[..full.len() - 1], b"{\"version\":2,\"entries\":{}}".as_slice()] {
+        for bad in [
+            &full[..full.len() - 1],
+            b"{\"version\":2,\"entries\":{}}".as_slice(),
+        ] {
             fs::write(&cache, bad).unwrap();
             let s = Snapshot::open(&root, Some(cache.clone()));
             let files = s.select(&inputs).unwrap();
@@ -657,7 +660,16 @@ mod tests {
         fs::write(root.join(odd), "x").unwrap();
         let s = Snapshot::open(root, None);
         let odd_rel = crate::names::encode(Path::new(odd));
-        for rel in ["d/f.txt", "d/link", "d/dangling", "d/e", "d", "missing", "d/f.txt/x", &odd_rel] {
+        for rel in [
+            "d/f.txt",
+            "d/link",
+            "d/dangling",
+            "d/e",
+            "d",
+            "missing",
+            "d/f.txt/x",
+            &odd_rel,
+        ] {
             let by_fd = s.stat(rel).map_err(|e| e.kind());
             let by_path = s.stat_by_path(rel).map_err(|e| e.kind());
             assert_eq!(by_fd, by_path, "{rel}");
