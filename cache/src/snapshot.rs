@@ -48,7 +48,7 @@ impl FileMeta {
 
     /// The same fields from a `statat` answer. The field types differ by architecture
     /// (hence the casts, which are no-ops on some); the values are what `MetadataExt` gives.
-    #[allow(trivial_numeric_casts)]
+    #[allow(trivial_numeric_casts, clippy::unnecessary_cast)]
     fn from_stat(rel: String, st: &rustix::fs::Stat) -> Self {
         Self {
             rel,
