@@ -121,7 +121,7 @@ impl CacheDir {
     }
 
     pub fn stat_cache_path(&self) -> PathBuf {
-        self.root.join("stat-cache.json")
+        self.root.join("stat-cache.bin")
     }
 
     /// What lifeos last learned about the engine's images (lifeos-tasks `docker/view.rs`).

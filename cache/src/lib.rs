@@ -18,6 +18,7 @@ pub mod blobs;
 pub mod cas;
 pub mod digest;
 pub mod dir;
+pub mod index_bin;
 pub mod inputs;
 pub mod layered;
 pub mod marker;

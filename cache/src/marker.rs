@@ -17,8 +17,11 @@ pub const TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 pub const LOCK_FILES: [&str; 2] = ["lock", "run.lock"];
 
 /// Files lifeos writes at the top of its cache directory (besides the tag and the locks).
-pub const OWN_FILES: [&str; 7] = [
+pub const OWN_FILES: [&str; 9] = [
     "index.json",
+    "index.bin",
+    "stat-cache.bin",
+    // The JSON form of earlier versions; never written now.
     "stat-cache.json",
     "config.compiled.json",
     "engine.json",

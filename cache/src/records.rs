@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{ActionKey, FileDigest};
+use crate::index_bin::{JsonStamp, TaskMap};
 
 pub const RECORD_VERSION: u32 = 1;
 /// The index's file name in the cache directory.
@@ -55,6 +56,14 @@ struct IndexFile {
     tasks: BTreeMap<String, ActionRecord>,
 }
 
+/// The index as a run reads it: a hash map (looked up twice per task), not the sorted form
+/// the file is written in.
+#[derive(Deserialize)]
+struct IndexRead {
+    version: u32,
+    tasks: TaskMap,
+}
+
 /// Is `bytes` an index that lifeos wrote (any version)? The evidence an untagged directory of
 /// an older lifeos must show before it is adopted (see `dir`): a user's own `index.json` is
 /// not this shape.
@@ -72,36 +81,70 @@ pub fn is_lifeos_index(bytes: &[u8]) -> bool {
 
 pub struct RecordStore {
     root: PathBuf,
-    index: BTreeMap<String, ActionRecord>,
+    index: TaskMap,
+    /// The stamp of the `index.json` this store parsed because its binary copy was missing
+    /// or stale: the end of the run writes the copy (`flush`).
+    unbinned: Option<JsonStamp>,
     pending: Mutex<Vec<ActionRecord>>,
     warnings: Mutex<Vec<String>>,
 }
 
 impl RecordStore {
-    /// Load the index. A corrupt index is a warning and an empty index, never an error.
+    /// Load the index: its binary copy when that was made from this very `index.json`, else
+    /// the JSON. A corrupt index is a warning and an empty index, never an error.
     pub fn open(root: PathBuf) -> Self {
         let mut warnings = Vec::new();
         let path = root.join(INDEX_FILE);
-        let index = match crate::safe_fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<IndexFile>(&bytes) {
-                Ok(f) if f.version == RECORD_VERSION => f.tasks,
-                Ok(_) => BTreeMap::new(),
-                Err(e) => {
-                    warnings.push(format!(
-                        "ignoring corrupt cache index {}: {e}",
-                        path.display()
-                    ));
-                    BTreeMap::new()
-                }
-            },
-            Err(_) => BTreeMap::new(),
-        };
+        let (index, unbinned) = Self::load(&root, &path, &mut warnings).unwrap_or_default();
         Self {
             root,
             index,
+            unbinned,
             pending: Mutex::new(Vec::new()),
             warnings: Mutex::new(warnings),
         }
+    }
+
+    /// None: no index (or an unreadable one).
+    fn load(
+        root: &std::path::Path,
+        path: &std::path::Path,
+        warnings: &mut Vec<String>,
+    ) -> Option<(TaskMap, Option<JsonStamp>)> {
+        use std::io::Read;
+        // One open file: the stamp and the contents are of the same inode.
+        let mut f = crate::safe_fs::open_read(path).ok()?;
+        let stamp = JsonStamp::of_file(&f).ok()?;
+        if let Ok(bin) = crate::safe_fs::read(&root.join(crate::index_bin::INDEX_BIN_FILE)) {
+            if let Some(index) = crate::index_bin::decode(&bin, stamp) {
+                return Some((index, None));
+            }
+        }
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).ok()?;
+        match serde_json::from_slice::<IndexRead>(&bytes) {
+            Ok(f) if f.version == RECORD_VERSION => Some((f.tasks, Some(stamp))),
+            Ok(_) => None,
+            Err(e) => {
+                warnings.push(format!(
+                    "ignoring corrupt cache index {}: {e}",
+                    path.display()
+                ));
+                None
+            }
+        }
+    }
+
+    /// Write the binary copy of the index just written (its stamp read back under the
+    /// lock). Only an accelerator: a failure leaves the next run parsing the JSON.
+    fn write_bin<'a>(&self, records: impl ExactSizeIterator<Item = &'a ActionRecord>) {
+        let json = self.root.join(INDEX_FILE);
+        let Ok(stamp) = crate::safe_fs::open_read(&json).and_then(|f| JsonStamp::of_file(&f))
+        else {
+            return;
+        };
+        let bin = self.root.join(crate::index_bin::INDEX_BIN_FILE);
+        let _ = crate::atomic::write(&bin, &crate::index_bin::encode(stamp, records));
     }
 
     /// The cache directory this store reads and writes.
@@ -164,9 +207,19 @@ impl RecordStore {
     /// Merge this run's records into the index under the cache lock (`lock` takes it, e.g.
     /// `|| cache_dir.lock()`; held until the index is written), so concurrent runs each add
     /// theirs instead of overwriting each other's.
+    /// A run that recorded nothing writes only the index's binary copy, when the one it
+    /// found was missing or stale and `index.json` is still what it parsed.
     pub fn flush<G>(&self, lock: impl FnOnce() -> io::Result<G>) -> io::Result<()> {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap());
         if pending.is_empty() {
+            if let Some(stamp) = self.unbinned {
+                let _guard = lock()?;
+                let now = crate::safe_fs::open_read(&self.root.join(INDEX_FILE))
+                    .and_then(|f| JsonStamp::of_file(&f));
+                if now.ok() == Some(stamp) {
+                    self.write_bin(self.index.values());
+                }
+            }
             return Ok(());
         }
         let _guard = lock()?;
@@ -185,13 +238,13 @@ impl RecordStore {
                 }
             }
         }
-        crate::atomic::write_json(
-            &path,
-            &IndexFile {
-                version: RECORD_VERSION,
-                tasks: index,
-            },
-        )
+        let file = IndexFile {
+            version: RECORD_VERSION,
+            tasks: index,
+        };
+        crate::atomic::write_json(&path, &file)?;
+        self.write_bin(file.tasks.values());
+        Ok(())
     }
 }
 
@@ -248,6 +301,41 @@ mod tests {
             outputs: vec![],
             data: serde_json::Value::Null,
         }
+    }
+
+    /// The binary copy is used only for the `index.json` it was made from; a run that
+    /// recorded nothing writes a missing one; either way the records are the JSON's.
+    #[test]
+    fn binary_copy_follows_the_json_index() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = crate::dir::CacheDir::new(t.path().to_path_buf());
+        let bin = t.path().join(crate::index_bin::INDEX_BIN_FILE);
+        let s = RecordStore::open(t.path().into());
+        s.put(rec("a", 1, 10)).unwrap();
+        s.put(rec("b", 2, 10)).unwrap();
+        s.flush(|| dir.lock()).unwrap();
+        assert!(bin.exists());
+
+        let from_bin = RecordStore::open(t.path().into());
+        assert!(from_bin.unbinned.is_none(), "read from the binary copy");
+        fs::remove_file(&bin).unwrap();
+        let from_json = RecordStore::open(t.path().into());
+        assert!(from_json.unbinned.is_some(), "parsed the JSON");
+        assert_eq!(from_bin.index, from_json.index);
+
+        // A run with nothing to record writes the missing copy.
+        from_json.flush(|| dir.lock()).unwrap();
+        assert!(RecordStore::open(t.path().into()).unbinned.is_none());
+
+        // Another writer's index (a new stamp) wins over the old copy.
+        let old_bin = fs::read(&bin).unwrap();
+        let s2 = RecordStore::open(t.path().into());
+        s2.put(rec("a", 3, 20)).unwrap();
+        s2.flush(|| dir.lock()).unwrap();
+        fs::write(&bin, old_bin).unwrap();
+        let s3 = RecordStore::open(t.path().into());
+        assert!(s3.unbinned.is_some());
+        assert_eq!(s3.latest("a").unwrap().key, ActionKey([3; 32]));
     }
 
     #[test]

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::digest::FileDigest;
 use crate::inputs::InputSet;
@@ -47,18 +46,38 @@ impl FileMeta {
         }
     }
 
+    /// The same fields from a `statat` answer. The field types differ by architecture
+    /// (hence the casts, which are no-ops on some); the values are what `MetadataExt` gives.
+    #[allow(trivial_numeric_casts, clippy::unnecessary_cast)]
+    fn from_stat(rel: String, st: &rustix::fs::Stat) -> Self {
+        Self {
+            rel,
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime as i64 * 1_000_000_000 + st.st_mtime_nsec as i64,
+            ctime_ns: st.st_ctime as i64 * 1_000_000_000 + st.st_ctime_nsec as i64,
+            ino: st.st_ino as u64,
+            mode: st.st_mode as u32,
+            symlink: file_type(st) == rustix::fs::FileType::Symlink,
+        }
+    }
+
     /// `m` is the lstat of `path`. For a symlink the stamp also takes the target's: a write
     /// behind the link moves its ctime, a new link its own inode and ctime.
     fn from_path(rel: String, path: &Path, m: &fs::Metadata) -> Self {
         let mut f = Self::from_metadata(rel, m);
         if f.symlink {
             if let Ok(t) = fs::metadata(path) {
-                f.mtime_ns = f.mtime_ns.max(t.mtime() * 1_000_000_000 + t.mtime_nsec());
-                f.ctime_ns = f.ctime_ns.max(t.ctime() * 1_000_000_000 + t.ctime_nsec());
-                f.ino ^= t.ino().rotate_left(32) ^ t.len().rotate_left(16);
+                f.behind_link(&Self::from_metadata(String::new(), &t));
             }
         }
         f
+    }
+
+    /// Fold the stamp of a symlink's target (`t`) into the link's own.
+    fn behind_link(&mut self, t: &FileMeta) {
+        self.mtime_ns = self.mtime_ns.max(t.mtime_ns);
+        self.ctime_ns = self.ctime_ns.max(t.ctime_ns);
+        self.ino ^= t.ino.rotate_left(32) ^ t.size.rotate_left(16);
     }
 
     /// The file's path under `root` (exact bytes, also for a non-UTF-8 name).
@@ -77,9 +96,14 @@ impl FileMeta {
 
 type Stamp = (u64, i64, i64, u64, u32);
 
-/// One stat-cache entry: the stamp (size, mtime, ctime, inode, mode) and the digest. A tuple
-/// struct, so it is a flat JSON array on disk and loads without a second map.
-#[derive(Clone, Copy, Serialize, Deserialize)]
+/// What a `statat` answer is (`st_mode`'s type differs by architecture).
+#[allow(trivial_numeric_casts)]
+fn file_type(st: &rustix::fs::Stat) -> rustix::fs::FileType {
+    rustix::fs::FileType::from_raw_mode(st.st_mode as _)
+}
+
+/// One stat-cache entry: the stamp (size, mtime, ctime, inode, mode) and the digest.
+#[derive(Clone, Copy)]
 struct Entry(u64, i64, i64, u64, u32, FileDigest);
 
 impl Entry {
@@ -90,20 +114,65 @@ impl Entry {
 
 type StatMap = HashMap<String, Entry, foldhash::fast::RandomState>;
 
-#[derive(Deserialize)]
-struct StatCacheFile {
-    version: u32,
-    entries: StatMap,
+/// The stat cache on disk: a binary file lifeos alone reads (a JSON one took a tenth of a
+/// 10,000-output no-op to parse). `MAGIC`, the version, the count, then per entry the name
+/// (u32 length + bytes), the stamp and the digest, little-endian; `MAGIC` again at the end,
+/// so a cut file is no cache at all.
+const MAGIC: &[u8; 8] = b"LIFEOSSC";
+
+/// 2: symlinks are stamped and hashed with their target. 3: the binary form.
+const STAT_CACHE_VERSION: u32 = 3;
+
+fn encode_stat(stat: &StatMap) -> Vec<u8> {
+    let mut w = Vec::with_capacity(16 + stat.len() * 96);
+    w.extend_from_slice(MAGIC);
+    w.extend_from_slice(&STAT_CACHE_VERSION.to_le_bytes());
+    w.extend_from_slice(&(stat.len() as u64).to_le_bytes());
+    for (rel, e) in stat {
+        w.extend_from_slice(&(rel.len() as u32).to_le_bytes());
+        w.extend_from_slice(rel.as_bytes());
+        w.extend_from_slice(&e.0.to_le_bytes());
+        w.extend_from_slice(&e.1.to_le_bytes());
+        w.extend_from_slice(&e.2.to_le_bytes());
+        w.extend_from_slice(&e.3.to_le_bytes());
+        w.extend_from_slice(&e.4.to_le_bytes());
+        w.extend_from_slice(&e.5 .0);
+    }
+    w.extend_from_slice(MAGIC);
+    w
 }
 
-#[derive(Serialize)]
-struct StatCacheFileRef<'a> {
-    version: u32,
-    entries: &'a StatMap,
+/// None: not a stat cache of this version (or cut short).
+fn decode_stat(b: &[u8]) -> Option<StatMap> {
+    let mut b = b;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, rest) = b.split_at_checked(n)?;
+        b = rest;
+        Some(head)
+    };
+    if take(8)? != MAGIC || take(4)? != STAT_CACHE_VERSION.to_le_bytes() {
+        return None;
+    }
+    let n = u64::from_le_bytes(take(8)?.try_into().ok()?) as usize;
+    let mut stat = StatMap::with_capacity_and_hasher(n.min(1 << 24), Default::default());
+    for _ in 0..n {
+        let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+        let rel = std::str::from_utf8(take(len)?).ok()?.to_owned();
+        let f = take(8 + 8 + 8 + 8 + 4 + 32)?;
+        let u = |i: usize| u64::from_le_bytes(f[i..i + 8].try_into().unwrap());
+        let entry = Entry(
+            u(0),
+            u(8) as i64,
+            u(16) as i64,
+            u(24),
+            u32::from_le_bytes(f[32..36].try_into().unwrap()),
+            FileDigest(f[36..68].try_into().unwrap()),
+        );
+        stat.insert(rel, entry);
+    }
+    (take(8)? == MAGIC).then_some(())?;
+    b.is_empty().then_some(stat)
 }
-
-/// 2: symlinks are stamped and hashed with their target.
-const STAT_CACHE_VERSION: u32 = 2;
 
 /// Files changed this recently are hashed but not remembered: their mtime may not yet show a
 /// second write within the same clock tick (git's "racily clean" problem).
@@ -114,6 +183,10 @@ const SEQUENTIAL_BYTES: u64 = 256 * 1024;
 
 pub struct Snapshot {
     root: PathBuf,
+    /// The root, opened once (`O_PATH`): [`Snapshot::stat`] looks names up from here, so the
+    /// kernel walks `out/x`, not every component of an absolute path (None: it could not be
+    /// opened, and stats go by path).
+    root_dir: std::sync::OnceLock<Option<std::os::fd::OwnedFd>>,
     skip_dirs: Vec<PathBuf>,
     cache_file: Option<PathBuf>,
     stat: Mutex<StatMap>,
@@ -141,14 +214,13 @@ impl Snapshot {
             .as_ref()
             .and_then(|p| crate::safe_fs::read(p).ok())
         {
-            if let Ok(f) = serde_json::from_slice::<StatCacheFile>(&bytes) {
-                if f.version == STAT_CACHE_VERSION {
-                    stat = f.entries;
-                }
+            if let Some(s) = decode_stat(&bytes) {
+                stat = s;
             }
         }
         Self {
             root: root.to_path_buf(),
+            root_dir: std::sync::OnceLock::new(),
             skip_dirs: vec![root.join(".git")],
             cache_file,
             stat: Mutex::new(stat),
@@ -278,8 +350,44 @@ impl Snapshot {
         dirs
     }
 
+    fn root_dir(&self) -> Option<&std::os::fd::OwnedFd> {
+        use rustix::fs::{Mode, OFlags};
+        self.root_dir
+            .get_or_init(|| {
+                let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                rustix::fs::open(&self.root, flags, Mode::empty()).ok()
+            })
+            .as_ref()
+    }
+
     /// One file's metadata, fresh from the file system (not memoised); None if absent.
+    /// Looked up relative to the open root: the same answer as an `lstat` of the joined path.
     pub fn stat(&self, rel: &str) -> io::Result<Option<FileMeta>> {
+        use rustix::fs::{statat, AtFlags, FileType};
+        let Some(dir) = self.root_dir() else {
+            return self.stat_by_path(rel);
+        };
+        let name = crate::names::decode(rel);
+        let st = match statat(dir, &*name, AtFlags::SYMLINK_NOFOLLOW).map_err(io::Error::from) {
+            Ok(st) => st,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match file_type(&st) {
+            FileType::RegularFile => Ok(Some(FileMeta::from_stat(rel.to_string(), &st))),
+            FileType::Symlink => {
+                let mut f = FileMeta::from_stat(rel.to_string(), &st);
+                if let Ok(t) = statat(dir, &*name, AtFlags::empty()) {
+                    f.behind_link(&FileMeta::from_stat(String::new(), &t));
+                }
+                Ok(Some(f))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// [`Snapshot::stat`] through the joined path (the root could not be opened).
+    fn stat_by_path(&self, rel: &str) -> io::Result<Option<FileMeta>> {
         let path = crate::names::to_path(&self.root, rel);
         match fs::symlink_metadata(&path) {
             Ok(m) if !m.is_file() && !m.file_type().is_symlink() => Ok(None),
@@ -316,7 +424,8 @@ impl Snapshot {
                 self.skip_special(&rel, ft);
                 continue;
             }
-            match fs::symlink_metadata(&path) {
+            // An lstat relative to the directory being read (std's `fstatat` on its fd).
+            match entry.metadata() {
                 Ok(m) => files.push(FileMeta::from_path(rel, &path, &m)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
@@ -434,12 +543,8 @@ impl Snapshot {
         if !*self.dirty.lock().unwrap() {
             return Ok(());
         }
-        let stat = self.stat.lock().unwrap();
-        let file = StatCacheFileRef {
-            version: STAT_CACHE_VERSION,
-            entries: &stat,
-        };
-        crate::atomic::write_json(path, &file)
+        let bytes = encode_stat(&self.stat.lock().unwrap());
+        crate::atomic::write(path, &bytes)
     }
 }
 
@@ -517,6 +622,20 @@ mod tests {
         assert_eq!(s.digests(&files).unwrap(), d1);
         assert_eq!(s.files_hashed(), 0, "unchanged files are not read");
 
+        // A cut or foreign file is no cache: everything is hashed again.
+        let full = fs::read(&cache).unwrap();
+        for bad in [
+            &full[..full.len() - 1],
+            b"{\"version\":2,\"entries\":{}}".as_slice(),
+        ] {
+            fs::write(&cache, bad).unwrap();
+            let s = Snapshot::open(&root, Some(cache.clone()));
+            let files = s.select(&inputs).unwrap();
+            assert_eq!(s.digests(&files).unwrap(), d1);
+            assert_eq!(s.files_hashed(), 2);
+        }
+        fs::write(&cache, &full).unwrap();
+
         fs::write(root.join("a/y.txt"), "changed").unwrap();
         let s = Snapshot::open(&root, Some(cache));
         let files = s.select(&inputs).unwrap();
@@ -524,6 +643,39 @@ mod tests {
         assert_eq!(s.files_hashed(), 1);
         assert_eq!(d2[0], d1[0]);
         assert_ne!(d2[1], d1[1]);
+    }
+
+    /// The stat relative to the open root is the lstat of the joined path: regular files,
+    /// links (with their target's stamp), directories and missing names, non-UTF-8 too.
+    #[test]
+    fn stat_from_the_root_fd_is_the_stat_by_path() {
+        use std::os::unix::ffi::OsStrExt;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("d/e")).unwrap();
+        fs::write(root.join("d/f.txt"), "hello").unwrap();
+        std::os::unix::fs::symlink("f.txt", root.join("d/link")).unwrap();
+        std::os::unix::fs::symlink("nowhere", root.join("d/dangling")).unwrap();
+        let odd = std::ffi::OsStr::from_bytes(b"d/\xffodd");
+        fs::write(root.join(odd), "x").unwrap();
+        let s = Snapshot::open(root, None);
+        let odd_rel = crate::names::encode(Path::new(odd));
+        for rel in [
+            "d/f.txt",
+            "d/link",
+            "d/dangling",
+            "d/e",
+            "d",
+            "missing",
+            "d/f.txt/x",
+            &odd_rel,
+        ] {
+            let by_fd = s.stat(rel).map_err(|e| e.kind());
+            let by_path = s.stat_by_path(rel).map_err(|e| e.kind());
+            assert_eq!(by_fd, by_path, "{rel}");
+        }
+        assert!(s.stat("d/link").unwrap().unwrap().symlink);
+        assert_eq!(s.stat(&odd_rel).unwrap().unwrap().size, 1);
     }
 
     #[test]

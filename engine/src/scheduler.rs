@@ -525,7 +525,7 @@ async fn process(node: &Node, deps: Deps, sh: &Shared) -> (Outcome, Option<Value
                             return (failed(Some(key), e, &sh.redactor, vec![]), None);
                         }
                         for w in node.task.writes() {
-                            sh.snapshot.invalidate(&w);
+                            sh.snapshot.invalidate(w);
                         }
                     }
                     // Say so when the record came from a remote cache.
@@ -651,7 +651,7 @@ async fn execute(
             return (Outcome::Interrupted, None);
         }
         for w in node.task.writes() {
-            sh.snapshot.invalidate(&w);
+            sh.snapshot.invalidate(w);
         }
         match result {
             Ok(ex) => break ex,

@@ -342,8 +342,9 @@ pub trait Task: Send + Sync + 'static {
     async fn execute(&self, cx: &ExecCx<'_>) -> Result<Executed, TaskError>;
 
     /// Project-relative paths this task writes; walks under them are redone after it runs.
-    fn writes(&self) -> Vec<String> {
-        Vec::new()
+    /// A slice: asked after every cache hit too, so no allocation each time.
+    fn writes(&self) -> &[String] {
+        &[]
     }
 
     /// What dependants see of a result (`${tasks.NAME.FIELD}`, [`Deps::typed`]), made from

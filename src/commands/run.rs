@@ -206,6 +206,9 @@ pub async fn execute(
         .docker()
         .keep_view_in(cache.engine_view_path());
     let (actions, cas) = stores(project, &cache, records, dry_run);
+    // Never freed: the run flushes it, and the process exits soon after; dropping the
+    // records of a 10,000-task index one by one only costs time.
+    std::mem::forget(Arc::clone(&actions));
     let cx = RunContext {
         root: project.root.clone(),
         actions,

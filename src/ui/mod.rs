@@ -7,6 +7,7 @@ mod summary;
 
 pub use summary::RunSummary;
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -104,14 +105,22 @@ pub fn summary_line(s: &Summary) -> String {
     line
 }
 
-/// One line for a finished task: (symbol, verb, detail).
-pub fn describe(outcome: &Outcome, took: Duration) -> (&'static str, String, String) {
+/// One line for a finished task: (symbol, verb, detail). Borrowed where it can be: a
+/// no-op describes every task of the graph.
+pub fn describe(
+    outcome: &Outcome,
+    took: Duration,
+) -> (&'static str, Cow<'static, str>, Cow<'_, str>) {
     match outcome {
-        Outcome::Ran { reason, .. } => ("✓", format!("ran {}", secs(took)), reason.to_string()),
-        Outcome::Cached { location, .. } => ("·", "cached".into(), location.clone()),
-        Outcome::Failed { error, .. } => ("✗", "failed".into(), error.clone()),
-        Outcome::Skipped { because } => ("-", "skipped".into(), because.clone()),
-        Outcome::Interrupted => ("!", "interrupted".into(), String::new()),
-        Outcome::WouldRun { reason, .. } => ("?", "would run".into(), reason.to_string()),
+        Outcome::Ran { reason, .. } => (
+            "✓",
+            format!("ran {}", secs(took)).into(),
+            reason.to_string().into(),
+        ),
+        Outcome::Cached { location, .. } => ("·", "cached".into(), location.as_str().into()),
+        Outcome::Failed { error, .. } => ("✗", "failed".into(), error.as_str().into()),
+        Outcome::Skipped { because } => ("-", "skipped".into(), because.as_str().into()),
+        Outcome::Interrupted => ("!", "interrupted".into(), "".into()),
+        Outcome::WouldRun { reason, .. } => ("?", "would run".into(), reason.to_string().into()),
     }
 }

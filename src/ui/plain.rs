@@ -111,19 +111,17 @@ pub fn finished_line(
         _ => style(sym).dim(),
     }
     .for_stderr();
-    let detail = if detail.is_empty() {
-        String::new()
-    } else {
-        format!(" ({detail})")
-    };
-    put(
+    // Written straight into the buffer: one line per task of a 10,000-task no-op.
+    let _ = write!(
         out,
-        &format!(
-            "{sym} {:w$} {verb}{detail}",
-            style(task).bold().for_stderr(),
-            w = width
-        ),
+        "{sym} {:w$} {verb}",
+        style(task).bold().for_stderr(),
+        w = width
     );
+    if !detail.is_empty() {
+        let _ = write!(out, " ({detail})");
+    }
+    out.push(b'\n');
     if let (true, Outcome::Failed { log_tail, .. }) = (tail, outcome) {
         for l in log_tail {
             put(out, &format!("    {l}"));

@@ -55,6 +55,8 @@ pub struct BackupTask {
     /// The database service's spec (network, image, labels); for a URL, the task's own.
     pub db: ContainerSpec,
     docker: Docker,
+    /// What `writes` answers: the backup directory when it is in the project.
+    writes: Vec<String>,
 }
 
 /// What a finished backup leaves in its record (and gives its dependants).
@@ -69,7 +71,17 @@ pub struct BackupResult {
 
 impl BackupTask {
     pub fn new(s: Settings, db: ContainerSpec, docker: Docker) -> Self {
-        Self { s, db, docker }
+        let writes = if Path::new(&s.dir).is_absolute() {
+            Vec::new()
+        } else {
+            vec![s.dir.clone()]
+        };
+        Self {
+            s,
+            db,
+            docker,
+            writes,
+        }
     }
 
     pub fn docker(&self) -> &Docker {
@@ -599,12 +611,8 @@ impl Task for BackupTask {
         }
     }
 
-    fn writes(&self) -> Vec<String> {
-        if Path::new(&self.s.dir).is_absolute() {
-            Vec::new()
-        } else {
-            vec![self.s.dir.clone()]
-        }
+    fn writes(&self) -> &[String] {
+        &self.writes
     }
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {

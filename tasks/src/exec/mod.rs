@@ -121,11 +121,8 @@ impl Task for ExecTask {
         }
     }
 
-    fn writes(&self) -> Vec<String> {
-        self.outputs
-            .as_ref()
-            .map(|o| o.roots().to_vec())
-            .unwrap_or_default()
+    fn writes(&self) -> &[String] {
+        self.outputs.as_ref().map(|o| o.roots()).unwrap_or(&[])
     }
 
     async fn inputs(&self, cx: &KeyCx) -> Result<TaskInputs, TaskError> {

@@ -92,15 +92,15 @@ impl TaskTable<'_> {
 /// What a kind's constructor may use: the service bundle and the other tasks' bodies.
 pub struct InstantiateCx<'a> {
     pub services: &'a Services,
-    /// Every task of the config: (kind, compiled body).
-    pub peers: &'a HashMap<String, (String, Box<RawValue>)>,
+    /// Every task of the config: (kind, compiled body), borrowed from the compiled config.
+    pub peers: &'a HashMap<&'a str, (&'a str, &'a RawValue)>,
 }
 
 impl InstantiateCx<'_> {
     /// The body of `task` if it is of kind `K`.
     pub fn peer<K: TypedKind>(&self, task: &str) -> Option<K::Body> {
         let (kind, body) = self.peers.get(task)?;
-        (kind == K::NAME)
+        (*kind == K::NAME)
             .then(|| serde_json::from_str(body.get()).ok())
             .flatten()
     }
