@@ -205,6 +205,20 @@ impl CheckBody {
     }
 }
 
+/// The failed rows, one phrase each, for the error: `other` names the side compared with
+/// ("stable" here, "service" on Cloud Run, where the service URL also reaches the canary).
+pub fn failed_metrics(rows: &[Row], other: &str) -> Vec<String> {
+    rows.iter()
+        .filter(|r| r.result == "fail")
+        .map(|r| {
+            format!(
+                "{} canary {} ({other} {}, threshold {})",
+                r.metric, r.canary, r.stable, r.threshold
+            )
+        })
+        .collect()
+}
+
 /// The table as text lines.
 pub fn table(rows: &[Row]) -> Vec<String> {
     let mut out = vec![format!(
@@ -409,16 +423,7 @@ impl Task for CheckTask {
                 s.describe()
             ))),
             Some(false) => {
-                let failed: Vec<String> = rows
-                    .iter()
-                    .filter(|r| r.result == "fail")
-                    .map(|r| {
-                        format!(
-                            "{} canary {} (stable {}, threshold {})",
-                            r.metric, r.canary, r.stable, r.threshold
-                        )
-                    })
-                    .collect();
+                let failed = failed_metrics(&rows, "stable");
                 let after = if b.rollback && stable.is_none() {
                     format!("r{canary} is already promoted: roll back with `lifeos rollback {service}`")
                 } else if b.rollback {

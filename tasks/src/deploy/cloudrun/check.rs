@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use lifeos_engine::{ExecCx, Executed, KeyCx, Probe, ProbeCx, Stream, Task, TaskError, TaskInputs};
 use serde_json::json;
 
-use super::super::check::{fmt_ms, fmt_rate, table, CheckBody, Side};
+use super::super::check::{failed_metrics, fmt_ms, fmt_rate, table, CheckBody, Side};
 use super::config::CloudRunBody;
 use super::tasks::{describe, gcloud, update_traffic};
 
@@ -217,16 +217,7 @@ impl Task for CloudRunCheck {
                 s.describe()
             ))),
             Some(false) => {
-                let failed: Vec<String> = rows
-                    .iter()
-                    .filter(|r| r.result == "fail")
-                    .map(|r| {
-                        format!(
-                            "{} canary {} (service {}, threshold {})",
-                            r.metric, r.canary, r.stable, r.threshold
-                        )
-                    })
-                    .collect();
+                let failed = failed_metrics(&rows, "service");
                 let after = if b.rollback && stable.is_none() {
                     format!(
                         "{rev} already serves all traffic: roll back with `lifeos rollback {service} --env {}`",
