@@ -187,7 +187,17 @@ impl RegistryClient {
                 .user_agent(concat!("lifeos/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(Duration::from_secs(10))
                 .timeout(Duration::from_secs(60));
-            let b = if local { b.no_proxy() } else { b };
+            let b = if local {
+                // `localhost` without the resolver's blocking thread (getaddrinfo runs on
+                // one): the loopback addresses, IPv4 first, as most registries listen.
+                let loopback = [
+                    std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+                    std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)),
+                ];
+                b.no_proxy().resolve_to_addrs("localhost", &loopback)
+            } else {
+                b
+            };
             // Only fails without a TLS backend, which this build always has.
             b.build().expect("the HTTP client builds")
         })
@@ -550,6 +560,19 @@ mod tests {
         let wrong = Credentials::password("ci", "nope");
         let r = client.manifest_digest(&repo, "v1", Some(&wrong)).await;
         assert!(matches!(r, Err(RemoteError::Auth(_))), "{r:?}");
+    }
+
+    /// `localhost` goes to the loopback address given to the client (the URL's port kept),
+    /// not through the resolver.
+    #[tokio::test]
+    async fn localhost_registries_are_reached_at_the_urls_port() {
+        let (host, _, _) = bearer_registry().await;
+        let port = host.rsplit(':').next().unwrap();
+        let client = fresh_client();
+        let creds = Credentials::password("ci", "pw");
+        let repo = format!("localhost:{port}/proj/api");
+        let r = client.manifest_digest(&repo, "v1", Some(&creds)).await;
+        assert_eq!(r.unwrap().as_deref(), Some("sha256:abc"));
     }
 
     #[test]

@@ -349,6 +349,37 @@ fn run_helper(name: &str, host: &str, vars: &Vars) -> Result<Option<Credentials>
 mod tests {
     use super::*;
 
+    /// Env and `auths` are answered in place; a helper's entry is left to the thread that
+    /// may run it (and the full lookup runs it: here a missing program, a clear error).
+    #[test]
+    fn only_helpers_need_the_blocking_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = base64::engine::general_purpose::STANDARD.encode("u:pw");
+        std::fs::write(
+            dir.path().join("config.json"),
+            format!(
+                r#"{{"auths": {{"a.example": {{"auth": "{auth}"}}}}, "credHelpers": {{"h.example": "lifeos-test-none"}}}}"#
+            ),
+        )
+        .unwrap();
+        let d = dir.path().display().to_string();
+        let vars = move |k: &str| (k == "DOCKER_CONFIG").then(|| d.clone());
+        let found = lookup_without_helpers("a.example", &vars).unwrap().unwrap();
+        assert_eq!(found.credentials.unwrap().secret(), "pw");
+        let none = lookup_without_helpers("b.example", &vars).unwrap().unwrap();
+        assert!(none.credentials.is_none() && none.looked.contains("no auths"));
+        assert!(lookup_without_helpers("h.example", &vars).is_none());
+        let err = lookup("h.example", &vars).unwrap_err();
+        assert!(err.contains("docker-credential-lifeos-test-none"), "{err}");
+        let env = |k: &str| match k {
+            USER_ENV => Some("ci".to_string()),
+            PASSWORD_ENV => Some("pw2".to_string()),
+            _ => None,
+        };
+        let found = lookup_without_helpers("h.example", &env).unwrap().unwrap();
+        assert_eq!(found.credentials.unwrap().username, "ci");
+    }
+
     #[test]
     fn auth_entries_decode_and_hosts_match_with_scheme_or_path() {
         let e = AuthEntry {
