@@ -894,7 +894,9 @@ fn cache_images_force_builds_instead_of_pulling_the_key_tag() {
     assert_eq!(r.ran(), vec!["web".to_string()], "{}", r.all());
     let log = task_log(&r, "web");
     assert!(
-        log.contains(&format!("forced: building (not pulled from {repo})")),
+        log.contains(&format!(
+            "forced: building (registry cache {repo} not asked)"
+        )),
         "{log}"
     );
     assert!(

@@ -212,7 +212,10 @@ impl ImageTask {
             // `--force` asks for a build: a pull would hand back the very image it distrusts.
             cx.log.line(
                 lifeos_engine::Stream::Stdout,
-                &format!("forced: building (not pulled from {})", cache.repository()),
+                &format!(
+                    "forced: building (registry cache {} not asked)",
+                    cache.repository()
+                ),
             );
             return Ok(None);
         }
