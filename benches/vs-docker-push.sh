@@ -182,7 +182,7 @@ cp "$tmp/lifeos.$ROUNDS.json" "$tmp/lifeos.json"
 # CPU per run: the command's own (children's rusage) and the registry's and dockerd's.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
-dockerd_pid=$(pidof dockerd || true)
+dockerd_pid=$(pgrep -o -x dockerd || true)
 requests() { grep -cE '"(GET|HEAD|PUT|POST|PATCH) /v2/' "$tmp/registry.log" || true; }
 cpu_per_run() { # N CMD...: "client registry dockerd requests" per run (ms, ms, ms, count)
     local n=$1 r0 d0 r1 d1 q0 q1 c
