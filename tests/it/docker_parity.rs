@@ -361,3 +361,74 @@ fn buildkit_contexts_keys_and_images() {
     p.file("k/app/a.txt", "a2");
     assert_eq!(plan_outcomes(p)["vars"], "would_run");
 }
+
+/// Issue 18, 4: with BuildKit, `.dockerignore` may exclude the Dockerfile and itself, and
+/// `COPY . /app` then copies neither, as `docker build` (the 20.10 CLI, BuildKit) does: lifeos
+/// serves the context and the Dockerfile over a build session like the CLI. The image's files
+/// (names, modes, owners, sizes, times, link targets) equal the CLI's.
+#[test]
+fn buildkit_dockerignore_excludes_the_dockerfile_and_itself_like_docker_build() {
+    let fx = DockerFx::new();
+    let p = &fx.p;
+    p.file("c/app.txt", "app")
+        .file("c/sub/deeper/b.txt", "b")
+        .file("c/run.sh", "#!/bin/sh\necho hi\n")
+        .file("c/skip.log", "excluded")
+        .file("c/.dockerignore", "Dockerfile\n.dockerignore\n*.log\n")
+        .file(
+            "c/Dockerfile",
+            &format!("FROM {}\nCOPY . /app\n", fx.base()),
+        );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p.p("c/run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("sub/deeper/b.txt", p.p("c/link")).unwrap();
+    std::fs::create_dir_all(p.p("c/empty")).unwrap();
+    p.config(&format!(
+        "[tasks.app]\nkind = \"image\"\ncontext = \"c\"\ntag = \"{}\"\nbuilder = \"buildkit\"\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
+        fx.tag("app"),
+        fx.id
+    ));
+    let r = p.json(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // The oracle: the Docker 20.10 CLI with BuildKit, same context.
+    let label = format!("lifeos.test={}", fx.id);
+    let theirs_tag = fx.tag("cli");
+    let o = Command::new("/usr/bin/docker")
+        .env("DOCKER_BUILDKIT", "1")
+        .args(["build", "-q", "--label", &label, "-t", &theirs_tag])
+        .arg(p.p("c"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let listing = |image: &str| -> Vec<String> {
+        let out = fx.cli_run(
+            image,
+            &[
+                "sh",
+                "-c",
+                "cd /app && find . -mindepth 1 | sort | while read f; do \
+                 echo \"$f $(stat -c '%A %u %g %s %Y' \"$f\") $(readlink \"$f\")\"; done",
+            ],
+        );
+        out.lines().map(str::to_owned).collect()
+    };
+    let ours = listing(&fx.tag("app"));
+    let theirs = listing(&theirs_tag);
+    let names: Vec<&str> = ours.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "./app.txt",
+            "./empty",
+            "./link",
+            "./run.sh",
+            "./sub",
+            "./sub/deeper",
+            "./sub/deeper/b.txt"
+        ],
+        "{ours:#?}"
+    );
+    assert_eq!(ours, theirs);
+}

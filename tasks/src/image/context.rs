@@ -80,6 +80,8 @@ pub(super) fn parse_ignore_rules(
 pub struct ContextFiles {
     pub files: Vec<FileMeta>,
     pub bare_dirs: Vec<String>,
+    /// Every directory the walk sends (holding files or not), for the build session.
+    pub dirs: Vec<String>,
 }
 
 /// Every file and bare directory of the context that Docker would send.
@@ -93,11 +95,13 @@ pub fn files(snapshot: &Snapshot, ctx: &str, rules: &DockerIgnore) -> io::Result
         .collect();
     let mut walk = Walk::new(rules);
     let mut bare_dirs = Vec::new();
+    let mut dirs = Vec::new();
     let mut next_file = 0;
     for dir in snapshot.dirs(ctx) {
         if !walk.keeps(ctx_rel(ctx, &dir), true) {
             continue;
         }
+        dirs.push(dir.clone());
         // Files and directories share one sort order: the first file at or after `dir`.
         while next_file < files.len() && files[next_file].rel.as_str() < dir.as_str() {
             next_file += 1;
@@ -110,7 +114,11 @@ pub fn files(snapshot: &Snapshot, ctx: &str, rules: &DockerIgnore) -> io::Result
     // A directory holding a bare directory is implied by it.
     let implied = |d: &String| bare_dirs.iter().any(|o| is_under(o, d));
     let bare_dirs = bare_dirs.iter().filter(|d| !implied(d)).cloned().collect();
-    Ok(ContextFiles { files, bare_dirs })
+    Ok(ContextFiles {
+        files,
+        bare_dirs,
+        dirs,
+    })
 }
 
 /// Writes tar bytes into a channel in 64 KiB chunks: the request body streams as it is built.

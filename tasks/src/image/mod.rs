@@ -13,6 +13,7 @@ pub mod ignore_walk;
 mod kind;
 #[cfg(test)]
 mod robustness;
+pub mod session;
 pub mod solve;
 
 use std::collections::{BTreeMap, HashMap};
