@@ -365,7 +365,7 @@ fn buildkit_contexts_keys_and_images() {
 /// Issue 18, 4: with BuildKit, `.dockerignore` may exclude the Dockerfile and itself, and
 /// `COPY . /app` then copies neither, as `docker build` (the 20.10 CLI, BuildKit) does: lifeos
 /// serves the context and the Dockerfile over a build session like the CLI. The image's files
-/// (names, modes, owners, sizes, times, link targets) equal the CLI's.
+/// (names, modes, owners, sizes, times, link targets, hard links) equal the CLI's.
 #[test]
 fn buildkit_dockerignore_excludes_the_dockerfile_and_itself_like_docker_build() {
     let fx = DockerFx::new();
@@ -382,11 +382,24 @@ fn buildkit_dockerignore_excludes_the_dockerfile_and_itself_like_docker_build() 
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p.p("c/run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::symlink("sub/deeper/b.txt", p.p("c/link")).unwrap();
+    std::fs::hard_link(p.p("c/app.txt"), p.p("c/hard.txt")).unwrap();
     std::fs::create_dir_all(p.p("c/empty")).unwrap();
+    // The same build from a Dockerfile outside the context.
+    p.file(
+        "elsewhere/Dockerfile.out",
+        &format!("FROM {}\nCOPY . /app\n", fx.base()),
+    );
+    let task = |name: &str, dockerfile: &str| {
+        format!(
+            "[tasks.{name}]\nkind = \"image\"\ncontext = \"c\"\ndockerfile = \"{dockerfile}\"\ntag = \"{}\"\nbuilder = \"buildkit\"\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
+            fx.tag(name),
+            fx.id
+        )
+    };
     p.config(&format!(
-        "[tasks.app]\nkind = \"image\"\ncontext = \"c\"\ntag = \"{}\"\nbuilder = \"buildkit\"\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
-        fx.tag("app"),
-        fx.id
+        "{}\n{}",
+        task("app", "c/Dockerfile"),
+        task("outside", "elsewhere/Dockerfile.out")
     ));
     let r = p.json(&["build"]);
     assert_eq!(r.code, 0, "{}", r.all());
@@ -409,7 +422,7 @@ fn buildkit_dockerignore_excludes_the_dockerfile_and_itself_like_docker_build() 
                 "sh",
                 "-c",
                 "cd /app && find . -mindepth 1 | sort | while read f; do \
-                 echo \"$f $(stat -c '%A %u %g %s %Y' \"$f\") $(readlink \"$f\")\"; done",
+                 echo \"$f $(stat -c '%A %h %u %g %s %Y' \"$f\") $(readlink \"$f\")\"; done",
             ],
         );
         out.lines().map(str::to_owned).collect()
@@ -422,6 +435,7 @@ fn buildkit_dockerignore_excludes_the_dockerfile_and_itself_like_docker_build() 
         [
             "./app.txt",
             "./empty",
+            "./hard.txt",
             "./link",
             "./run.sh",
             "./sub",
@@ -431,4 +445,5 @@ fn buildkit_dockerignore_excludes_the_dockerfile_and_itself_like_docker_build() 
         "{ours:#?}"
     );
     assert_eq!(ours, theirs);
+    assert_eq!(listing(&fx.tag("outside")), ours);
 }

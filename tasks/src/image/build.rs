@@ -35,8 +35,9 @@ pub async fn build(
     };
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     labels.insert(KEY_LABEL.into(), cx.key.to_hex());
-    if spec.builder == Builder::BuildKit && spec.secrets.is_empty() {
-        // As `docker build` does: the context and the Dockerfile through the build session.
+    if spec.builder == Builder::BuildKit {
+        // As `docker build` does: the context, the Dockerfile and the secrets through the
+        // build session.
         if let Some(id) = with_session(d, spec, cx, &files, &dirs, &labels).await? {
             return Ok(id);
         }
@@ -106,6 +107,7 @@ pub async fn build(
     );
 
     if spec.builder == Builder::BuildKit && !spec.secrets.is_empty() {
+        // Without a session of lifeos's own, bollard's solve serves the secrets.
         return super::solve::build(d, spec, cx, &dockerfile_name, body, &labels).await;
     }
     let session = format!("lifeos-{}-{}", cx.run_id, cx.key.short());
@@ -169,6 +171,7 @@ async fn with_session(
         context,
         dockerfile: session::Source::file(&dockerfile, &dockerfile_name)?,
         creds: cache_credentials(spec, cx).await,
+        secrets: spec.secrets.clone(),
     };
     let id = format!("lifeos-{}-{}", cx.run_id, cx.key.short());
     let name = ctx_dir
@@ -188,10 +191,21 @@ async fn with_session(
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     };
-    let Some(open) = session::BuildSession::start(&id, &name, &shared_key, served)
-        .await
-        .map_err(TaskError::Failed)?
-    else {
+    let start = session::BuildSession::start(&id, &name, &shared_key, served);
+    // The engine answers an upgrade at once when it is well (as for the key's inspects).
+    let started = tokio::select! {
+        r = tokio::time::timeout(crate::docker::QUICK, start) => r,
+        _ = cx.cancel.cancelled() => return Err(TaskError::Interrupted),
+    };
+    let opened = match started {
+        Ok(r) => r.map_err(TaskError::Failed)?,
+        Err(_) => {
+            return Err(TaskError::Environment(crate::docker::connect_error(
+                "no answer to the build session within 15 s",
+            )))
+        }
+    };
+    let Some(open) = opened else {
         cx.log.line(
             Stream::Stderr,
             "note: lifeos cannot open a BuildKit session to this engine (TLS): the context \
@@ -408,4 +422,40 @@ fn short_step(name: &str) -> &str {
 /// "executor failed running [/bin/sh -c …]: exit code: 3".
 fn failure_message(m: &str) -> String {
     format!("image build failed: {m}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_build_request_becomes_a_buildkit_build_of_the_session() {
+        let req = |uri: &str| {
+            http::Request::post(uri)
+                .body(bollard::body_full(Bytes::new()))
+                .unwrap()
+        };
+        let out = with_session_query(
+            req("/v1.41/build?dockerfile=Dockerfile&labels=%7B%22a%20b%22%3A%22c%22%7D&version=1&remote=client-session"),
+            "lifeos-r-k",
+        );
+        let q: Vec<(String, String)> =
+            url::form_urlencoded::parse(out.uri().query().unwrap().as_bytes())
+                .into_owned()
+                .collect();
+        let get = |k: &str| {
+            q.iter()
+                .filter(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("version"), ["2"]);
+        assert_eq!(get("session"), ["lifeos-r-k"]);
+        assert_eq!(get("remote"), ["client-session"]);
+        assert_eq!(get("labels"), [r#"{"a b":"c"}"#]);
+        assert_eq!(out.uri().path(), "/v1.41/build");
+        // Any other request passes unchanged.
+        let other = with_session_query(req("/v1.41/images/x/json?version=1"), "s");
+        assert_eq!(other.uri().query(), Some("version=1"));
+    }
 }

@@ -1,7 +1,7 @@
 //! The build session of a BuildKit build, as the Docker CLI opens it: `POST /session`
 //! upgraded to HTTP/2, over which lifeos serves the engine gRPC (health, registry
-//! credentials, and the files of the "context" and "dockerfile" directories through
-//! FileSync). The build request then names it (`remote=client-session`, `session=<id>`), so
+//! credentials, the task's secrets, and the files of the "context" and "dockerfile"
+//! directories through FileSync). The build request then names it (`remote=client-session`, `session=<id>`), so
 //! the Dockerfile travels apart from the context and `.dockerignore` can exclude it, as with
 //! `docker build`. bollard's own session serves no files, hence this.
 
@@ -9,6 +9,7 @@ mod auth;
 mod file_sync;
 mod health;
 mod io;
+mod secrets;
 pub mod source;
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use bollard::auth::DockerCredentials;
 use bollard::health::health_server::HealthServer;
+use bollard::moby::buildkit::secrets::v1::secrets_server::SecretsServer;
 use bollard::moby::filesync::v1::auth_server::AuthServer;
 use bollard::moby::filesync::v1::file_sync_server::FileSyncServer;
 use bytes::Bytes;
@@ -28,6 +30,7 @@ const METHODS: &[&str] = &[
     "/grpc.health.v1.Health/Check",
     "/moby.filesync.v1.FileSync/DiffCopy",
     "/moby.filesync.v1.Auth/Credentials",
+    "/moby.buildkit.secrets.v1.Secrets/GetSecret",
 ];
 
 /// An open session; dropping it closes the connection.
@@ -46,6 +49,8 @@ pub struct Served {
     pub context: Source,
     pub dockerfile: Source,
     pub creds: HashMap<String, DockerCredentials>,
+    /// The task's declared secrets (names of environment variables).
+    pub secrets: Vec<String>,
 }
 
 impl BuildSession {
@@ -100,7 +105,10 @@ impl BuildSession {
         let router = tonic::transport::Server::builder()
             .add_service(HealthServer::new(health::SessionHealth))
             .add_service(FileSyncServer::new(file_sync::FileSyncProvider::new(dirs)))
-            .add_service(AuthServer::new(auth::SessionAuth::new(served.creds)));
+            .add_service(AuthServer::new(auth::SessionAuth::new(served.creds)))
+            .add_service(SecretsServer::new(secrets::SessionSecrets::new(
+                served.secrets,
+            )));
         let server = tokio::spawn(async move {
             // Ends when the engine closes the session (the build is over) or on drop.
             let _ = router
