@@ -374,7 +374,12 @@ fn buildkit_dockerignore_excludes_the_dockerfile_and_itself_like_docker_build() 
         .file("c/sub/deeper/b.txt", "b")
         .file("c/run.sh", "#!/bin/sh\necho hi\n")
         .file("c/skip.log", "excluded")
-        .file("c/.dockerignore", "Dockerfile\n.dockerignore\n*.log\n")
+        .file("c/entered/other.txt", "excluded")
+        // `entered` is excluded, but entered for the exception: BuildKit sends it, empty.
+        .file(
+            "c/.dockerignore",
+            "Dockerfile\n.dockerignore\n*.log\nentered\n!entered/keep.txt\n",
+        )
         .file(
             "c/Dockerfile",
             &format!("FROM {}\nCOPY . /app\n", fx.base()),
@@ -435,6 +440,7 @@ fn buildkit_dockerignore_excludes_the_dockerfile_and_itself_like_docker_build() 
         [
             "./app.txt",
             "./empty",
+            "./entered",
             "./hard.txt",
             "./link",
             "./run.sh",

@@ -29,7 +29,8 @@ pub async fn build(
         dirs,
     } = {
         let (snap, ctx) = (cx.snapshot.clone(), spec.context.clone());
-        tokio::task::spawn_blocking(move || context::files(&snap, &ctx, &parsed.rules))
+        let buildkit = spec.builder == Builder::BuildKit;
+        tokio::task::spawn_blocking(move || context::files(&snap, &ctx, &parsed.rules, buildkit))
             .await
             .map_err(|e| TaskError::Failed(e.to_string()))??
     };

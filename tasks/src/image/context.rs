@@ -84,8 +84,16 @@ pub struct ContextFiles {
     pub dirs: Vec<String>,
 }
 
-/// Every file and bare directory of the context that Docker would send.
-pub fn files(snapshot: &Snapshot, ctx: &str, rules: &DockerIgnore) -> io::Result<ContextFiles> {
+/// Every file and bare directory of the context that Docker would send. With BuildKit
+/// (`entered_dirs`), an excluded directory that the walk enters for an exception pattern is
+/// sent too, empty if nothing under it is (fsutil's walk sends every directory it enters;
+/// the classic builder's tar has only what is not excluded).
+pub fn files(
+    snapshot: &Snapshot,
+    ctx: &str,
+    rules: &DockerIgnore,
+    entered_dirs: bool,
+) -> io::Result<ContextFiles> {
     let walked = snapshot.walk(ctx)?;
     let mut walk = Walk::new(rules);
     let files: Vec<FileMeta> = walked
@@ -98,7 +106,9 @@ pub fn files(snapshot: &Snapshot, ctx: &str, rules: &DockerIgnore) -> io::Result
     let mut dirs = Vec::new();
     let mut next_file = 0;
     for dir in snapshot.dirs(ctx) {
-        if !walk.keeps(ctx_rel(ctx, &dir), true) {
+        let rel = ctx_rel(ctx, &dir);
+        let sent = walk.keeps(rel, true) || (entered_dirs && walk.entered(rel));
+        if !sent {
             continue;
         }
         dirs.push(dir.clone());
@@ -293,13 +303,27 @@ mod tests {
         fs::write(root.join("ctx/logs/x.log"), "x").unwrap();
         let snap = Snapshot::open(root, None);
         let rules = DockerIgnore::parse("*/*.log\n").unwrap();
-        let c = files(&snap, "ctx", &rules).unwrap();
+        let c = files(&snap, "ctx", &rules, false).unwrap();
         let names: Vec<&str> = c.files.iter().map(|f| f.rel.as_str()).collect();
         assert_eq!(names, ["ctx/a/f"]);
         assert_eq!(c.bare_dirs, ["ctx/a/deeper/still", "ctx/empty", "ctx/logs"]);
         // Docker's walk does not enter an excluded directory: nothing of it is sent.
         let rules = DockerIgnore::parse("a\n").unwrap();
-        let c = files(&snap, "ctx", &rules).unwrap();
+        let c = files(&snap, "ctx", &rules, true).unwrap();
         assert_eq!(c.bare_dirs, ["ctx/empty"]);
+        // Entered for an exception that matches nothing: BuildKit's walk still sends it.
+        let rules = DockerIgnore::parse("logs\n!logs/keep.txt\n").unwrap();
+        let c = files(&snap, "ctx", &rules, true).unwrap();
+        assert!(
+            c.bare_dirs.contains(&"ctx/logs".to_string()),
+            "{:?}",
+            c.bare_dirs
+        );
+        let c = files(&snap, "ctx", &rules, false).unwrap();
+        assert!(
+            !c.bare_dirs.contains(&"ctx/logs".to_string()),
+            "{:?}",
+            c.bare_dirs
+        );
     }
 }
