@@ -452,4 +452,23 @@ fn buildkit_dockerignore_excludes_the_dockerfile_and_itself_like_docker_build() 
     );
     assert_eq!(ours, theirs);
     assert_eq!(listing(&fx.tag("outside")), ours);
+
+    // Other bytes with the same size and times (package managers write fixed times): the key
+    // changes, and the engine must not take the file from its copy of the last context.
+    let stamp = p.p("stamp");
+    let touch = |from: &std::path::Path, to: &std::path::Path| {
+        let ok = Command::new("touch")
+            .arg("-r")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    touch(&p.p("c/app.txt"), &stamp);
+    std::fs::write(p.p("c/app.txt"), "APP").unwrap();
+    touch(&stamp, &p.p("c/app.txt"));
+    let r = p.json(&["build", "app"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(fx.cli_run(&fx.tag("app"), &["cat", "/app/app.txt"]), "APP");
 }

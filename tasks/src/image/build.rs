@@ -179,12 +179,14 @@ async fn with_session(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    // The engine keeps a session's context under this key and asks the next build of the
-    // same directory only for what changed.
+    // The engine keeps a session's context under this key and asks the next build with the
+    // same one only for the files whose metadata changed. The task's key is part of it: a
+    // file whose bytes changed but whose size and times did not (package managers write
+    // fixed times) must never come from an older copy. The Docker CLI keys by directory only.
     let shared_key = {
         let digest = ring::digest::digest(
             &ring::digest::SHA256,
-            format!("lifeos:{}", ctx_dir.display()).as_bytes(),
+            format!("lifeos:{}:{}", ctx_dir.display(), cx.key.to_hex()).as_bytes(),
         );
         digest
             .as_ref()
