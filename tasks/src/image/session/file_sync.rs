@@ -146,17 +146,21 @@ impl FileSync for FileSyncProvider {
 }
 
 /// The bytes of file `id` in DATA packets, then the empty one that ends it. A file that
-/// cannot be opened is sent empty, as fsutil does (the build then fails on its content, if
-/// it reads it).
+/// cannot be read fails the build (fsutil would send it empty: an image unlike its key).
 async fn send_file(
     tx: &mpsc::Sender<Result<Packet, Status>>,
     id: u32,
     path: PathBuf,
 ) -> Result<(), Status> {
     let (chunks_tx, mut chunks_rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    let shown = path.display().to_string();
     tokio::task::spawn_blocking(move || {
-        let Ok(mut f) = std::fs::File::open(&path) else {
-            return;
+        let mut f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = chunks_tx.blocking_send(Err(e));
+                return;
+            }
         };
         loop {
             let mut buf = vec![0u8; CHUNK];
@@ -177,8 +181,7 @@ async fn send_file(
         }
     });
     while let Some(chunk) = chunks_rx.recv().await {
-        let data =
-            chunk.map_err(|e| Status::internal(format!("cannot read a context file: {e}")))?;
+        let data = chunk.map_err(|e| Status::internal(format!("cannot read {shown}: {e}")))?;
         let p = Packet {
             id,
             data,
