@@ -472,3 +472,40 @@ fn buildkit_dockerignore_excludes_the_dockerfile_and_itself_like_docker_build() 
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(fx.cli_run(&fx.tag("app"), &["cat", "/app/app.txt"]), "APP");
 }
+
+/// A BuildKit context of thousands of files goes through the build session whole (its
+/// requests for files interleave with the files it is sent: a sender that left them unread
+/// while sending lost the session on 3,000 files).
+#[test]
+fn a_buildkit_context_of_thousands_of_files_is_served_whole() {
+    let fx = DockerFx::new();
+    let p = &fx.p;
+    for d in 0..50 {
+        for f in 0..60 {
+            p.file(
+                &format!("c/d{d}/f{f}.txt"),
+                &format!("{d}-{f}\n").repeat(20),
+            );
+        }
+    }
+    p.file(
+        "c/Dockerfile",
+        &format!("FROM {}\nCOPY . /app\n", fx.base()),
+    );
+    p.config(&format!(
+        "[tasks.many]\nkind = \"image\"\ncontext = \"c\"\ntag = \"{}\"\nbuilder = \"buildkit\"\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
+        fx.tag("many"),
+        fx.id
+    ));
+    let r = p.json(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let count = fx.cli_run(
+        &fx.tag("many"),
+        &[
+            "sh",
+            "-c",
+            "find /app -type f | wc -l; cat /app/d49/f59.txt | head -1",
+        ],
+    );
+    assert_eq!(count.lines().collect::<Vec<_>>(), ["3001", "49-59"]);
+}

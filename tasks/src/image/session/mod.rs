@@ -35,12 +35,12 @@ const METHODS: &[&str] = &[
 
 /// An open session; dropping it closes the connection.
 pub struct BuildSession {
-    server: tokio::task::JoinHandle<()>,
+    close: tokio_util::sync::CancellationToken,
 }
 
 impl Drop for BuildSession {
     fn drop(&mut self) {
-        self.server.abort();
+        self.close.cancel();
     }
 }
 
@@ -97,7 +97,8 @@ impl BuildSession {
             return Err(fail(&format!("the engine answered {status}: {body}")));
         }
         let upgraded = hyper::upgrade::on(resp).await.map_err(|e| fail(&e))?;
-        let io = io::SessionIo(TokioIo::new(upgraded));
+        let close = tokio_util::sync::CancellationToken::new();
+        let io = io::SessionIo::new(TokioIo::new(upgraded), &close);
         let dirs = HashMap::from([
             ("context".to_string(), Arc::new(served.context)),
             ("dockerfile".to_string(), Arc::new(served.dockerfile)),
@@ -109,12 +110,11 @@ impl BuildSession {
             .add_service(SecretsServer::new(secrets::SessionSecrets::new(
                 served.secrets,
             )));
-        let server = tokio::spawn(async move {
-            // Ends when the engine closes the session (the build is over) or on drop.
-            let _ = router
-                .serve_with_incoming(futures_util::stream::iter([Ok::<_, std::io::Error>(io)]))
-                .await;
-        });
-        Ok(Some(BuildSession { server }))
+        // tonic serves the connection on a task of its own, until the engine closes it or
+        // the session is dropped (`close`).
+        tokio::spawn(
+            router.serve_with_incoming(futures_util::stream::iter([Ok::<_, std::io::Error>(io)])),
+        );
+        Ok(Some(BuildSession { close }))
     }
 }
