@@ -55,8 +55,8 @@ pub struct Served {
 
 impl BuildSession {
     /// Open session `id` and serve `served`. `name` and `shared_key` are what the CLI sends
-    /// (the context directory's name; a key that lets the engine keep the previous context
-    /// and receive only what changed). None: lifeos cannot dial this engine itself.
+    /// (the context directory's name; the key under which the engine keeps its copy of the
+    /// context). None: lifeos cannot dial this engine itself.
     pub async fn start(
         id: &str,
         name: &str,
