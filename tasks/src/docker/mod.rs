@@ -1,6 +1,7 @@
 //! The Docker Engine connection: made on first use (exec-only projects never need Docker),
 //! honouring DOCKER_HOST, with the API version negotiated and the registry-auth header fixed.
 
+pub mod dial;
 mod ssh;
 mod view;
 pub mod watchdog;

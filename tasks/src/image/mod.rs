@@ -13,6 +13,7 @@ pub mod ignore_walk;
 mod kind;
 #[cfg(test)]
 mod robustness;
+pub mod session;
 pub mod solve;
 
 use std::collections::{BTreeMap, HashMap};
@@ -296,7 +297,8 @@ fn context_digests(
     parsed: &Parsed,
 ) -> Result<BTreeMap<String, String>, TaskError> {
     let plan = &parsed.plan;
-    let sent = context::files(snap, &spec.context, &parsed.rules)?;
+    let buildkit = spec.builder == Builder::BuildKit;
+    let sent = context::files(snap, &spec.context, &parsed.rules, buildkit)?;
     let mut read: Vec<_> = sent
         .files
         .into_iter()
