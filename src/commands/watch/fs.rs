@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -51,6 +52,11 @@ fn sender(tx: UnboundedSender<FsMsg>) -> impl Fn(notify::Result<notify::Event>) 
                 "the kernel's event queue overflowed".to_string(),
             ));
         }
+        // Opens and reads (lifeos's own walks and hashing among them) change nothing; a
+        // close after writing does.
+        Ok(e)
+            if matches!(e.kind, EventKind::Access(a)
+                if a != AccessKind::Close(AccessMode::Write)) => {}
         Ok(e) => {
             if !e.paths.is_empty() {
                 let _ = tx.send(FsMsg::Paths(e.paths));

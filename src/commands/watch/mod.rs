@@ -512,7 +512,7 @@ impl Watch<'_> {
         if self.g.json {
             crate::outln!(
                 "{}",
-                json!({"event": "watch_batch", "batch": self.batch, "paths": batch.paths.len(), "rescan": batch.rescan, "engine": batch.engine, "actions": actions, "ms": t0.elapsed().as_millis() as u64})
+                json!({"event": "watch_batch", "batch": self.batch, "paths": batch.paths.len(), "rescan": batch.rescan, "engine": batch.engine, "actions": actions, "ms": t0.elapsed().as_millis() as u64, "sample": batch.paths.iter().take(10).collect::<Vec<_>>()})
             );
         } else if self.g.verbose && actions == 0 {
             eprintln!(
