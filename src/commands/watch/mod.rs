@@ -318,16 +318,19 @@ impl Watch<'_> {
             };
             for i in 0..self.synced.len() {
                 let id = running(&d, &self.project.name, &self.synced[i].task).await;
-                self.rebase(i, report, id, &d).await;
+                self.rebase(i, report, false, id, &d).await;
             }
         }
     }
 
     /// A (new) container for a synced service: what its image holds is what it holds.
+    /// `built`: the plan's image is the one the container runs even where the plan would
+    /// build it (the plan a run just acted on); else only an image found cached is.
     async fn rebase(
         &mut self,
         i: usize,
         report: &RunReport,
+        built: bool,
         id: Option<String>,
         d: &lifeos_tasks::docker::Client,
     ) {
@@ -335,7 +338,7 @@ impl Watch<'_> {
             let cached = report
                 .outcomes
                 .iter()
-                .any(|(t, o)| t == img && matches!(o, Outcome::Cached { .. }));
+                .any(|(t, o)| t == img && (built || matches!(o, Outcome::Cached { .. })));
             cached.then(|| report.fingerprints.get(img)).flatten()
         });
         let s = &mut self.synced[i];
@@ -478,15 +481,15 @@ impl Watch<'_> {
                 self.batch_done(&batch, actions, t0);
                 return ok;
             }
-            if let Some(after) = self.plan().await {
-                self.settle(&after, false).await;
-                // Containers the run made start from their image.
-                if let Some(d) = &d {
-                    for i in 0..self.synced.len() {
-                        let id = running(d, &self.project.name, &self.synced[i].task).await;
-                        if id != self.synced[i].container {
-                            self.rebase(i, &after, id, d).await;
-                        }
+            // What ran, ran with the keys of this batch's plan (a later change is the next
+            // batch's, even if it came while the run went on).
+            self.settle(&report, false).await;
+            // Containers the run made start from their image, as this plan keyed it.
+            if let Some(d) = &d {
+                for i in 0..self.synced.len() {
+                    let id = running(d, &self.project.name, &self.synced[i].task).await;
+                    if id != self.synced[i].container {
+                        self.rebase(i, &report, true, id, d).await;
                     }
                 }
             }
@@ -536,7 +539,7 @@ impl Watch<'_> {
         let mut why_all = None;
         if id != self.synced[i].container {
             // Re-created outside lifeos: it holds its image's files again.
-            self.rebase(i, report, id.clone(), d).await;
+            self.rebase(i, report, false, id.clone(), d).await;
             why_all = Some("its container was re-created");
         }
         let Some(id) = id else { return 0 };
