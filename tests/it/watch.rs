@@ -291,7 +291,8 @@ fn watch_syncs_each_save_once_and_converges() {
 
     // Each editor's way of saving is one action.
     let dir = fx.p.p("web");
-    let saves: Vec<(&str, Box<dyn Fn(&str)>)> = vec![
+    type Save<'a> = Box<dyn Fn(&str) + 'a>;
+    let saves: Vec<(&str, Save)> = vec![
         (
             "rename-and-write (vim)",
             Box::new(|c: &str| {

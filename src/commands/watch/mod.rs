@@ -723,7 +723,7 @@ impl Watch<'_> {
         }
         (
             cancelled,
-            interrupted && !cancelled || code == exit::INTERRUPTED && !cancelled,
+            !cancelled && (interrupted || code == exit::INTERRUPTED),
         )
     }
 

@@ -35,7 +35,7 @@ impl GraphScope {
             let node = project.graph.node(i);
             for p in node.task.watch_paths() {
                 claims.push(Claim {
-                    path: normalize_rel(&p).trim_matches('/').replace("./", ""),
+                    path: normalize_rel(&p).trim_matches('/').to_string(),
                     task: node.task.clone(),
                 });
             }
@@ -55,7 +55,7 @@ impl GraphScope {
             .cache_dir
             .strip_prefix(&project.root)
             .ok()
-            .map(|p| lifeos_cache::names::encode(p));
+            .map(lifeos_cache::names::encode);
         Self {
             root: project.root.clone(),
             claims,
