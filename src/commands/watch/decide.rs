@@ -73,3 +73,74 @@ pub fn reason(
     }
     Reason::Changed { changes }.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `web/` is synced into the services that run image `img`.
+    struct Web;
+    impl Coverage for Web {
+        fn covers(&self, task: &str, kind: &str, path: &str) -> bool {
+            path.starts_with("web/") && (kind != "image" || task == "img")
+        }
+    }
+
+    fn fp(inputs: &[(&str, &str)], deps: &[&str]) -> Fingerprint {
+        Fingerprint {
+            inputs: inputs
+                .iter()
+                .map(|(p, d)| (p.to_string(), d.to_string()))
+                .collect(),
+            deps: deps
+                .iter()
+                .map(|d| {
+                    (
+                        d.to_string(),
+                        lifeos_engine::Key::from_hash(blake3::hash(d.as_bytes())),
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn keys(
+        test_in: &[(&str, &str)],
+        img_in: &[(&str, &str)],
+        dep_salt: &str,
+    ) -> HashMap<String, String> {
+        let order = ["test".to_string(), "img".to_string(), "svc".to_string()];
+        let mut img = fp(img_in, &["test"]);
+        // The image's recorded dependency key moves whenever the test's does.
+        img.deps.insert(
+            "test".into(),
+            lifeos_engine::Key::from_hash(blake3::hash(dep_salt.as_bytes())),
+        );
+        let fps = HashMap::from([
+            ("test".to_string(), fp(test_in, &[])),
+            ("img".to_string(), img),
+            ("svc".to_string(), fp(&[], &["img"])),
+        ]);
+        let kinds = HashMap::from([
+            ("test".to_string(), "exec"),
+            ("img".to_string(), "image"),
+            ("svc".to_string(), "service"),
+        ]);
+        structural(&order, &fps, &kinds, &Web)
+    }
+
+    #[test]
+    fn a_synced_edit_leaves_the_image_and_its_service_alone() {
+        let before = keys(&[("web/a", "1")], &[("web/a", "1"), ("pkg", "1")], "k1");
+        let synced = keys(&[("web/a", "2")], &[("web/a", "2"), ("pkg", "1")], "k2");
+        assert_eq!(before, synced);
+        let manifest = keys(&[("web/a", "1")], &[("web/a", "1"), ("pkg", "2")], "k1");
+        assert_ne!(before["img"], manifest["img"]);
+        assert_ne!(
+            before["svc"], manifest["svc"],
+            "the service follows its image"
+        );
+        assert_eq!(before["test"], manifest["test"]);
+    }
+}

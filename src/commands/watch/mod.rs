@@ -318,23 +318,24 @@ impl Watch<'_> {
             };
             for i in 0..self.synced.len() {
                 let id = running(&d, &self.project.name, &self.synced[i].task).await;
-                self.rebase(i, report, false, id, &d).await;
+                self.rebase(i, Some((report, false)), id, &d).await;
             }
         }
     }
 
-    /// A (new) container for a synced service: what its image holds is what it holds.
-    /// `built`: the plan's image is the one the container runs even where the plan would
-    /// build it (the plan a run just acted on); else only an image found cached is.
+    /// A (new) container for a synced service: what its image holds is what it holds. The
+    /// image's files come from `plan`: with `built`, the plan a run just acted on (its image
+    /// is the one the run made); else only an image the plan found cached. Without a plan,
+    /// or no such image, the last baseline stays.
     async fn rebase(
         &mut self,
         i: usize,
-        report: &RunReport,
-        built: bool,
+        plan: Option<(&RunReport, bool)>,
         id: Option<String>,
         d: &lifeos_tasks::docker::Client,
     ) {
-        let image_fp = self.synced[i].image.as_ref().and_then(|img| {
+        let image_fp = plan.and_then(|(report, built)| {
+            let img = self.synced[i].image.as_ref()?;
             let cached = report
                 .outcomes
                 .iter()
@@ -386,8 +387,19 @@ impl Watch<'_> {
         if config.is_some_and(|c| batch.paths.contains(&lifeos_cache::names::encode(c))) {
             eprintln!("lifeos: lifeos.toml changed: stop and start `lifeos watch` to use it");
         }
+        // Syncs first: they need no plan (the host's files against what the container holds),
+        // and a page edit is then visible before the graph is keyed again.
+        let mut actions = 0usize;
+        let d = self.project.services.docker().get().await.ok();
+        if let Some(d) = &d {
+            let snap = super::open_snapshot(&self.project.root, &self.project.cache_dir);
+            for i in 0..self.synced.len() {
+                actions += self.sync_one(i, d, &snap, &batch).await;
+            }
+            let _ = snap.save();
+        }
         let Some(report) = self.plan().await else {
-            self.batch_done(&batch, 0, t0);
+            self.batch_done(&batch, actions, t0);
             return true;
         };
         let kinds = self.kinds(&report);
@@ -398,7 +410,6 @@ impl Watch<'_> {
                 .get(t)
                 .is_none_or(|a| sk.get(t).is_some_and(|s| *s != a.sk))
         };
-        let mut actions = 0usize;
         let mut run: Vec<String> = Vec::new();
         let mut rebuilds = Vec::new();
         for t in &order {
@@ -441,7 +452,6 @@ impl Watch<'_> {
             self.say("rebuild", img, why, json!({}));
             actions += 1;
         }
-        let d = self.project.services.docker().get().await.ok();
         // A watched service whose container is gone or stopped comes back.
         if let Some(d) = &d {
             for n in self.names.clone() {
@@ -459,17 +469,6 @@ impl Watch<'_> {
                     actions += 1;
                 }
             }
-        }
-        // Syncs, for services that are not about to be recreated anyway.
-        if let Some(d) = &d {
-            let snap = super::open_snapshot(&self.project.root, &self.project.cache_dir);
-            for i in 0..self.synced.len() {
-                if run.contains(&self.synced[i].task) {
-                    continue;
-                }
-                actions += self.sync_one(i, d, &snap, &report, &batch).await;
-            }
-            let _ = snap.save();
         }
         let mut ok = true;
         if !run.is_empty() {
@@ -489,7 +488,7 @@ impl Watch<'_> {
                 for i in 0..self.synced.len() {
                     let id = running(d, &self.project.name, &self.synced[i].task).await;
                     if id != self.synced[i].container {
-                        self.rebase(i, &report, true, id, d).await;
+                        self.rebase(i, Some((&report, true)), id, d).await;
                     }
                 }
             }
@@ -531,15 +530,15 @@ impl Watch<'_> {
         i: usize,
         d: &lifeos_tasks::docker::Client,
         snap: &lifeos_cache::Snapshot,
-        report: &RunReport,
         batch: &Pending,
     ) -> usize {
         let task = self.synced[i].task.clone();
         let id = running(d, &self.project.name, &task).await;
         let mut why_all = None;
         if id != self.synced[i].container {
-            // Re-created outside lifeos: it holds its image's files again.
-            self.rebase(i, report, false, id.clone(), d).await;
+            // Re-created outside lifeos: it holds its image's files again (as lifeos last
+            // knew that image; an extra copy of a file it already has does no harm).
+            self.rebase(i, None, id.clone(), d).await;
             why_all = Some("its container was re-created");
         }
         let Some(id) = id else { return 0 };
