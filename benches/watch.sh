@@ -49,14 +49,14 @@ kind = "image"
 context = "."
 target = "a"
 tag = "lifeos-watch-bench-a:{token}"
-labels = {{ "lifeos.bench" = "watch-{token}" }}
+labels = {{ "lifeos.test" = "bench-watch-{token}" }}
 
 [tasks.img-b]
 kind = "image"
 context = "."
 target = "b"
 tag = "lifeos-watch-bench-b:{token}"
-labels = {{ "lifeos.bench" = "watch-{token}" }}
+labels = {{ "lifeos.test" = "bench-watch-{token}" }}
 
 [tasks.synced]
 kind = "service"
@@ -152,9 +152,13 @@ try:
     print(f"sync path    edit -> response changed: p50 {s50:7.0f} ms  p95 {s95:7.0f} ms")
     print(f"rebuild path edit -> response changed: p50 {r50:7.0f} ms  p95 {r95:7.0f} ms")
     print(f"ratio (rebuild / sync, p50): {r50 / s50:.1f}x")
+    ratio_ok, sync_ok = r50 / s50 >= 10, s50 <= 400
+    print(f"goal: ratio >= 10x {'PASS' if ratio_ok else 'FAIL'}; sync response changed p50 <= 400 ms {'PASS' if sync_ok else 'FAIL'}")
+    failed = not (ratio_ok and sync_ok)
     print(f"rebuild path, lifeos's own share: edit -> build request p50 {pct(overhead_in, 50):.0f} ms p95 {pct(overhead_in, 95):.0f} ms (100 ms of it the quiet window); "
           f"build done -> container create p50 {pct(overhead_out, 50):.0f} ms p95 {pct(overhead_out, 95):.0f} ms")
 finally:
+    failed = locals().get("failed", True)
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=30)
@@ -162,9 +166,10 @@ finally:
         proc.kill()
     subprocess.run([binary, "down"], cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # Every image the run built (each rebuild leaves the one before it untagged).
-    ids = subprocess.run(["docker", "images", "-a", "-q", "--filter", f"label=lifeos.bench=watch-{token}"],
+    ids = subprocess.run(["docker", "images", "-a", "-q", "--filter", f"label=lifeos.test=bench-watch-{token}"],
                          capture_output=True, text=True).stdout.split()
     if ids:
         subprocess.run(["docker", "rmi", "-f"] + sorted(set(ids)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shutil.rmtree(d, ignore_errors=True)
+sys.exit(1 if failed else 0)
 EOF

@@ -180,9 +180,12 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on the child's pid, which this process spawned and has not reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let _ = self.child.wait();
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: kill(2) on the child's pid, which this process spawned and has not
+            // reaped (try_wait just said it still runs).
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -526,4 +529,11 @@ fn watch_limit_reached_says_which_sysctl_and_polls() {
     let (_, actions) = w.batch(false);
     assert_eq!(actions[0]["action"], "sync", "{actions:#?}");
     assert_eq!(get(wp, "/index.html"), "seen by polling\n");
+
+    // Ctrl-C: watch says so and exits 0; the services keep running.
+    // SAFETY: kill(2) on the child's pid, which this process spawned and has not reaped.
+    unsafe { libc::kill(w.child.id() as i32, libc::SIGINT) };
+    w.until(|e| e["event"] == "watch_stopped");
+    assert_eq!(w.child.wait().unwrap().code(), Some(0));
+    assert!(!fx.container("web").is_empty());
 }
