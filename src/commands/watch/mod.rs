@@ -692,10 +692,20 @@ impl Watch<'_> {
             .map(|i| self.project.graph.node(i).spec.id.clone())
             .collect();
         let cancel = CancellationToken::new();
-        let run = execute_with(self.g, self.project, "watch", names, false, cancel.clone());
+        let (g, project) = (self.g, self.project);
+        let run = execute_with(g, project, "watch", names, false, cancel.clone());
         tokio::pin!(run);
         let mut cancelled = false;
+        // Synced edits to services the run leaves alone are copied while it goes on (a
+        // page edit need not wait for the api's build).
+        let mut sync_at: Option<Instant> = None;
         let (code, report) = loop {
+            let sync_due = async {
+                match sync_at {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 r = &mut run => break r,
                 Some(m) = fs_rx.recv() => {
@@ -704,11 +714,29 @@ impl Watch<'_> {
                     if cancelled {
                         continue;
                     }
-                    let hit = next.paths.difference(&before).find(|p| self.touches(&sel, p)).cloned();
-                    if let Some(p) = hit {
+                    let new: Vec<String> = next.paths.difference(&before).cloned().collect();
+                    if let Some(p) = new.iter().find(|p| self.touches(&sel, p)) {
                         cancelled = true;
                         self.say("cancel", "build", &format!("{p} changed while it ran; starting again"), json!({}));
                         cancel.cancel();
+                    } else if new.iter().any(|p| self.cov.all.iter().any(|m| m.sub(p).is_some())) {
+                        sync_at = Some(Instant::now() + QUIET);
+                    }
+                }
+                _ = sync_due => {
+                    sync_at = None;
+                    if project.root.join(".git/index.lock").exists() {
+                        sync_at = Some(Instant::now() + QUIET);
+                        continue;
+                    }
+                    if let Ok(d) = project.services.docker().get().await {
+                        let snap = super::open_snapshot(&project.root, &project.cache_dir);
+                        for i in 0..self.synced.len() {
+                            if !sel.contains(&self.synced[i].task) {
+                                self.sync_one(i, &d, &snap, &Pending::default()).await;
+                            }
+                        }
+                        let _ = snap.save();
                     }
                 }
             }
