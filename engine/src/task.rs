@@ -359,6 +359,13 @@ pub trait Task: Send + Sync + 'static {
         false
     }
 
+    /// `lifeos watch`: may a change to this file (project-relative, under
+    /// [`Task::watch_paths`]) change this task's key? Only a plan knows for sure; this
+    /// decides whether a change cancels a running build.
+    fn watch_reads(&self, _root: &Path, _rel: &str) -> bool {
+        true
+    }
+
     /// What dependants see of a result (`${tasks.NAME.FIELD}`, [`Deps::typed`]), made from
     /// the record's data. `key` is added by the engine.
     fn result(&self, data: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {

@@ -71,6 +71,8 @@ struct Watch<'a> {
     scope: Arc<GraphScope>,
     applied: HashMap<String, Applied>,
     batch: u64,
+    /// (device, inode) of the regular files stdout and stderr write to.
+    outputs: Vec<(u64, u64)>,
 }
 
 /// Why a batch is looked at, besides file events.
@@ -131,6 +133,14 @@ pub async fn watch(g: &Global, project: &Project, services: Vec<String>) -> i32 
         scope,
         applied: HashMap::new(),
         batch: 0,
+        outputs: ["/proc/self/fd/1", "/proc/self/fd/2"]
+            .iter()
+            .filter_map(|fd| {
+                use std::os::unix::fs::MetadataExt;
+                let m = std::fs::metadata(fd).ok()?;
+                m.is_file().then(|| (m.dev(), m.ino()))
+            })
+            .collect(),
     };
 
     // Up, as `lifeos up` (a failure is for the next save to fix; no engine is final).
@@ -226,6 +236,9 @@ impl Watch<'_> {
         match m {
             FsMsg::Paths(paths) => {
                 for path in paths {
+                    if self.own_output(&path) {
+                        continue;
+                    }
                     fsw.saw(&path);
                     let Some(rel) = self.scope.rel(&path) else {
                         continue;
@@ -247,6 +260,16 @@ impl Watch<'_> {
                 p.deadline = Some(Instant::now() + QUIET);
             }
         }
+    }
+
+    /// Is this the file our own stdout or stderr goes to (`lifeos watch > log` inside the
+    /// project would otherwise wake itself with every line it prints)?
+    fn own_output(&self, path: &std::path::Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(m) = std::fs::metadata(path) else {
+            return false;
+        };
+        self.outputs.contains(&(m.dev(), m.ino()))
     }
 
     fn take_engine(&self, e: EngineEvent, p: &mut Pending) {
@@ -764,6 +787,7 @@ impl Watch<'_> {
             node.task.watch_paths().iter().any(|p| {
                 (p.is_empty() || lifeos_cache::names::is_at_or_under(rel, p))
                     && !self.cov.covers(t, kind, rel)
+                    && node.task.watch_reads(&self.project.root, rel)
             })
         })
     }
