@@ -50,6 +50,8 @@ where
     )
 }
 
+/// The engine client, for callers outside this crate that hold one (`lifeos watch`).
+pub use bollard::Docker as Client;
 pub use view::ImageFacts;
 
 #[derive(Clone, Default)]

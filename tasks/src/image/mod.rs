@@ -356,6 +356,39 @@ impl Task for ImageTask {
         self.parsed(root).map(drop)
     }
 
+    fn watch_paths(&self) -> Vec<String> {
+        vec![self.spec.context.clone(), self.spec.dockerfile.clone()]
+    }
+
+    fn watch_reads(&self, root: &std::path::Path, rel: &str) -> bool {
+        let spec = &self.spec;
+        if rel == spec.dockerfile {
+            return true;
+        }
+        let ctx = &spec.context;
+        if !(ctx.is_empty() || lifeos_cache::names::is_under(rel, ctx)) {
+            return false;
+        }
+        let Ok(parsed) = self.parsed(root) else {
+            return true;
+        };
+        let r = context::ctx_rel(ctx, rel);
+        // `.dockerignore` itself decides what is sent.
+        r == ".dockerignore" || (parsed.plan.context.reads(r) && !parsed.rules.is_excluded(r))
+    }
+
+    fn watch_skips(&self, root: &std::path::Path, rel_dir: &str) -> bool {
+        let ctx = &self.spec.context;
+        let inside = ctx.is_empty() || lifeos_cache::names::is_under(rel_dir, ctx);
+        let Ok(parsed) = self.parsed(root) else {
+            return false;
+        };
+        // An exception (`!pattern`) may bring files back from inside an excluded directory.
+        inside
+            && !parsed.rules.patterns().iter().any(|p| p.negated())
+            && parsed.rules.is_excluded(context::ctx_rel(ctx, rel_dir))
+    }
+
     fn result(&self, data: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
         let r = ImageResult {
             id: data["image_id"].as_str().unwrap_or_default().to_string(),
