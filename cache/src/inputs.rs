@@ -13,11 +13,13 @@ pub struct InputSetError {
     pub message: String,
 }
 
+/// Small when it holds no globs (most output sets are one plain path): a node of a
+/// 10,000-task graph carries two of these.
 #[derive(Debug, Clone)]
 pub struct InputSet {
-    include: GlobSet,
+    include: Option<Box<GlobSet>>,
     include_literal: Vec<String>,
-    exclude: GlobSet,
+    exclude: Option<Box<GlobSet>>,
     exclude_literal: Vec<String>,
     roots: Vec<String>,
 }
@@ -42,7 +44,11 @@ impl InputSet {
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, InputSetError> {
         let mut inc = GlobSetBuilder::new();
         let mut exc = GlobSetBuilder::new();
-        let (mut include_literal, mut exclude_literal, mut roots) = (vec![], vec![], vec![]);
+        // Sized once: no spare capacity kept by every task's set.
+        let mut include_literal = Vec::with_capacity(patterns.len());
+        let mut exclude_literal = vec![];
+        let mut roots = Vec::with_capacity(patterns.len());
+        let (mut n_inc, mut n_exc) = (0, 0);
         for (index, raw) in patterns.iter().enumerate() {
             let raw = raw.as_ref();
             let (negated, body) = match raw.strip_prefix('!') {
@@ -70,8 +76,10 @@ impl InputSet {
                 let g = glob(&p).map_err(|e| err(e.kind().to_string()))?;
                 if negated {
                     exc.add(g);
+                    n_exc += 1;
                 } else {
                     inc.add(g);
+                    n_inc += 1;
                     let lit: Vec<&str> = p.split('/').take_while(|c| !has_meta(c)).collect();
                     roots.push(lit.join("/"));
                 }
@@ -84,20 +92,26 @@ impl InputSet {
         }
         roots.sort();
         roots.dedup();
-        // A root below another root adds nothing to the walk.
-        let mut minimal: Vec<String> = Vec::new();
-        for r in roots {
-            if !minimal.iter().any(|m| is_at_or_under(&r, m)) {
-                minimal.push(r);
+        // A root below another root adds nothing to the walk (kept in place, in order).
+        let mut kept = 0;
+        for i in 0..roots.len() {
+            if !roots[..kept].iter().any(|m| is_at_or_under(&roots[i], m)) {
+                roots.swap(kept, i);
+                kept += 1;
             }
         }
-        let build = |b: GlobSetBuilder| b.build().expect("globs compiled one by one");
+        roots.truncate(kept);
+        let build = |b: GlobSetBuilder, n: usize| {
+            (n > 0).then(|| Box::new(b.build().expect("globs compiled one by one")))
+        };
+        include_literal.shrink_to_fit();
+        exclude_literal.shrink_to_fit();
         Ok(Self {
-            include: build(inc),
+            include: build(inc, n_inc),
             include_literal,
-            exclude: build(exc),
+            exclude: build(exc, n_exc),
             exclude_literal,
-            roots: minimal,
+            roots,
         })
     }
 
@@ -111,11 +125,12 @@ impl InputSet {
     }
 
     pub fn matches(&self, rel: &str) -> bool {
-        let included = self.include_literal.iter().any(|l| is_at_or_under(rel, l))
-            || self.include.is_match(rel);
+        let globs = |g: &Option<Box<GlobSet>>| g.as_ref().is_some_and(|g| g.is_match(rel));
+        let included =
+            self.include_literal.iter().any(|l| is_at_or_under(rel, l)) || globs(&self.include);
         included
             && !self.exclude_literal.iter().any(|l| is_at_or_under(rel, l))
-            && !self.exclude.is_match(rel)
+            && !globs(&self.exclude)
     }
 }
 

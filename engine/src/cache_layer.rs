@@ -82,11 +82,11 @@ impl CacheLayer {
 
     /// A result the probe found in the world: record it when there is no record yet, or
     /// when the probe found it elsewhere than the record says (else every later check would
-    /// search again).
+    /// search again). `fp` is made only for a new record.
     pub async fn adopt(
         &self,
         node: &Node,
-        fp: &Fingerprint,
+        fp: impl FnOnce() -> Fingerprint,
         key: Key,
         record: Option<&ActionRecord>,
         data: Option<serde_json::Value>,
@@ -97,7 +97,7 @@ impl CacheLayer {
                     outputs: vec![],
                     data: data.unwrap_or_default(),
                 };
-                self.record(node, fp, key, 0, None, executed).await
+                self.record(node, &fp(), key, 0, None, executed).await
             }
             (Some(r), Some(data)) if r.data != data => self
                 .actions

@@ -32,22 +32,37 @@ impl DepResult {
     }
 }
 
-/// The results of a task's dependencies, by task name.
+/// The results of a task's dependencies, by task name: sorted by name, each once. A small
+/// vector, not a map: a node of a 10,000-task no-op builds one, and the names are shared
+/// (`Arc<str>`), not copied per edge.
 #[derive(Clone, Default)]
-pub struct Deps(BTreeMap<String, Arc<DepResult>>);
+pub struct Deps(Vec<(Arc<str>, Arc<DepResult>)>);
 
 impl Deps {
     pub fn new(map: BTreeMap<String, Arc<DepResult>>) -> Self {
-        Self(map)
+        Self(map.into_iter().map(|(k, r)| (Arc::from(k), r)).collect())
+    }
+
+    /// From (name, result) pairs in any order; a name given twice is kept once.
+    pub fn from_named(mut named: Vec<(Arc<str>, Arc<DepResult>)>) -> Self {
+        named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        named.dedup_by(|a, b| a.0 == b.0);
+        Self(named)
     }
 
     pub fn get(&self, task: &str) -> Option<&DepResult> {
-        self.0.get(task).map(|r| &**r)
+        let i = self.0.binary_search_by(|(k, _)| (**k).cmp(task)).ok()?;
+        Some(&self.0[i].1)
     }
 
     /// Task name → key, for the fingerprint.
     pub fn keys(&self) -> BTreeMap<String, Key> {
-        self.0.iter().map(|(k, r)| (k.clone(), r.key)).collect()
+        self.0.iter().map(|(k, r)| (k.to_string(), r.key)).collect()
+    }
+
+    /// Task name → key, borrowed and sorted by name (as [`Deps::keys`]).
+    pub fn iter_keys(&self) -> impl Iterator<Item = (&str, &Key)> {
+        self.0.iter().map(|(k, r)| (&**k, &r.key))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -169,6 +184,33 @@ mod tests {
             d.expand("${tasks.api.v2.key}").unwrap(),
             Key::from_hash(blake3::hash(b"k")).to_hex()
         );
+    }
+
+    #[test]
+    fn named_results_are_sorted_and_found() {
+        let r = |k: &[u8]| {
+            Arc::new(DepResult {
+                key: Key::from_hash(blake3::hash(k)),
+                task: Arc::new(Img),
+                data: Value::Null,
+            })
+        };
+        let d = Deps::from_named(vec![
+            ("b".into(), r(b"b")),
+            ("a.x".into(), r(b"a")),
+            ("b".into(), r(b"b")),
+            ("c".into(), r(b"c")),
+        ]);
+        let names: Vec<&str> = d.iter_keys().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a.x", "b", "c"]);
+        assert_eq!(d.keys().keys().collect::<Vec<_>>(), ["a.x", "b", "c"]);
+        for n in ["a.x", "b", "c"] {
+            assert_eq!(
+                d.get(n).unwrap().key,
+                Key::from_hash(blake3::hash(&n.as_bytes()[..1]))
+            );
+        }
+        assert!(d.get("a").is_none() && d.get("d").is_none());
     }
 
     #[test]

@@ -37,52 +37,25 @@ impl Fingerprint {
     }
 
     pub fn key(&self) -> Key {
-        // Keyed by a key derived once per process: `new_derive_key` per call re-hashes
-        // the context string, a measurable part of keying 10,000 tasks.
-        static DOMAIN: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
-        let domain =
-            DOMAIN.get_or_init(|| blake3::derive_key("lifeos 2026 task fingerprint v1", b""));
-        // Serialized into one reused buffer: no allocation per task on a no-op.
-        thread_local! {
-            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        let mut h = blake3::Hasher::new_keyed(domain);
-        BUF.with_borrow_mut(|buf| {
-            buf.clear();
-            self.write_json(buf);
-            h.update(buf);
-        });
-        Key::from_hash(h.finalize())
+        hash_json(|buf| self.write_json(buf))
     }
 
     /// The bytes `serde_json::to_vec(self)` gives (the key hashes them), written directly:
-    /// serde's generic path took two thirds of keying a task. Strings that need escaping
-    /// and the config's numbers go through serde_json itself.
+    /// serde's generic path took two thirds of keying a task.
     fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"version\":");
-        let _ = std::io::Write::write_fmt(out, format_args!("{}", self.version));
-        out.extend_from_slice(b",\"kind\":");
-        json_str(out, &self.kind);
-        out.extend_from_slice(b",\"config\":");
-        json_value(out, &self.config);
-        out.extend_from_slice(b",\"inputs\":");
-        json_map(out, &self.inputs, |out, v| json_str(out, v));
-        out.extend_from_slice(b",\"env\":");
-        json_map(out, &self.env, |out, v| match v {
-            Some(v) => json_str(out, v),
-            None => out.extend_from_slice(b"null"),
-        });
-        out.extend_from_slice(b",\"secrets\":");
-        json_map(out, &self.secrets, |out, v| json_str(out, v));
-        out.extend_from_slice(b",\"deps\":");
-        json_map(out, &self.deps, |out, k| {
-            out.push(b'"');
-            out.extend_from_slice(blake3::Hash::from_bytes(k.0).to_hex().as_bytes());
-            out.push(b'"');
-        });
-        out.extend_from_slice(b",\"extras\":");
-        json_map(out, &self.extras, |out, v| json_str(out, v));
-        out.push(b'}');
+        write_fields(
+            out,
+            Fields {
+                version: self.version,
+                kind: &self.kind,
+                config: |out: &mut Vec<u8>| write_value(out, &self.config),
+                inputs: &self.inputs,
+                env: &self.env,
+                secrets: &self.secrets,
+                deps: self.deps.iter().map(|(k, v)| (k.as_str(), v)),
+                extras: &self.extras,
+            },
+        );
     }
 
     /// What changed from `old` to `self`, most telling first.
@@ -132,9 +105,101 @@ impl Fingerprint {
     }
 }
 
+/// A fingerprint's fields, borrowed: what its key hashes. On a cache hit the key is all a
+/// run needs, so the scheduler keys a task from these without building a [`Fingerprint`]
+/// (its config `Value`, its copies of the dependency names) at all.
+pub struct Fields<'a, C, D> {
+    pub version: u32,
+    pub kind: &'a str,
+    /// Writes the canonical config as serde_json would ([`write_value`], [`crate::Task::write_config`]).
+    pub config: C,
+    pub inputs: &'a BTreeMap<String, String>,
+    pub env: &'a BTreeMap<String, Option<String>>,
+    pub secrets: &'a BTreeMap<String, String>,
+    /// Dependency name → key, sorted by name (as a `BTreeMap<String, Key>` iterates).
+    pub deps: D,
+    pub extras: &'a BTreeMap<String, String>,
+}
+
+/// The key of `fields`: the same as the key of the [`Fingerprint`] made of them.
+pub fn key_of<'d, C, D>(fields: Fields<'_, C, D>) -> Key
+where
+    C: FnOnce(&mut Vec<u8>),
+    D: Iterator<Item = (&'d str, &'d Key)>,
+{
+    hash_json(|buf| write_fields(buf, fields))
+}
+
+/// blake3 of what `write` writes, keyed by the fingerprint domain.
+fn hash_json(write: impl FnOnce(&mut Vec<u8>)) -> Key {
+    // Keyed by a key derived once per process: `new_derive_key` per call re-hashes
+    // the context string, a measurable part of keying 10,000 tasks.
+    static DOMAIN: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let domain = DOMAIN.get_or_init(|| blake3::derive_key("lifeos 2026 task fingerprint v1", b""));
+    // Serialized into one reused buffer: no allocation per task on a no-op.
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        write(buf);
+        Key::from_hash(blake3::keyed_hash(domain, buf))
+    })
+}
+
+/// The JSON serde_json writes for a `Fingerprint` with these fields. Strings that need
+/// escaping and the config's numbers go through serde_json itself.
+fn write_fields<'d, C, D>(out: &mut Vec<u8>, f: Fields<'_, C, D>)
+where
+    C: FnOnce(&mut Vec<u8>),
+    D: Iterator<Item = (&'d str, &'d Key)>,
+{
+    out.extend_from_slice(b"{\"version\":");
+    let _ = std::io::Write::write_fmt(out, format_args!("{}", f.version));
+    out.extend_from_slice(b",\"kind\":");
+    write_str(out, f.kind);
+    out.extend_from_slice(b",\"config\":");
+    (f.config)(out);
+    out.extend_from_slice(b",\"inputs\":");
+    json_map(out, f.inputs, |out, v| write_str(out, v));
+    out.extend_from_slice(b",\"env\":");
+    json_map(out, f.env, |out, v| match v {
+        Some(v) => write_str(out, v),
+        None => out.extend_from_slice(b"null"),
+    });
+    out.extend_from_slice(b",\"secrets\":");
+    json_map(out, f.secrets, |out, v| write_str(out, v));
+    out.extend_from_slice(b",\"deps\":");
+    out.push(b'{');
+    for (i, (name, k)) in f.deps.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, name);
+        out.push(b':');
+        push_hex(out, &k.0);
+    }
+    out.push(b'}');
+    out.extend_from_slice(b",\"extras\":");
+    json_map(out, f.extras, |out, v| write_str(out, v));
+    out.push(b'}');
+}
+
+/// A digest as a quoted lowercase hex string (as `Key` serializes), without `to_hex`'s
+/// per-nibble formatting.
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8; 32]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = [b'"'; 66];
+    for (i, b) in bytes.iter().enumerate() {
+        s[1 + 2 * i] = HEX[usize::from(b >> 4)];
+        s[2 + 2 * i] = HEX[usize::from(b & 15)];
+    }
+    out.extend_from_slice(&s);
+}
+
 /// A JSON string as serde_json writes it: as is unless it holds `"`, `\\` or a control
 /// character, which serde_json escapes.
-fn json_str(out: &mut Vec<u8>, s: &str) {
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
     if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
         serde_json::to_writer(&mut *out, s).expect("a string serializes");
         return;
@@ -143,6 +208,18 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     out.extend_from_slice(s.as_bytes());
     out.push(b'"');
+}
+
+/// An array of strings as serde_json writes it.
+pub fn write_strs(out: &mut Vec<u8>, a: &[String]) {
+    out.push(b'[');
+    for (i, s) in a.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, s);
+    }
+    out.push(b']');
 }
 
 fn json_map<V>(
@@ -155,7 +232,7 @@ fn json_map<V>(
         if i > 0 {
             out.push(b',');
         }
-        json_str(out, k);
+        write_str(out, k);
         out.push(b':');
         value(out, v);
     }
@@ -163,18 +240,18 @@ fn json_map<V>(
 }
 
 /// A `Value` as serde_json writes it (maps in their own iteration order, as serde_json).
-fn json_value(out: &mut Vec<u8>, v: &Value) {
+pub fn write_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::String(s) => json_str(out, s),
+        Value::String(s) => write_str(out, s),
         Value::Array(a) => {
             out.push(b'[');
             for (i, x) in a.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                json_value(out, x);
+                write_value(out, x);
             }
             out.push(b']');
         }
@@ -184,9 +261,9 @@ fn json_value(out: &mut Vec<u8>, v: &Value) {
                 if i > 0 {
                     out.push(b',');
                 }
-                json_str(out, k);
+                write_str(out, k);
                 out.push(b':');
-                json_value(out, x);
+                write_value(out, x);
             }
             out.push(b'}');
         }

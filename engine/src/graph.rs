@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
-use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::algo::tarjan_scc;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{Dfs, NodeIndexable, Reversed};
 use petgraph::Direction;
@@ -40,6 +40,8 @@ pub struct Graph {
     index: FastMap<String, NodeIndex>,
     /// Node indices in declaration order (stable output).
     order: Vec<NodeIndex>,
+    /// Every node in the order [`Graph::select`] gives (found while checking for cycles).
+    all: Vec<NodeIndex>,
 }
 
 impl Graph {
@@ -71,8 +73,16 @@ impl Graph {
             // A dependency listed twice is one edge.
             g.update_edge(d, i, ());
         }
-        let graph = Self { g, index, order };
-        if toposort(&graph.g, None).is_err() {
+        let mut graph = Self {
+            g,
+            index,
+            order,
+            all: Vec::new(),
+        };
+        // The stable order of the whole graph, kept for `select`: it leaves out exactly the
+        // nodes on or behind a cycle, so it is the cycle check too.
+        graph.all = graph.stable_topo(&vec![true; graph.g.node_bound()]);
+        if graph.all.len() != graph.order.len() {
             return Err(GraphError::Cycle {
                 path: graph.find_cycle(),
             });
@@ -162,19 +172,20 @@ impl Graph {
     /// The named tasks and everything they depend on, in topological order.
     /// No names: the whole graph.
     pub fn select(&self, names: &[String]) -> Result<Vec<NodeIndex>, GraphError> {
+        if names.is_empty() {
+            return Ok(self.all.clone());
+        }
         // Indexed by node index: the graph never removes nodes, so indices are dense.
-        let mut keep = vec![names.is_empty(); self.g.node_bound()];
-        if !names.is_empty() {
-            let rev = Reversed(&self.g);
-            for n in names {
-                let &start = self
-                    .index
-                    .get(n)
-                    .ok_or_else(|| GraphError::UnknownTask(n.clone()))?;
-                let mut dfs = Dfs::new(rev, start);
-                while let Some(x) = dfs.next(rev) {
-                    keep[x.index()] = true;
-                }
+        let mut keep = vec![false; self.g.node_bound()];
+        let rev = Reversed(&self.g);
+        for n in names {
+            let &start = self
+                .index
+                .get(n)
+                .ok_or_else(|| GraphError::UnknownTask(n.clone()))?;
+            let mut dfs = Dfs::new(rev, start);
+            while let Some(x) = dfs.next(rev) {
+                keep[x.index()] = true;
             }
         }
         Ok(self.stable_topo(&keep))

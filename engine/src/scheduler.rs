@@ -3,7 +3,7 @@
 //! task: key → cache check → execute → record.
 //! Fail-fast by default: after a failure no new task starts, running ones finish.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,10 +20,12 @@ use tokio_util::sync::CancellationToken;
 use crate::cache_layer::{CacheLayer, Check};
 use crate::deps::{DepResult, Deps};
 use crate::event::{Event, Outcome, Reason, Summary};
-use crate::fingerprint::{Fingerprint, Key, FINGERPRINT_VERSION};
+use crate::fingerprint::{self, Fingerprint, Key, FINGERPRINT_VERSION};
 use crate::graph::Graph;
 use crate::redact::Redactor;
-use crate::task::{CachePolicy, Class, ExecCx, KeyCx, LogSink, Node, Probe, ProbeCx, TaskError};
+use crate::task::{
+    CachePolicy, Class, ExecCx, KeyCx, LogSink, Node, Probe, ProbeCx, TaskError, TaskInputs,
+};
 
 #[derive(Debug, Clone, Default)]
 pub enum Force {
@@ -204,8 +206,9 @@ pub async fn run(
         .filter(|&p| remaining[p] == 0)
         .collect();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; selection.len()];
-    // What each finished node hands its dependants (its key and record data).
-    let mut results: Vec<Option<Arc<DepResult>>> = vec![None; selection.len()];
+    // What each finished node hands its dependants (its key and record data), with its
+    // name, shared by every dependant's `Deps`.
+    let mut results: Vec<Option<(Arc<str>, Arc<DepResult>)>> = vec![None; selection.len()];
     let mut stopped_by: Option<String> = None;
     let mut took: Vec<Duration> = vec![Duration::ZERO; selection.len()];
     let mut running: JoinSet<(usize, Outcome, Option<Value>, Duration)> = JoinSet::new();
@@ -220,14 +223,15 @@ pub async fn run(
             let i = selection[p];
             // The graph (an Arc), not a clone of the node: no 10,000 spec clones.
             let graph = graph.clone();
-            let deps = Deps::new(
+            let deps = Deps::from_named(
                 graph
                     .dependencies(i)
-                    .filter_map(|d| {
-                        pos[d.index()]
-                            .map(|dp| (graph.node(d).spec.id.clone(), results[dp].clone()))
+                    .filter_map(|d| pos[d.index()])
+                    .map(|dp| {
+                        results[dp]
+                            .clone()
+                            .expect("dependency finished with a result")
                     })
-                    .map(|(id, r)| (id, r.expect("dependency finished with a result")))
                     .collect(),
             );
             let shared = shared.clone();
@@ -288,11 +292,12 @@ pub async fn run(
         if outcome.is_success() {
             let node = graph.node(selection[p]);
             results[p] = outcome.key().map(|key| {
-                Arc::new(DepResult {
+                let r = DepResult {
                     key,
                     task: node.task.clone(),
                     data: data.unwrap_or_default(),
-                })
+                };
+                (Arc::from(node.spec.id.as_str()), Arc::new(r))
             });
             for d in graph.dependents(selection[p]) {
                 if let Some(dp) = pos[d.index()] {
@@ -382,7 +387,10 @@ pub async fn run(
     let details = results
         .into_iter()
         .zip(took)
-        .map(|(result, took)| TaskDetail { result, took })
+        .map(|(result, took)| TaskDetail {
+            result: result.map(|(_, r)| r),
+            took,
+        })
         .collect();
     Ok(RunReport {
         details,
@@ -429,6 +437,44 @@ pub async fn fingerprint(
     secret_key: &[u8; 32],
     previous: Option<&ActionRecord>,
 ) -> Result<Fingerprint, TaskError> {
+    let keyed = key(node, deps, root, snapshot, secret_key, previous).await?;
+    Ok(keyed.fingerprint(node, deps))
+}
+
+/// A task's key and what went into it beyond its config and dependencies. A cache hit
+/// needs only the key; the [`Fingerprint`] is built when something keeps or shows it.
+pub struct Keyed {
+    pub key: Key,
+    inputs: TaskInputs,
+    env: BTreeMap<String, Option<String>>,
+    secrets: BTreeMap<String, String>,
+}
+
+impl Keyed {
+    /// The fingerprint whose key is `self.key`.
+    pub fn fingerprint(&self, node: &Node, deps: &Deps) -> Fingerprint {
+        Fingerprint {
+            version: FINGERPRINT_VERSION,
+            kind: node.task.kind().to_string(),
+            config: node.task.config(),
+            inputs: self.inputs.files.clone(),
+            env: self.env.clone(),
+            secrets: self.secrets.clone(),
+            deps: deps.keys(),
+            extras: self.inputs.extras.clone(),
+        }
+    }
+}
+
+/// Key a node whose dependencies are done, without building its fingerprint.
+pub async fn key(
+    node: &Node,
+    deps: &Deps,
+    root: PathBuf,
+    snapshot: Arc<Snapshot>,
+    secret_key: &[u8; 32],
+    previous: Option<&ActionRecord>,
+) -> Result<Keyed, TaskError> {
     let cx = KeyCx {
         root,
         snapshot,
@@ -436,7 +482,7 @@ pub async fn fingerprint(
         deps,
     };
     let inputs = node.task.inputs(&cx).await?;
-    let env = node
+    let env: BTreeMap<String, Option<String>> = node
         .spec
         .env
         .iter()
@@ -445,7 +491,7 @@ pub async fn fingerprint(
             (e.name.clone(), v)
         })
         .collect();
-    let secrets = node
+    let secrets: BTreeMap<String, String> = node
         .spec
         .secrets
         .iter()
@@ -459,22 +505,28 @@ pub async fn fingerprint(
             (s.clone(), h)
         })
         .collect();
-    Ok(Fingerprint {
+    let key = fingerprint::key_of(fingerprint::Fields {
         version: FINGERPRINT_VERSION,
-        kind: node.task.kind().to_string(),
-        config: node.task.config(),
-        inputs: inputs.files,
+        kind: node.task.kind(),
+        config: |out: &mut Vec<u8>| node.task.write_config(out),
+        inputs: &inputs.files,
+        env: &env,
+        secrets: &secrets,
+        deps: deps.iter_keys(),
+        extras: &inputs.extras,
+    });
+    Ok(Keyed {
+        key,
+        inputs,
         env,
         secrets,
-        deps: deps.keys(),
-        extras: inputs.extras,
     })
 }
 
 /// Key, cache check, execute. The outcome, and on success the data dependants get.
 async fn process(node: &Node, deps: Deps, sh: &Shared) -> (Outcome, Option<Value>) {
     let spec = &node.spec;
-    let fp = match fingerprint(
+    let keyed = match key(
         node,
         &deps,
         sh.root.clone(),
@@ -484,15 +536,15 @@ async fn process(node: &Node, deps: Deps, sh: &Shared) -> (Outcome, Option<Value
     )
     .await
     {
-        Ok(fp) => fp,
+        Ok(k) => k,
         Err(e) => return (failed(None, e, &sh.redactor, vec![]), None),
     };
-    let key = fp.key();
+    let key = keyed.key;
     if sh.opts.dry_run {
         sh.fingerprints
             .lock()
             .unwrap()
-            .insert(spec.id.clone(), fp.clone());
+            .insert(spec.id.clone(), keyed.fingerprint(node, &deps));
     }
 
     // The cache check: a layer in front of the executor.
@@ -520,7 +572,8 @@ async fn process(node: &Node, deps: Deps, sh: &Shared) -> (Outcome, Option<Value
                         .clone()
                         .or_else(|| record.as_ref().map(|r| r.data.clone()));
                     if !sh.opts.dry_run {
-                        let adopted = sh.cache.adopt(node, &fp, key, record.as_deref(), data);
+                        let fp = || keyed.fingerprint(node, &deps);
+                        let adopted = sh.cache.adopt(node, fp, key, record.as_deref(), data);
                         if let Err(e) = adopted.await {
                             return (failed(Some(key), e, &sh.redactor, vec![]), None);
                         }
@@ -542,7 +595,9 @@ async fn process(node: &Node, deps: Deps, sh: &Shared) -> (Outcome, Option<Value
                 }
                 Ok(Err(detail)) => match &record {
                     Some(_) => Reason::ResultMissing { detail },
-                    None => sh.cache.reason_from_history(&spec.id, &fp),
+                    None => sh
+                        .cache
+                        .reason_from_history(&spec.id, &keyed.fingerprint(node, &deps)),
                 },
                 Err(e) => return (failed(Some(key), e, &sh.redactor, vec![]), None),
             }
@@ -567,6 +622,7 @@ async fn process(node: &Node, deps: Deps, sh: &Shared) -> (Outcome, Option<Value
         return (skipped, None);
     }
     // Boxed: only a miss pays for the executor's state; every node's future stays small.
+    let fp = keyed.fingerprint(node, &deps);
     let (outcome, data) = Box::pin(execute(node, sh, &fp, key, reason, &deps)).await;
     // Fail-fast: mark the run stopped before this slot frees up for a waiting task.
     if matches!(outcome, Outcome::Failed { .. }) && !sh.opts.keep_going {

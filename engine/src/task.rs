@@ -329,6 +329,13 @@ pub trait Task: Send + Sync + 'static {
     /// Canonical config for the fingerprint: sorted maps, project-relative paths.
     fn config(&self) -> serde_json::Value;
 
+    /// [`Task::config`] as the JSON bytes the key hashes, appended to `out`. A kind may
+    /// write them directly (every task is keyed on every run) if the bytes stay exactly
+    /// serde_json's for `config()`: a test of the kind's should compare the two.
+    fn write_config(&self, out: &mut Vec<u8>) {
+        crate::fingerprint::write_value(out, &self.config());
+    }
+
     /// Errors in the task's own source files that no run can get past (a Dockerfile Docker
     /// rejects): checked before anything runs, they are config errors (exit 2). `root` is the
     /// project root.

@@ -399,3 +399,73 @@ async fn a_dependency_result_reaches_the_dependant_ran_or_cached() {
     assert_eq!(seen.lock().unwrap().len(), 2);
     assert_eq!(seen.lock().unwrap()[1], format!("up {up_key}"));
 }
+
+/// A task whose key covers every part of a fingerprint: files, extras, odd config text.
+struct Everything;
+
+#[async_trait]
+impl Task for Everything {
+    fn kind(&self) -> &'static str {
+        "everything"
+    }
+    fn config(&self) -> serde_json::Value {
+        json!({ "run": "say \"hi\"\n", "n": [1, -2.5, null], "z": { "b": true, "a": {} } })
+    }
+    async fn inputs(&self, _: &KeyCx) -> Result<TaskInputs, TaskError> {
+        Ok(TaskInputs {
+            files: [
+                ("a.txt".into(), "d1".into()),
+                ("b\tc".into(), "d2+x".into()),
+            ]
+            .into(),
+            extras: [("base_image".into(), "sha256:1".into())].into(),
+        })
+    }
+    async fn probe(&self, _: &ProbeCx<'_>) -> Result<Probe, TaskError> {
+        Ok(Probe::Missing(String::new()))
+    }
+    async fn execute(&self, _: &ExecCx<'_>) -> Result<Executed, TaskError> {
+        Ok(Executed::default())
+    }
+}
+
+/// The scheduler keys a task from borrowed parts and builds its fingerprint only when it
+/// keeps one: both must give the same key, or records would never match.
+#[tokio::test]
+async fn the_key_without_a_fingerprint_is_the_fingerprints_key() {
+    use lifeos_engine::{DepResult, Deps, EnvVar};
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = Arc::new(Snapshot::open(dir.path(), None));
+    let mut spec = TaskSpec::new("t");
+    spec.env = vec![
+        EnvVar::parse("MODE=fast \"x\""),
+        EnvVar::parse("LIFEOS_TEST_SURELY_UNSET_VAR"),
+    ];
+    spec.secrets = vec!["LIFEOS_TEST_SURELY_UNSET_SECRET".into()];
+    let node = Node {
+        spec,
+        task: Arc::new(Everything),
+    };
+    let dep = |k: &[u8]| {
+        Arc::new(DepResult {
+            key: lifeos_engine::Key::from_hash(blake3::hash(k)),
+            task: Arc::new(Everything),
+            data: serde_json::Value::Null,
+        })
+    };
+    for deps in [
+        Deps::default(),
+        Deps::from_named(vec![("z.last".into(), dep(b"z")), ("a".into(), dep(b"a"))]),
+    ] {
+        let root = dir.path().to_path_buf();
+        let keyed = scheduler::key(&node, &deps, root.clone(), snapshot.clone(), &[7; 32], None)
+            .await
+            .unwrap();
+        let fp = scheduler::fingerprint(&node, &deps, root, snapshot.clone(), &[7; 32], None)
+            .await
+            .unwrap();
+        assert_eq!(keyed.key, fp.key());
+        assert_eq!(fp.deps.len(), deps.keys().len());
+        assert_eq!(keyed.fingerprint(&node, &deps), fp);
+    }
+}

@@ -104,8 +104,9 @@ pub fn load_with(
             .map_err(|e| LoadError::Usage(format!("{e} (from --cache-dir / LIFEOS_CACHE_DIR)")))?;
     }
     let stamp = Stamp::new(&file, source.as_bytes(), opts);
-    if let Some(c) = Compiled::load(&cache_guess, &stamp, &root) {
-        if let Ok(p) = project(c, &root, &file, &services, registry) {
+    if let Some(text) = Compiled::read(&cache_guess, &stamp) {
+        let c = Compiled::parse(&text, &cache_guess, &stamp, &root);
+        if let Some(Ok(p)) = c.map(|c| project(c, &root, &file, &services, registry)) {
             return Ok(Project {
                 compiled: true,
                 ..p
@@ -151,8 +152,8 @@ enum ProjectError {
 }
 
 /// The project for a resolved config: nodes, kinds, graph.
-fn project(
-    c: Compiled,
+fn project<T: compiled::ResolvedTask>(
+    c: Compiled<T>,
     root: &Path,
     file: &Path,
     services: &Services,

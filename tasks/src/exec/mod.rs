@@ -13,12 +13,43 @@ use crate::outputs::{self, OutputState};
 mod kind;
 pub use kind::ExecKind;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum Command {
     /// Run through `sh -c`.
     Shell(String),
     Argv(Vec<String>),
+}
+
+/// A string or an array of strings, read directly: serde's untagged enums buffer every
+/// value first, a measurable part of loading 10,000 compiled tasks.
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Command;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a command string or an array of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Command, E> {
+                Ok(Command::Shell(s.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Command, E> {
+                Ok(Command::Shell(s))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Command, A::Error> {
+                let mut argv = Vec::with_capacity(a.size_hint().unwrap_or(0));
+                while let Some(s) = a.next_element()? {
+                    argv.push(s);
+                }
+                Ok(Command::Argv(argv))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Clone)]
@@ -30,11 +61,16 @@ pub struct ExecTask {
     pub inputs: InputSet,
     pub output_patterns: Vec<String>,
     pub outputs: Option<InputSet>,
-    /// URL inputs and where they are kept.
+    /// URL inputs: only on the tasks that have any (a node of 10,000 stays small).
+    urls: Option<std::sync::Arc<UrlInputs>>,
+}
+
+/// URL inputs and where they are kept.
+struct UrlInputs {
     urls: Vec<String>,
-    downloads: Option<std::sync::Arc<crate::services::Downloads>>,
+    downloads: std::sync::Arc<crate::services::Downloads>,
     /// Each URL's local copy, found while keying, for the command (`LIFEOS_URL_INPUTS`).
-    fetched: std::sync::Arc<std::sync::Mutex<Vec<(String, std::path::PathBuf)>>>,
+    fetched: std::sync::Mutex<Vec<(String, std::path::PathBuf)>>,
 }
 
 impl ExecTask {
@@ -55,9 +91,7 @@ impl ExecTask {
                 Some(InputSet::new(&outputs)?)
             },
             output_patterns: outputs,
-            urls: Vec::new(),
-            downloads: None,
-            fetched: Default::default(),
+            urls: None,
         })
     }
 
@@ -67,17 +101,26 @@ impl ExecTask {
         urls: Vec<String>,
         downloads: std::sync::Arc<crate::services::Downloads>,
     ) -> Self {
-        self.urls = urls;
-        self.downloads = Some(downloads);
+        self.urls = (!urls.is_empty()).then(|| {
+            std::sync::Arc::new(UrlInputs {
+                urls,
+                downloads,
+                fetched: Default::default(),
+            })
+        });
         self
+    }
+
+    fn urls(&self) -> &[String] {
+        self.urls.as_ref().map(|u| u.urls.as_slice()).unwrap_or(&[])
     }
 
     /// Fetch every URL input (a blocking thread): URL → blake3 of its content.
     async fn url_inputs(&self) -> Result<std::collections::BTreeMap<String, String>, TaskError> {
-        let Some(downloads) = self.downloads.clone() else {
+        let Some(state) = &self.urls else {
             return Ok(Default::default());
         };
-        let urls = self.urls.clone();
+        let (downloads, urls) = (state.downloads.clone(), state.urls.clone());
         let fetched =
             tokio::task::spawn_blocking(move || crate::download::fetch_all(&downloads, &urls))
                 .await
@@ -89,7 +132,7 @@ impl ExecTask {
             keys.insert(f.url.clone(), f.digest);
             local.push((f.url, f.path));
         }
-        *self.fetched.lock().unwrap() = local;
+        *state.fetched.lock().unwrap() = local;
         Ok(keys)
     }
 }
@@ -108,10 +151,32 @@ impl Task for ExecTask {
             "outputs": self.output_patterns,
         });
         // Only when there are any: the keys of tasks without URL inputs stay as they were.
-        if !self.urls.is_empty() {
-            c["urls"] = json!(self.urls);
+        if !self.urls().is_empty() {
+            c["urls"] = json!(self.urls());
         }
         c
+    }
+
+    /// `config()`'s bytes, written directly: no `Value` built for each of 10,000 tasks on a
+    /// no-op. The keys in serde_json's (sorted) order.
+    fn write_config(&self, out: &mut Vec<u8>) {
+        use lifeos_engine::fingerprint::{write_str, write_strs};
+        out.extend_from_slice(b"{\"cwd\":");
+        write_str(out, &self.cwd);
+        out.extend_from_slice(b",\"inputs\":");
+        write_strs(out, &self.input_patterns);
+        out.extend_from_slice(b",\"outputs\":");
+        write_strs(out, &self.output_patterns);
+        out.extend_from_slice(b",\"run\":");
+        match &self.run {
+            Command::Shell(s) => write_str(out, s),
+            Command::Argv(a) => write_strs(out, a),
+        }
+        if !self.urls().is_empty() {
+            out.extend_from_slice(b",\"urls\":");
+            write_strs(out, self.urls());
+        }
+        out.push(b'}');
     }
 
     fn describe(&self) -> String {
@@ -135,7 +200,7 @@ impl Task for ExecTask {
 
     async fn inputs(&self, cx: &KeyCx) -> Result<TaskInputs, TaskError> {
         let mut files = cx.hash_inputs(&self.inputs).await?;
-        if !self.urls.is_empty() {
+        if self.urls.is_some() {
             files.extend(self.url_inputs().await?);
         }
         Ok(TaskInputs {
@@ -200,9 +265,9 @@ impl Task for ExecTask {
         cmd.envs(std::env::vars_os().filter(|(k, _)| k.to_str().is_some_and(is_base_env)));
         cmd.envs(cx.env.iter().map(|(k, v)| (k, v)));
         cmd.env("LIFEOS_RUN_ID", cx.run_id);
-        if !self.urls.is_empty() {
+        if let Some(state) = &self.urls {
             // `URL<TAB>local copy` per line, in the order of `inputs`.
-            let lines: Vec<String> = self
+            let lines: Vec<String> = state
                 .fetched
                 .lock()
                 .unwrap()
@@ -286,4 +351,59 @@ fn check_outputs(
             Ok(()) => Probe::Fresh(format!("record, {} output file(s) restored", files.len())),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_read_back_as_written() {
+        for c in [
+            Command::Shell("touch \"out\"".into()),
+            Command::Argv(vec!["sh".into(), "-c".into(), "true".into()]),
+            Command::Argv(vec![]),
+        ] {
+            let back: Command = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+            assert_eq!(back, c);
+        }
+        assert!(serde_json::from_str::<Command>("1").is_err());
+        assert!(serde_json::from_str::<Command>("[1]").is_err());
+    }
+
+    /// The key hashes `write_config`'s bytes: they must be serde_json's for `config()`.
+    #[test]
+    fn written_config_is_serde_jsons() {
+        let odd = "q\"b\\s\n\t\u{1}\u{7f}é/</script>";
+        let downloads = crate::Services::new().downloads();
+        let tasks = [
+            ExecTask::new(Command::Shell("true".into()), String::new(), vec![], vec![]).unwrap(),
+            ExecTask::new(
+                Command::Argv(vec!["sh".into(), "-c".into(), odd.into()]),
+                "sub/dir".into(),
+                vec!["src/**".into(), "!src/*.tmp".into(), format!("{odd}x")],
+                vec!["out/**".into(), odd.into()],
+            )
+            .unwrap(),
+            ExecTask::new(
+                Command::Shell(odd.into()),
+                odd.into(),
+                vec!["a".into()],
+                vec!["b".into()],
+            )
+            .unwrap()
+            .with_urls(
+                vec!["https://example.com/a".into(), format!("https://x/{odd}")],
+                downloads,
+            ),
+        ];
+        for t in &tasks {
+            let mut direct = Vec::new();
+            t.write_config(&mut direct);
+            assert_eq!(
+                String::from_utf8(direct).unwrap(),
+                serde_json::to_string(&t.config()).unwrap()
+            );
+        }
+    }
 }
