@@ -688,6 +688,7 @@ async fn execute(
             cancel: token.clone(),
             run_id: &sh.opts.run_id,
             deps,
+            forced: sh.opts.force.includes(&spec.id),
         };
         let fut = node.task.execute(&cx);
         tokio::pin!(fut);

@@ -243,6 +243,9 @@ pub struct ExecCx<'a> {
     pub run_id: &'a str,
     /// The dependencies' results, for `${tasks.NAME.FIELD}` ([`Deps::expand`]).
     pub deps: &'a Deps,
+    /// `--force` named this task: redo the work itself, take no shortcut that reuses a
+    /// result made elsewhere (an image pulled from a registry cache, say).
+    pub forced: bool,
 }
 
 /// What a successful execution leaves for the record.

@@ -864,6 +864,62 @@ fn cache_images_a_second_checkout_pulls_instead_of_building_and_so_does_a_build_
     );
 }
 
+/// `--force` on an image task with `[cache] images` builds: the registry has the key tag,
+/// and without the flag the task would pull it (a regression: force used to pull).
+#[test]
+fn cache_images_force_builds_instead_of_pulling_the_key_tag() {
+    let fx = DockerFx::new();
+    let toml = format!(
+        "[vars]\nregistry = \"127.0.0.1:1\"\n\n[cache]\nimages = \"${{vars.registry}}/lifeos-it/{}-cache\"\n{}",
+        fx.id,
+        fx.images_toml()
+    );
+    fx.p.config(&toml);
+    let reg = TestRegistry::start("ci", PASSWORD);
+    let env = creds_env(&reg);
+    let env = env_refs(&env);
+    let (repo, path) = fx.repo(&reg, "cache");
+
+    let r = lifeos(&fx, &reg, &["build", "web"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(task_log(&r, "web").contains(&format!("stored in {repo} as key-")));
+    let tags = reg.tags(&path);
+    assert_eq!(tags.len(), 1, "{tags:?}");
+
+    // The image is gone locally, so only the registry could serve it without a build.
+    let id = crate::support::docker(&["inspect", "-f", "{{.Id}}", &fx.tag("web")]);
+    crate::support::docker(&["rmi", "-f", &id]);
+    let r = lifeos(&fx, &reg, &["build", "--force", "web"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.ran(), vec!["web".to_string()], "{}", r.all());
+    let log = task_log(&r, "web");
+    assert!(
+        log.contains(&format!(
+            "forced: building (registry cache {repo} not asked)"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("COPY") && !log.contains("pulled from"),
+        "no build step, or a pull:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("stored in {repo} as {}", tags[0])),
+        "{log}"
+    );
+
+    // Without the flag the same state pulls (what the flag must not do).
+    let id = crate::support::docker(&["inspect", "-f", "{{.Id}}", &fx.tag("web")]);
+    crate::support::docker(&["rmi", "-f", &id]);
+    let r = lifeos(&fx, &reg, &["build", "web"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let log = task_log(&r, "web");
+    assert!(
+        log.contains(&format!("pulled from {repo}")) && !log.contains("COPY"),
+        "{log}"
+    );
+}
+
 #[test]
 fn cache_images_and_cache_from_config_errors_point_at_the_value() {
     let p = crate::support::Project::new();

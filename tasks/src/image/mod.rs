@@ -209,6 +209,17 @@ impl ImageTask {
         let Some(cache) = &self.cache else {
             return Ok(None);
         };
+        if cx.forced {
+            // `--force` asks for a build: a pull would hand back the very image it distrusts.
+            cx.log.line(
+                lifeos_engine::Stream::Stdout,
+                &format!(
+                    "forced: building (registry cache {} not asked)",
+                    cache.repository()
+                ),
+            );
+            return Ok(None);
+        }
         let key = cx.key.to_hex();
         match cache.fetch(&self.docker, &key, &cx.log, &cx.cancel).await {
             Ok(Some((id, reference))) => {

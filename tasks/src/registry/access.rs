@@ -2,7 +2,9 @@
 //! (looked up once per run), and registry failures turned into task errors that say where
 //! lifeos looked for credentials and never what it found.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bollard::auth::DockerCredentials;
 use lifeos_engine::TaskError;
@@ -15,7 +17,40 @@ use super::remote::RemoteError;
 pub struct Access {
     pub repository: String,
     creds: OnceCell<Result<Found, String>>,
-    vars: Arc<Vars>,
+    /// `None`: the process environment, whose answers are shared by every task of the
+    /// process (two pushes to one registry look once, and run a credential helper once).
+    vars: Option<Arc<Vars>>,
+}
+
+type Answer = Arc<OnceCell<Result<Found, String>>>;
+
+/// How long the process environment's answer for a host is shared: one run, not a
+/// long-lived process's lifetime (a helper's token expires; `docker login` changes things).
+const SHARED_FOR: Duration = Duration::from_secs(60);
+
+/// The process environment's answer for `host`, shared by the tasks of a run.
+fn shared_for(host: &str) -> Answer {
+    static SHARED: OnceLock<Mutex<HashMap<String, (Instant, Answer)>>> = OnceLock::new();
+    let mut map = SHARED.get_or_init(Default::default).lock().unwrap();
+    let entry = map
+        .entry(host.to_string())
+        .or_insert_with(|| (Instant::now(), Answer::default()));
+    if entry.0.elapsed() > SHARED_FOR {
+        *entry = (Instant::now(), Answer::default());
+    }
+    entry.1.clone()
+}
+
+/// A variable and a small file are read in place; only a credential helper (a process, a
+/// network call for some) runs off the async thread. (A blocking-pool thread costs a thread
+/// start, ~0.1 ms idle and several ms on a loaded machine, on every run.)
+async fn look_up(host: String, vars: Arc<Vars>) -> Result<Found, String> {
+    if let Some(found) = credentials::lookup_without_helpers(&host, &*vars) {
+        return found;
+    }
+    tokio::task::spawn_blocking(move || credentials::lookup(&host, &*vars))
+        .await
+        .unwrap_or_else(|e| Err(format!("credential lookup panicked: {e}")))
 }
 
 impl Access {
@@ -23,14 +58,14 @@ impl Access {
         Self {
             repository: repository.to_string(),
             creds: OnceCell::new(),
-            vars: Arc::new(credentials::process_env),
+            vars: None,
         }
     }
 
     /// Read credential variables (`LIFEOS_REGISTRY_*`, `DOCKER_CONFIG`, `HOME`, `PATH`)
     /// from `vars` rather than the process environment.
     pub fn set_vars(&mut self, vars: impl Fn(&str) -> Option<String> + Send + Sync + 'static) {
-        self.vars = Arc::new(vars);
+        self.vars = Some(Arc::new(vars));
     }
 
     pub fn host(&self) -> &str {
@@ -40,12 +75,16 @@ impl Access {
     /// The credentials found for the registry (none is an answer too), looked up once.
     pub async fn found(&self) -> Result<&Found, TaskError> {
         let host = self.host().to_string();
-        let vars = self.vars.clone();
         self.creds
             .get_or_init(|| async move {
-                tokio::task::spawn_blocking(move || credentials::lookup(&host, &*vars))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("credential lookup panicked: {e}")))
+                match &self.vars {
+                    Some(vars) => look_up(host, vars.clone()).await,
+                    None => {
+                        let cell = shared_for(&host);
+                        let vars: Arc<Vars> = Arc::new(credentials::process_env);
+                        cell.get_or_init(|| look_up(host, vars)).await.clone()
+                    }
+                }
             })
             .await
             .as_ref()

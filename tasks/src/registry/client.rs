@@ -187,7 +187,17 @@ impl RegistryClient {
                 .user_agent(concat!("lifeos/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(Duration::from_secs(10))
                 .timeout(Duration::from_secs(60));
-            let b = if local { b.no_proxy() } else { b };
+            let b = if local {
+                // `localhost` without the resolver's blocking thread (getaddrinfo runs on
+                // one): the loopback addresses, IPv4 first, as most registries listen.
+                let loopback = [
+                    std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+                    std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)),
+                ];
+                b.no_proxy().resolve_to_addrs("localhost", &loopback)
+            } else {
+                b
+            };
             // Only fails without a TLS backend, which this build always has.
             b.build().expect("the HTTP client builds")
         })
@@ -214,7 +224,16 @@ impl RegistryClient {
         })
     }
 
-    /// A pull token for `path` from the registry's token server, once per process.
+    fn forget_token(&self, base: &str, path: &str, creds: Option<&Credentials>) {
+        let who = creds.map(Credentials::identity).unwrap_or_default();
+        self.tokens
+            .lock()
+            .unwrap()
+            .remove(&(base.to_string(), path.to_string(), who));
+    }
+
+    /// A pull token for `path` from the registry's token server, once per process (again
+    /// after [`Self::forget_token`]).
     async fn token(
         &self,
         base: &str,
@@ -314,6 +333,17 @@ impl RegistryClient {
             None => basic(creds),
         };
         let mut r = ask(reqwest::Method::HEAD, &auth).await?;
+        if r.status() == StatusCode::UNAUTHORIZED {
+            if let Some(Challenge::Bearer { realm, service }) = &known {
+                // A token kept from earlier in a long-lived process may have expired: one
+                // fresh token, one more try; a second refusal is the answer.
+                self.forget_token(&base, &path, creds);
+                auth = Some(Auth::Bearer(
+                    self.token(&base, &path, realm, service, creds).await?,
+                ));
+                r = ask(reqwest::Method::HEAD, &auth).await?;
+            }
+        }
         if r.status() == StatusCode::UNAUTHORIZED && known.is_none() {
             let header = r
                 .headers()
@@ -395,22 +425,25 @@ enum Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A registry with a token server on one loopback port, as gcr.io or Docker Hub answer:
     /// `/v2/...` wants `Bearer <token>`, `/token` hands it out for the right Basic
     /// credentials. Each request gets canned bytes; the request lines are kept.
-    async fn bearer_registry() -> (String, Arc<Mutex<Vec<String>>>) {
+    async fn bearer_registry() -> (String, Arc<Mutex<Vec<String>>>, Arc<AtomicUsize>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (h, log) = (host.clone(), seen.clone());
+        // The token server hands out `tok-<generation>`; only that one is accepted.
+        let generation = Arc::new(AtomicUsize::new(1));
+        let (h, log, g) = (host.clone(), seen.clone(), generation.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut sock, _)) = listener.accept().await else {
                     return;
                 };
-                let (h, log) = (h.clone(), log.clone());
+                let (h, log, g) = (h.clone(), log.clone(), g.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -421,12 +454,13 @@ mod tests {
                             let line = head.lines().next().unwrap_or("").to_string();
                             log.lock().unwrap().push(head.clone());
                             let lower = head.to_ascii_lowercase();
+                            let token = format!("tok-{}", g.load(Ordering::SeqCst));
                             let answer = if line.starts_with("GET /token?") {
                                 // base64("ci:pw")
                                 if lower.contains("authorization: basic y2k6chc=")
                                     && line.contains("scope=repository%3Aproj%2Fapi%3Apull")
                                 {
-                                    let body = r#"{"token":"tok-1"}"#;
+                                    let body = format!(r#"{{"token":"{token}"}}"#);
                                     format!(
                                         "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
                                         body.len()
@@ -434,7 +468,9 @@ mod tests {
                                 } else {
                                     "HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n".into()
                                 }
-                            } else if !lower.contains("authorization: bearer tok-1") {
+                            } else if !lower.contains(&format!("authorization: bearer {token}\r"))
+                                && !lower.ends_with(&format!("authorization: bearer {token}"))
+                            {
                                 format!("HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm=\"http://{h}/token\",service=\"test-registry\"\r\ncontent-length: 0\r\n\r\n")
                             } else if line.starts_with("HEAD /v2/proj/api/manifests/v1 ") {
                                 "HTTP/1.1 200 OK\r\ndocker-content-digest: sha256:abc\r\ncontent-length: 0\r\n\r\n".into()
@@ -453,18 +489,13 @@ mod tests {
                 });
             }
         });
-        (host, seen)
+        (host, seen, generation)
     }
 
     #[tokio::test]
     async fn bearer_registries_get_a_token_once_per_repository() {
-        let (host, seen) = bearer_registry().await;
-        let client = RegistryClient {
-            local: OnceLock::new(),
-            remote: OnceLock::new(),
-            challenges: Mutex::default(),
-            tokens: Mutex::default(),
-        };
+        let (host, seen, _) = bearer_registry().await;
+        let client = fresh_client();
         let creds = Credentials::password("ci", "pw");
         let repo = format!("{host}/proj/api");
         let (v1, missing) = tokio::join!(
@@ -494,6 +525,54 @@ mod tests {
         let wrong = Credentials::password("ci", "nope");
         let r = client.manifest_digest(&repo, "v1", Some(&wrong)).await;
         assert!(matches!(r, Err(RemoteError::Auth(_))), "{r:?}");
+    }
+
+    fn fresh_client() -> RegistryClient {
+        RegistryClient {
+            local: OnceLock::new(),
+            remote: OnceLock::new(),
+            challenges: Mutex::default(),
+            tokens: Mutex::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_expired_token_is_fetched_again_once() {
+        let (host, seen, generation) = bearer_registry().await;
+        let client = fresh_client();
+        let creds = Credentials::password("ci", "pw");
+        let repo = format!("{host}/proj/api");
+        let first = client.manifest_digest(&repo, "v1", Some(&creds)).await;
+        assert_eq!(first.unwrap().as_deref(), Some("sha256:abc"));
+        // The kept token expires (a long-lived process); the next look-up gets a new one.
+        generation.store(2, Ordering::SeqCst);
+        let again = client.manifest_digest(&repo, "v1", Some(&creds)).await;
+        assert_eq!(again.unwrap().as_deref(), Some("sha256:abc"));
+        let tokens = |seen: &Mutex<Vec<String>>| {
+            seen.lock()
+                .unwrap()
+                .iter()
+                .filter(|h| h.starts_with("GET /token"))
+                .count()
+        };
+        assert_eq!(tokens(&seen), 2);
+        // A token server that refuses the password: a refusal, not a loop.
+        let wrong = Credentials::password("ci", "nope");
+        let r = client.manifest_digest(&repo, "v1", Some(&wrong)).await;
+        assert!(matches!(r, Err(RemoteError::Auth(_))), "{r:?}");
+    }
+
+    /// `localhost` goes to the loopback address given to the client (the URL's port kept),
+    /// not through the resolver.
+    #[tokio::test]
+    async fn localhost_registries_are_reached_at_the_urls_port() {
+        let (host, _, _) = bearer_registry().await;
+        let port = host.rsplit(':').next().unwrap();
+        let client = fresh_client();
+        let creds = Credentials::password("ci", "pw");
+        let repo = format!("localhost:{port}/proj/api");
+        let r = client.manifest_digest(&repo, "v1", Some(&creds)).await;
+        assert_eq!(r.unwrap().as_deref(), Some("sha256:abc"));
     }
 
     #[test]

@@ -88,7 +88,7 @@ impl Credentials {
 }
 
 /// The credentials found for a host (if any), and where lifeos looked, for error messages.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Found {
     pub credentials: Option<Credentials>,
     pub looked: String,
@@ -159,87 +159,114 @@ fn same_host(key: &str, host: &str) -> bool {
 
 /// Look up credentials for `host` (`127.0.0.1:5000`, `gcr.io`, `docker.io`).
 pub fn lookup(host: &str, vars: &Vars) -> Result<Found, String> {
-    let user = vars(USER_ENV).filter(|u| !u.is_empty());
-    let password = vars(PASSWORD_ENV);
-    if let Some(user) = user {
-        let Some(password) = password else {
-            return Err(format!(
+    lookup_with(host, vars, true).expect("helpers allowed: always an answer")
+}
+
+/// [`lookup`] without running a credential helper: `None` when the answer needs one (a
+/// helper is a process, run off the async thread; the rest is a variable and a small file).
+pub fn lookup_without_helpers(host: &str, vars: &Vars) -> Option<Result<Found, String>> {
+    lookup_with(host, vars, false)
+}
+
+fn lookup_with(host: &str, vars: &Vars, helpers: bool) -> Option<Result<Found, String>> {
+    // The body as a closure so that `?` answers `Err` inside the `Some`.
+    let mut needs_helper = false;
+    let r = (|| {
+        let user = vars(USER_ENV).filter(|u| !u.is_empty());
+        let password = vars(PASSWORD_ENV);
+        if let Some(user) = user {
+            let Some(password) = password else {
+                return Err(format!(
                 "{USER_ENV} is set but {PASSWORD_ENV} is not: set both, or neither to use the Docker config"
             ));
-        };
-        return Ok(Found {
-            credentials: Some(Credentials::password(&user, &password)),
-            looked: format!("{USER_ENV}/{PASSWORD_ENV} (used for {host})"),
-        });
-    }
-    let mut looked = vec![format!("{USER_ENV}/{PASSWORD_ENV} (not set)")];
-    let Some(path) = config_path(vars) else {
-        looked.push("no Docker config (neither DOCKER_CONFIG nor HOME is set)".into());
-        return Ok(Found {
-            credentials: None,
-            looked: looked.join(", "),
-        });
-    };
-    let shown = path.display().to_string();
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            looked.push(format!("{shown} (no such file)"));
+            };
+            return Ok(Found {
+                credentials: Some(Credentials::password(&user, &password)),
+                looked: format!("{USER_ENV}/{PASSWORD_ENV} (used for {host})"),
+            });
+        }
+        let mut looked = vec![format!("{USER_ENV}/{PASSWORD_ENV} (not set)")];
+        let Some(path) = config_path(vars) else {
+            looked.push("no Docker config (neither DOCKER_CONFIG nor HOME is set)".into());
             return Ok(Found {
                 credentials: None,
                 looked: looked.join(", "),
             });
-        }
-        Err(e) => return Err(format!("cannot read {shown}: {e}")),
-    };
-    // serde_json's message names line and column, never the value it choked on.
-    let config: ConfigFile = serde_json::from_slice(&text)
-        .map_err(|e| format!("{shown} is not a valid Docker config: {e}"))?;
+        };
+        let shown = path.display().to_string();
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                looked.push(format!("{shown} (no such file)"));
+                return Ok(Found {
+                    credentials: None,
+                    looked: looked.join(", "),
+                });
+            }
+            Err(e) => return Err(format!("cannot read {shown}: {e}")),
+        };
+        // serde_json's message names line and column, never the value it choked on.
+        let config: ConfigFile = serde_json::from_slice(&text)
+            .map_err(|e| format!("{shown} is not a valid Docker config: {e}"))?;
 
-    if let Some((_, helper)) = config.cred_helpers.iter().find(|(k, _)| same_host(k, host)) {
-        let creds = run_helper(helper, host, vars)?;
-        looked.push(format!(
-            "{shown} credHelpers → docker-credential-{helper}{}",
-            if creds.is_some() { "" } else { " (no entry)" }
-        ));
-        return Ok(Found {
-            credentials: creds,
-            looked: looked.join(", "),
-        });
-    }
-    let entry = config
-        .auths
-        .iter()
-        .find(|(k, _)| same_host(k, host) || (host == "docker.io" && k.as_str() == HUB_KEY));
-    if let Some((key, e)) = entry {
-        if let Some(creds) =
-            from_entry(e).map_err(|why| format!("{shown}: auths.\"{key}\": {why}"))?
-        {
-            looked.push(format!("{shown} auths.\"{key}\""));
+        if let Some((_, helper)) = config.cred_helpers.iter().find(|(k, _)| same_host(k, host)) {
+            if !helpers {
+                needs_helper = true;
+                return Ok(Found::default());
+            }
+            let creds = run_helper(helper, host, vars)?;
+            looked.push(format!(
+                "{shown} credHelpers → docker-credential-{helper}{}",
+                if creds.is_some() { "" } else { " (no entry)" }
+            ));
             return Ok(Found {
-                credentials: Some(creds),
+                credentials: creds,
                 looked: looked.join(", "),
             });
         }
-    }
-    if let Some(store) = &config.creds_store {
-        let creds = run_helper(store, host, vars)?;
+        let entry = config
+            .auths
+            .iter()
+            .find(|(k, _)| same_host(k, host) || (host == "docker.io" && k.as_str() == HUB_KEY));
+        if let Some((key, e)) = entry {
+            if let Some(creds) =
+                from_entry(e).map_err(|why| format!("{shown}: auths.\"{key}\": {why}"))?
+            {
+                looked.push(format!("{shown} auths.\"{key}\""));
+                return Ok(Found {
+                    credentials: Some(creds),
+                    looked: looked.join(", "),
+                });
+            }
+        }
+        if let Some(store) = &config.creds_store {
+            if !helpers {
+                needs_helper = true;
+                return Ok(Found::default());
+            }
+            let creds = run_helper(store, host, vars)?;
+            looked.push(format!(
+                "{shown} credsStore → docker-credential-{store}{}",
+                if creds.is_some() { "" } else { " (no entry)" }
+            ));
+            return Ok(Found {
+                credentials: creds,
+                looked: looked.join(", "),
+            });
+        }
         looked.push(format!(
-            "{shown} credsStore → docker-credential-{store}{}",
-            if creds.is_some() { "" } else { " (no entry)" }
+            "{shown} (no auths, credHelpers or credsStore entry for {host})"
         ));
-        return Ok(Found {
-            credentials: creds,
+        Ok(Found {
+            credentials: None,
             looked: looked.join(", "),
-        });
+        })
+    })();
+    if needs_helper {
+        None
+    } else {
+        Some(r)
     }
-    looked.push(format!(
-        "{shown} (no auths, credHelpers or credsStore entry for {host})"
-    ));
-    Ok(Found {
-        credentials: None,
-        looked: looked.join(", "),
-    })
 }
 
 /// An `auths` entry: `auth` is base64 of `user:password`; an entry with only a store's
@@ -321,6 +348,37 @@ fn run_helper(name: &str, host: &str, vars: &Vars) -> Result<Option<Credentials>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Env and `auths` are answered in place; a helper's entry is left to the thread that
+    /// may run it (and the full lookup runs it: here a missing program, a clear error).
+    #[test]
+    fn only_helpers_need_the_blocking_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = base64::engine::general_purpose::STANDARD.encode("u:pw");
+        std::fs::write(
+            dir.path().join("config.json"),
+            format!(
+                r#"{{"auths": {{"a.example": {{"auth": "{auth}"}}}}, "credHelpers": {{"h.example": "lifeos-test-none"}}}}"#
+            ),
+        )
+        .unwrap();
+        let d = dir.path().display().to_string();
+        let vars = move |k: &str| (k == "DOCKER_CONFIG").then(|| d.clone());
+        let found = lookup_without_helpers("a.example", &vars).unwrap().unwrap();
+        assert_eq!(found.credentials.unwrap().secret(), "pw");
+        let none = lookup_without_helpers("b.example", &vars).unwrap().unwrap();
+        assert!(none.credentials.is_none() && none.looked.contains("no auths"));
+        assert!(lookup_without_helpers("h.example", &vars).is_none());
+        let err = lookup("h.example", &vars).unwrap_err();
+        assert!(err.contains("docker-credential-lifeos-test-none"), "{err}");
+        let env = |k: &str| match k {
+            USER_ENV => Some("ci".to_string()),
+            PASSWORD_ENV => Some("pw2".to_string()),
+            _ => None,
+        };
+        let found = lookup_without_helpers("h.example", &env).unwrap().unwrap();
+        assert_eq!(found.credentials.unwrap().username, "ci");
+    }
 
     #[test]
     fn auth_entries_decode_and_hosts_match_with_scheme_or_path() {

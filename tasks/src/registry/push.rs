@@ -4,6 +4,11 @@
 //! Proof of a result: the registry has the key tag with the recorded digest, and every user
 //! tag with the same digest. A user tag that is missing is added by pushing it again: the
 //! engine finds every layer already there and only puts the manifest (no layer upload).
+//!
+//! The record is never trusted alone: a registry is shared (CI moves `latest`, someone
+//! deletes a tag), so a no-op costs one manifest `HEAD` per tag, all at once. On an htpasswd
+//! registry each is a bcrypt check on the registry's side, the floor of the no-op
+//! (benches/README.md, vs-docker-push); asking for fewer tags would make "cached" a guess.
 
 use std::collections::BTreeMap;
 
