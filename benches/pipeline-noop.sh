@@ -37,7 +37,8 @@
 #                   10. check: synthetic /health requests through the router at 20/s for the
 #                       window (one python3 process, a thread per request, like lifeos's
 #                       probe), then the router's access log (`docker exec tail`) tallied
-#                       (awk): at least 20 requests and a success rate >= 0.99, or fail
+#                       (awk): at least 20 requests, a success rate >= 0.99 and p95 <= P95
+#                       (lifeos.toml's 500ms, relaxed below on both sides), or fail
 #                   11. promote: the new api alone, reload, `docker rm -f` the old revision
 #                   12. backup: `docker run --rm ... pg_dump -Fc` into a file
 #                  It uses lifeos's postgres and redis containers and network (what a seed
@@ -55,7 +56,7 @@
 # --summary), and the seed's runs must succeed (hyperfine fails on a non-zero exit).
 #
 # Env: LIFEOS (default: scripts/build-release.sh's binary), RUNS (both rows, default 10),
-#      WINDOW (seconds, default 2), DOCKER (default /usr/bin/docker), BEFORE=<binary> (an
+#      WINDOW (seconds, default 2), P95 (seconds, default 5), DOCKER (default /usr/bin/docker), BEFORE=<binary> (an
 #      older lifeos timed as a third row on the same project), KEEP=1 (leaves the
 #      project, its containers and the registry running; $tmp/teardown.sh removes them).
 set -euo pipefail
@@ -65,6 +66,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 bench_init pipeline-noop hyperfine jq docker docker-registry curl git python3 awk
 RUNS=${RUNS:-10}
 WINDOW=${WINDOW:-2}
+P95=${P95:-5}
 DOCKER=${DOCKER:-/usr/bin/docker}
 GOAL=20
 token=$$
@@ -91,10 +93,11 @@ cleanup() {
     bench_cleanup
 }
 teardown() {
-    [[ -d $proj ]] && "$LIFEOS" -C "$proj" --cache-dir "$tmp/cache" down --volumes >/dev/null 2>&1
+    # The seed's containers first: lifeos leaves a network that others are attached to.
     local ids
     ids=$(docker ps -aq --filter "label=$label")
     [[ -z $ids ]] || docker rm -f $ids >/dev/null 2>&1
+    [[ -d $proj ]] && "$LIFEOS" -C "$proj" --cache-dir "$tmp/cache" down --volumes >/dev/null 2>&1
     # By reference, never by ID: the same image may carry other projects' tags.
     [[ -z $reg_port ]] || docker rmi "lifeos-web:bench$token" "lifeos-api:bench$token" \
         $(docker images --format '{{.Repository}}:{{.Tag}}' | grep "^127.0.0.1:$reg_port/") >/dev/null 2>&1
@@ -118,7 +121,11 @@ for part in debian router; do
 done
 # With a root filesystem found, its graph step keeps it instead of running mmdebstrap again
 # (same task, inputs and outputs; only the first run differs).
+# The check's p95 limit relaxed to P95 seconds (default 5) on both sides: on a busy shared
+# machine the example api's CGI /health takes longer than 500 ms, and a failed check would
+# end the run early; the bench times the pipeline, not the app.
 sed -e "s/^name = \"lifeos\"\$/name = \"$name\"/" \
+    -e "s/^p95 = \"500ms\"\$/p95 = \"${P95}s\"/" \
     -e 's#^run = "sh example/\(debian\|router\)/make-rootfs.sh"$#run = "test -s example/\1/rootfs.tar || sh example/\1/make-rootfs.sh"#' \
     "$root/lifeos.toml" >"$proj/lifeos.toml"
 grep -q "^name = \"$name\"\$" "$proj/lifeos.toml" || { echo "pipeline-noop: lifeos.toml has no [project] name = \"lifeos\" line" >&2; exit 1; }
@@ -289,9 +296,11 @@ while time.monotonic() < end:
 '
 sleep 0.2
 step check-verdict
-docker exec "\$router" tail -c +\$((from + 1)) /seed/logs/api.log | awk -v min=0.99 '
-    { n++; if (\$2 >= 200 && \$2 < 500) ok++ }
-    END { if (n < 20 || ok / n < min) { print "check failed: " ok "/" n > "/dev/stderr"; exit 1 } }'
+docker exec "\$router" tail -c +\$((from + 1)) /seed/logs/api.log >"\$st/window.log"
+awk -v min=0.99 '{ n++; if (\$2 >= 200 && \$2 < 500) ok++ }
+    END { if (n < 20 || ok / n < min) { print "check failed: " ok "/" n > "/dev/stderr"; exit 1 } }' "\$st/window.log"
+p95=\$(awk '{ print \$3 }' "\$st/window.log" | sort -n | awk '{ v[NR] = \$1 } END { i = int(NR * 0.95); if (i < NR * 0.95) i++; print v[i] }')
+awk -v p="\$p95" 'BEGIN { if (p > $P95) { print "check failed: p95 " p " s" > "/dev/stderr"; exit 1 } }'
 
 step promote
 prev=\$(cat "\$st/api.stable")
@@ -323,7 +332,7 @@ for name, status, reason in bad:
 sys.exit(1 if bad else 0)
 EOF
 }
-bash "$tmp/lifeos.sh" >/dev/null 2>&1
+bash "$tmp/lifeos.sh" >"$tmp/second.log" 2>&1 || { tail -n 40 "$tmp/second.log"; echo "pipeline-noop: the second lifeos run failed" >&2; exit 1; }
 noop_check
 
 sync

@@ -175,6 +175,16 @@ mod tests {
         assert!(conf.contains("server 10.0.0.1:8081 weight=90"), "{conf}");
         assert!(conf.contains("server 10.0.0.2:8081 weight=10"), "{conf}");
         assert!(conf.contains("listen 9081;"), "{conf}");
+        // The control port serves the state and the access logs (probes and checks read them
+        // there instead of through the engine).
+        assert!(
+            conf.contains("location = /lifeos/state.json { default_type application/json; alias /lifeos/state.json; }"),
+            "{conf}"
+        );
+        assert!(
+            conf.contains("location /lifeos/logs/ { default_type text/plain; alias /lifeos/logs/; add_header X-Lifeos-Logs 1 always; }"),
+            "{conf}"
+        );
         s.weight = 0;
         st.services.insert("api".into(), s.clone());
         assert!(!render(&st).contains("10.0.0.2"));
