@@ -100,6 +100,9 @@ pub enum Cmd {
     },
     /// Start services and what they need; wait until healthy (none named: every service).
     Up { services: Vec<String> },
+    /// Bring services up, then keep them in step with the files: sync what a service
+    /// declares in `sync`, rebuild an image whose other inputs changed, rerun changed tasks.
+    Watch { services: Vec<String> },
     /// Stop and remove the project's containers and network.
     Down {
         /// Also remove the project's named volumes (their data is lost).

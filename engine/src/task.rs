@@ -347,6 +347,25 @@ pub trait Task: Send + Sync + 'static {
         &[]
     }
 
+    /// `lifeos watch`: project-relative paths (directories or files) whose changes may
+    /// change this task's key. Empty: nothing on disk does.
+    fn watch_paths(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// `lifeos watch`: a directory under [`Task::watch_paths`] whose files can never change
+    /// this task's key (a `.dockerignore` excludes it), so it needs no watch.
+    fn watch_skips(&self, _root: &Path, _rel_dir: &str) -> bool {
+        false
+    }
+
+    /// `lifeos watch`: may a change to this file (project-relative, under
+    /// [`Task::watch_paths`]) change this task's key? Only a plan knows for sure; this
+    /// decides whether a change cancels a running build.
+    fn watch_reads(&self, _root: &Path, _rel: &str) -> bool {
+        true
+    }
+
     /// What dependants see of a result (`${tasks.NAME.FIELD}`, [`Deps::typed`]), made from
     /// the record's data. `key` is added by the engine.
     fn result(&self, data: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {

@@ -6,6 +6,7 @@ mod deploy;
 mod explain;
 mod run;
 mod services;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
             | Cmd::Plan { .. }
             | Cmd::Explain { .. }
             | Cmd::Up { .. }
+            | Cmd::Watch { .. }
     );
     Preload::start(&file, g, scheduler);
     let project = match load(g, &file) {
@@ -46,6 +48,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Cmd::Graph { tasks, format } => graph(&project, &tasks, format),
         Cmd::Cache { action } => cache::cache(g, &project, action),
         Cmd::Up { services } => services::up(g, &project, services).await,
+        Cmd::Watch { services } => watch::watch(g, &project, services).await,
         Cmd::Down { volumes } => services::down(&project, volumes).await,
         Cmd::Status => match services::status(g, &project).await {
             exit::OK => deploy::status(g, &project).await,
@@ -221,7 +224,7 @@ impl Preload {
     }
 }
 
-fn open_snapshot(root: &Path, cache_dir: &Path) -> Snapshot {
+pub(crate) fn open_snapshot(root: &Path, cache_dir: &Path) -> Snapshot {
     let mut s = Snapshot::open(
         root,
         Some(CacheDir::new(cache_dir.to_path_buf()).stat_cache_path()),

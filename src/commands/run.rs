@@ -120,6 +120,19 @@ pub async fn execute(
     names: Vec<String>,
     dry_run: bool,
 ) -> (i32, Option<RunReport>) {
+    execute_with(g, project, verb, names, dry_run, CancellationToken::new()).await
+}
+
+/// [`execute`], cancelled also through `cancel` (`lifeos watch` stops a build whose inputs
+/// changed again).
+pub async fn execute_with(
+    g: &Global,
+    project: &Project,
+    verb: &str,
+    names: Vec<String>,
+    dry_run: bool,
+    cancel: CancellationToken,
+) -> (i32, Option<RunReport>) {
     let selection = project.graph.select(&names).expect("names checked");
     // Source files no run can get past (a Dockerfile Docker rejects) are config errors:
     // reported before anything runs.
@@ -171,7 +184,6 @@ pub async fn execute(
     let uses_containers = selection
         .iter()
         .any(|&i| project.graph.node(i).spec.class == lifeos_engine::Class::Docker);
-    let cancel = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(cancel.clone()));
     // A run that executes tasks has the cache to itself (cache/src/run_lock.rs); `plan` and
     // `explain` only read, and never wait.

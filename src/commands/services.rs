@@ -100,10 +100,48 @@ pub async fn status(g: &Global, project: &Project) -> i32 {
                     r.since
                 );
             }
+            for (service, n) in synced_differences(&d, project, &services).await {
+                crate::outln!(
+                    "{service}: differs from its image by {n} synced file{} (lifeos watch)",
+                    if n == 1 { "" } else { "s" }
+                );
+            }
             exit::OK
         }
         Err(e) => env_error(e),
     }
+}
+
+/// Services whose running container holds synced files its image does not (what `lifeos
+/// watch` left in `.lifeos/watch/<service>.json`, while that container still runs).
+async fn synced_differences(
+    d: &lifeos_tasks::docker::Client,
+    project: &Project,
+    services: &[String],
+) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for s in services {
+        let path = project.cache_dir.join("watch").join(format!("{s}.json"));
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let n = v["synced"].as_u64().unwrap_or(0);
+        let Some(id) = v["container"].as_str() else {
+            continue;
+        };
+        let current = ops::find(d, &project.name, Some(s))
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .any(|c| c.id.as_deref() == Some(id));
+        if n > 0 && current {
+            out.push((s.clone(), n));
+        }
+    }
+    out
 }
 
 pub async fn logs(project: &Project, service: &str, follow: bool) -> i32 {

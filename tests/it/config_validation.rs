@@ -266,3 +266,36 @@ fn a_config_that_is_not_utf8_names_line_column_and_byte() {
         r.all()
     );
 }
+
+// ---- `sync` rules (lifeos watch)
+
+#[test]
+fn sync_rules_are_checked_before_anything_runs() {
+    rejected(
+        &service_with(r#"sync = [{ from = "web", to = "srv/www" }]"#),
+        "8:",
+        &["invalid sync `to` `srv/www`", "absolute path"],
+    );
+    rejected(
+        &service_with(r#"sync = [{ from = "../web", to = "/srv" }]"#),
+        "8:",
+        &["sync `from` must be a path inside the project"],
+    );
+    rejected(
+        &service_with(r#"sync = [{ from = "web", to = "/srv", owner = "node" }]"#),
+        "8:",
+        &["invalid sync `owner` `node`", "UID:GID"],
+    );
+    rejected(
+        &service_with(r#"sync = [{ from = "web", to = "/srv", ignore = ["a[b"] }]"#),
+        "8:",
+        &["bad glob in sync `ignore`"],
+    );
+    rejected(
+        &format!(
+            "{OK_TASK}\n[tasks.c]\nkind = \"container\"\nimage = \"busybox:latest\"\nsync = [{{ from = \"web\", to = \"/srv\" }}]\n"
+        ),
+        "8:",
+        &["only a service has a running container to sync into"],
+    );
+}

@@ -361,3 +361,151 @@ fn buildkit_contexts_keys_and_images() {
     p.file("k/app/a.txt", "a2");
     assert_eq!(plan_outcomes(p)["vars"], "would_run");
 }
+
+/// Issue 18, 4: with BuildKit, `.dockerignore` may exclude the Dockerfile and itself, and
+/// `COPY . /app` then copies neither, as `docker build` (the 20.10 CLI, BuildKit) does: lifeos
+/// serves the context and the Dockerfile over a build session like the CLI. The image's files
+/// (names, modes, owners, sizes, times, link targets, hard links) equal the CLI's.
+#[test]
+fn buildkit_dockerignore_excludes_the_dockerfile_and_itself_like_docker_build() {
+    let fx = DockerFx::new();
+    let p = &fx.p;
+    p.file("c/app.txt", "app")
+        .file("c/sub/deeper/b.txt", "b")
+        .file("c/run.sh", "#!/bin/sh\necho hi\n")
+        .file("c/skip.log", "excluded")
+        .file("c/entered/other.txt", "excluded")
+        // `entered` is excluded, but entered for the exception: BuildKit sends it, empty.
+        .file(
+            "c/.dockerignore",
+            "Dockerfile\n.dockerignore\n*.log\nentered\n!entered/keep.txt\n",
+        )
+        .file(
+            "c/Dockerfile",
+            &format!("FROM {}\nCOPY . /app\n", fx.base()),
+        );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p.p("c/run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("sub/deeper/b.txt", p.p("c/link")).unwrap();
+    std::fs::hard_link(p.p("c/app.txt"), p.p("c/hard.txt")).unwrap();
+    std::fs::create_dir_all(p.p("c/empty")).unwrap();
+    // The same build from a Dockerfile outside the context.
+    p.file(
+        "elsewhere/Dockerfile.out",
+        &format!("FROM {}\nCOPY . /app\n", fx.base()),
+    );
+    let task = |name: &str, dockerfile: &str| {
+        format!(
+            "[tasks.{name}]\nkind = \"image\"\ncontext = \"c\"\ndockerfile = \"{dockerfile}\"\ntag = \"{}\"\nbuilder = \"buildkit\"\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
+            fx.tag(name),
+            fx.id
+        )
+    };
+    p.config(&format!(
+        "{}\n{}",
+        task("app", "c/Dockerfile"),
+        task("outside", "elsewhere/Dockerfile.out")
+    ));
+    let r = p.json(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // The oracle: the Docker 20.10 CLI with BuildKit, same context.
+    let label = format!("lifeos.test={}", fx.id);
+    let theirs_tag = fx.tag("cli");
+    let o = Command::new("/usr/bin/docker")
+        .env("DOCKER_BUILDKIT", "1")
+        .args(["build", "-q", "--label", &label, "-t", &theirs_tag])
+        .arg(p.p("c"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let listing = |image: &str| -> Vec<String> {
+        let out = fx.cli_run(
+            image,
+            &[
+                "sh",
+                "-c",
+                "cd /app && find . -mindepth 1 | sort | while read f; do \
+                 echo \"$f $(stat -c '%A %h %u %g %s %Y' \"$f\") $(readlink \"$f\")\"; done",
+            ],
+        );
+        out.lines().map(str::to_owned).collect()
+    };
+    let ours = listing(&fx.tag("app"));
+    let theirs = listing(&theirs_tag);
+    let names: Vec<&str> = ours.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "./app.txt",
+            "./empty",
+            "./entered",
+            "./hard.txt",
+            "./link",
+            "./run.sh",
+            "./sub",
+            "./sub/deeper",
+            "./sub/deeper/b.txt"
+        ],
+        "{ours:#?}"
+    );
+    assert_eq!(ours, theirs);
+    assert_eq!(listing(&fx.tag("outside")), ours);
+
+    // Other bytes with the same size and times (package managers write fixed times): the key
+    // changes, and the engine must not take the file from its copy of the last context.
+    let stamp = p.p("stamp");
+    let touch = |from: &std::path::Path, to: &std::path::Path| {
+        let ok = Command::new("touch")
+            .arg("-r")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    touch(&p.p("c/app.txt"), &stamp);
+    std::fs::write(p.p("c/app.txt"), "APP").unwrap();
+    touch(&stamp, &p.p("c/app.txt"));
+    let r = p.json(&["build", "app"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(fx.cli_run(&fx.tag("app"), &["cat", "/app/app.txt"]), "APP");
+}
+
+/// A BuildKit context of thousands of files goes through the build session whole (its
+/// requests for files interleave with the files it is sent: a sender that left them unread
+/// while sending lost the session on 3,000 files).
+#[test]
+fn a_buildkit_context_of_thousands_of_files_is_served_whole() {
+    let fx = DockerFx::new();
+    let p = &fx.p;
+    for d in 0..50 {
+        for f in 0..60 {
+            p.file(
+                &format!("c/d{d}/f{f}.txt"),
+                &format!("{d}-{f}\n").repeat(20),
+            );
+        }
+    }
+    p.file(
+        "c/Dockerfile",
+        &format!("FROM {}\nCOPY . /app\n", fx.base()),
+    );
+    p.config(&format!(
+        "[tasks.many]\nkind = \"image\"\ncontext = \"c\"\ntag = \"{}\"\nbuilder = \"buildkit\"\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
+        fx.tag("many"),
+        fx.id
+    ));
+    let r = p.json(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let count = fx.cli_run(
+        &fx.tag("many"),
+        &[
+            "sh",
+            "-c",
+            "find /app -type f | wc -l; cat /app/d49/f59.txt | head -1",
+        ],
+    );
+    assert_eq!(count.lines().collect::<Vec<_>>(), ["3001", "49-59"]);
+}

@@ -34,3 +34,4 @@ mod services;
 mod ssh;
 mod summary;
 mod url_inputs;
+mod watch;

@@ -177,6 +177,7 @@ impl TypedKind for BackupKind {
                 .ok_or_else(|| format!("task `{}`: `{name}` is not a service task", body.task))?,
             // No service: the client containers are the task's own, on the host's network.
             Database::UrlSecret(_) => ContainerSpec {
+                sync: vec![],
                 project: body.project.clone(),
                 task: body.task.clone(),
                 image: ImageRef::External(

@@ -57,6 +57,7 @@ impl Ended {
 impl Client {
     fn spec(&self, script: &str) -> ContainerSpec {
         ContainerSpec {
+            sync: vec![],
             project: self.db.project.clone(),
             task: self.task.clone(),
             image: ImageRef::External(self.image.clone()),

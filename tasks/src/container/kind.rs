@@ -10,7 +10,7 @@ use lifeos_engine::{Class, Task, TaskSpec};
 use serde::Deserialize;
 use toml::Value;
 
-use super::{ContainerSpec, ContainerTask, Health, ImageRef, Port, ServiceTask, Volume};
+use super::{ContainerSpec, ContainerTask, Health, ImageRef, Port, ServiceTask, SyncRule, Volume};
 use crate::image::ImageKind;
 use crate::kind::names::reference_problem;
 use crate::kind::{Defaults, Diagnostic, InstantiateCx, ResolveCx, TaskTable, TypedKind, S};
@@ -32,6 +32,19 @@ pub struct Raw {
     health: Option<S<RawHealth>>,
     restart: Option<S<String>>,
     labels: Option<BTreeMap<String, S<String>>>,
+    /// `lifeos watch`: files copied into the running service (services only).
+    sync: Option<Vec<S<RawSync>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSync {
+    from: S<String>,
+    to: S<String>,
+    ignore: Option<Vec<S<String>>>,
+    restart: Option<bool>,
+    run: Option<S<String>>,
+    owner: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -271,6 +284,23 @@ fn container_spec(
         .flatten()
         .filter_map(|(k, v)| cx.interp(v).map(|v| (k.clone(), v)))
         .collect();
+    let mut sync = Vec::new();
+    for r in raw.sync.iter().flatten() {
+        if kind != ServiceKind::NAME {
+            cx.err(
+                Diagnostic::new(format!("`sync` of task `{id}`"))
+                    .at(
+                        r.span(),
+                        "only a service has a running container to sync into",
+                    )
+                    .help("move `sync` to a task of kind \"service\""),
+            );
+            break;
+        }
+        if let Some(rule) = sync_rule(cx, r.get_ref()) {
+            sync.push(rule);
+        }
+    }
     Some(ContainerSpec {
         project: cx.project.clone(),
         task: id.to_string(),
@@ -284,6 +314,59 @@ fn container_spec(
         health,
         restart,
         labels,
+        sync,
+    })
+}
+
+/// One `sync` table: `from` inside the project, `to` absolute, valid ignore globs, a
+/// numeric `owner`.
+fn sync_rule(cx: &mut ResolveCx, r: &RawSync) -> Option<SyncRule> {
+    let from = cx.rel_path(&r.from, "sync `from`")?;
+    let to = cx.interp(&r.to)?;
+    if !to.starts_with('/') {
+        cx.err(
+            Diagnostic::new(format!("invalid sync `to` `{to}`"))
+                .at(r.to.span(), "must be an absolute path in the container"),
+        );
+        return None;
+    }
+    let mut ignore = Vec::new();
+    for g in r.ignore.iter().flatten() {
+        let text = cx.interp(g)?;
+        if let Err(e) = super::sync::check_glob(&text) {
+            cx.err(
+                Diagnostic::new(format!("bad glob in sync `ignore`: {e}"))
+                    .at(g.span(), "this pattern"),
+            );
+            return None;
+        }
+        ignore.push(text);
+    }
+    let owner = match &r.owner {
+        None => None,
+        Some(o) => {
+            let text = cx.interp(o)?;
+            if super::sync::parse_numeric_user(&text).is_none() {
+                cx.err(
+                    Diagnostic::new(format!("invalid sync `owner` `{text}`"))
+                        .at(o.span(), "expected numbers: \"UID:GID\" or \"UID\""),
+                );
+                return None;
+            }
+            Some(text)
+        }
+    };
+    let run = match &r.run {
+        Some(c) => Some(cx.interp(c)?),
+        None => None,
+    };
+    Some(SyncRule {
+        from,
+        to,
+        ignore,
+        restart: r.restart.unwrap_or(false),
+        run,
+        owner,
     })
 }
 

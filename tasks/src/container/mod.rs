@@ -6,6 +6,7 @@ pub mod oneshot;
 pub mod ops;
 pub mod owner;
 pub mod service;
+pub mod sync;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use kind::{ContainerKind, ServiceKind};
 pub use oneshot::ContainerTask;
 pub use service::ServiceTask;
+pub use sync::SyncRule;
 
 pub const PROJECT_LABEL: &str = "lifeos.project";
 pub const TASK_LABEL: &str = "lifeos.task";
@@ -173,6 +175,10 @@ pub struct ContainerSpec {
     pub health: Option<Health>,
     pub restart: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// `lifeos watch`: project files copied into the running container. Not in the key:
+    /// they change what `watch` does, not the container `up` makes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync: Vec<SyncRule>,
 }
 
 /// What a container's key covers: not the project or task name, nor an image task's tag

@@ -43,6 +43,13 @@ impl Task for ContainerTask {
         serde_json::to_value(self.spec.key()).expect("spec serializes")
     }
 
+    fn watch_paths(&self) -> Vec<String> {
+        self.binds
+            .as_ref()
+            .map(|b| b.roots().to_vec())
+            .unwrap_or_default()
+    }
+
     fn describe(&self) -> String {
         format!(
             "container {} {}",

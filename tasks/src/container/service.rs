@@ -98,6 +98,17 @@ impl Task for ServiceTask {
         }
     }
 
+    fn watch_paths(&self) -> Vec<String> {
+        self.binds
+            .as_ref()
+            .map(|b| b.roots().to_vec())
+            .unwrap_or_default()
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn describe(&self) -> String {
         let ports: Vec<String> = self
             .spec

@@ -436,6 +436,7 @@ impl Router {
 
     fn net_spec(&self) -> crate::container::ContainerSpec {
         crate::container::ContainerSpec {
+            sync: vec![],
             project: self.project.clone(),
             task: self.name(),
             image: crate::container::ImageRef::External(self.image.clone()),

@@ -407,6 +407,7 @@ impl Task for DeployTask {
 
 pub(super) fn router_net_spec(router: &Router) -> crate::container::ContainerSpec {
     crate::container::ContainerSpec {
+        sync: vec![],
         project: router.project.clone(),
         task: router.name(),
         image: ImageRef::External(router.image.clone()),

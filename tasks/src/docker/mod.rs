@@ -1,6 +1,7 @@
 //! The Docker Engine connection: made on first use (exec-only projects never need Docker),
 //! honouring DOCKER_HOST, with the API version negotiated and the registry-auth header fixed.
 
+pub mod dial;
 mod ssh;
 mod view;
 pub mod watchdog;
@@ -49,6 +50,8 @@ where
     )
 }
 
+/// The engine client, for callers outside this crate that hold one (`lifeos watch`).
+pub use bollard::Docker as Client;
 pub use view::ImageFacts;
 
 #[derive(Clone, Default)]

@@ -125,6 +125,14 @@ impl Task for ExecTask {
         self.outputs.as_ref().map(|o| o.roots()).unwrap_or(&[])
     }
 
+    fn watch_paths(&self) -> Vec<String> {
+        self.inputs.roots().to_vec()
+    }
+
+    fn watch_reads(&self, _root: &std::path::Path, rel: &str) -> bool {
+        self.inputs.matches(rel)
+    }
+
     async fn inputs(&self, cx: &KeyCx) -> Result<TaskInputs, TaskError> {
         let mut files = cx.hash_inputs(&self.inputs).await?;
         if !self.urls.is_empty() {

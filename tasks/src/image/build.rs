@@ -10,7 +10,9 @@ use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion};
 use futures_util::StreamExt;
 use lifeos_engine::{ExecCx, Stream, TaskError};
 
-use super::{context, Builder, ImageSpec, Parsed, KEY_LABEL};
+use bytes::Bytes;
+
+use super::{context, session, Builder, ImageSpec, Parsed, KEY_LABEL};
 use crate::docker::classify;
 
 /// Build `spec` and return the image ID.
@@ -24,18 +26,28 @@ pub async fn build(
     let context::ContextFiles {
         mut files,
         bare_dirs,
+        dirs,
     } = {
         let (snap, ctx) = (cx.snapshot.clone(), spec.context.clone());
-        tokio::task::spawn_blocking(move || context::files(&snap, &ctx, &parsed.rules))
+        let buildkit = spec.builder == Builder::BuildKit;
+        tokio::task::spawn_blocking(move || context::files(&snap, &ctx, &parsed.rules, buildkit))
             .await
             .map_err(|e| TaskError::Failed(e.to_string()))??
     };
+    let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+    labels.insert(KEY_LABEL.into(), cx.key.to_hex());
+    if spec.builder == Builder::BuildKit {
+        // As `docker build` does: the context, the Dockerfile and the secrets through the
+        // build session.
+        if let Some(id) = with_session(d, spec, cx, &files, &dirs, &labels).await? {
+            return Ok(id);
+        }
+    }
     // A Dockerfile outside the context travels in the tar under a name of its own. The
     // classic builder drops the files the tar's .dockerignore lists, so it is listed there
     // and `COPY . .` does not copy it: what the Docker CLI does (a .dockerignore it adds
-    // lists itself too). BuildKit applies no .dockerignore to an uploaded context (the CLI
-    // sends the Dockerfile through its session's file sync, which bollard's session does not
-    // serve), so there it is still in the context.
+    // lists itself too). BuildKit applies no .dockerignore to an uploaded context, so a
+    // BuildKit build that cannot have its session (see `with_session`) still has it there.
     let (dockerfile_name, extra) = match in_ctx {
         Some(p) if files.iter().any(|f| f.rel == spec.dockerfile) => (p, vec![]),
         // BuildKit with a `.dockerignore` that excludes the Dockerfile: the Engine API reads
@@ -95,11 +107,162 @@ pub async fn build(
         extra,
     );
 
-    let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
-    labels.insert(KEY_LABEL.into(), cx.key.to_hex());
     if spec.builder == Builder::BuildKit && !spec.secrets.is_empty() {
+        // Without a session of lifeos's own, bollard's solve serves the secrets.
         return super::solve::build(d, spec, cx, &dockerfile_name, body, &labels).await;
     }
+    let session = format!("lifeos-{}-{}", cx.run_id, cx.key.short());
+    let mut opts = options(spec, cx, &dockerfile_name, &labels);
+    opts = match spec.builder {
+        Builder::BuildKit => opts
+            .version(BuilderVersion::BuilderBuildKit)
+            .session(&session),
+        Builder::Classic => opts.version(BuilderVersion::BuilderV1),
+    };
+    let creds = match spec.builder {
+        // BuildKit asks the session for the credentials of each registry it pulls from.
+        Builder::BuildKit => Some(cache_credentials(spec, cx).await),
+        Builder::Classic => None,
+    };
+    let stream = d.build_image(opts.build(), creds, Some(bollard::body_try_stream(body)));
+    follow(stream, cx).await
+}
+
+/// A BuildKit build whose context and Dockerfile lifeos serves over its own build session
+/// (`session/`), as `docker build` does: the image ID, or None when this engine or context
+/// cannot have one (then the context is uploaded as a tar, and a Dockerfile that
+/// `.dockerignore` excludes still lands in `COPY .`): an engine reached over TLS (bollard's
+/// own client, which lifeos cannot dial), or a file name that is not UTF-8 (the session
+/// protocol's paths are strings).
+async fn with_session(
+    d: &bollard::Docker,
+    spec: &ImageSpec,
+    cx: &ExecCx<'_>,
+    files: &[lifeos_cache::FileMeta],
+    dirs: &[String],
+    labels: &HashMap<String, String>,
+) -> Result<Option<String>, TaskError> {
+    let root = cx.root.to_path_buf();
+    let ctx_dir = root.join(&spec.context);
+    let dockerfile = root.join(&spec.dockerfile);
+    let dockerfile_name = dockerfile
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Dockerfile".into());
+    let context = {
+        let (root, ctx, files, dirs) = (
+            root.clone(),
+            spec.context.clone(),
+            files.to_vec(),
+            dirs.to_vec(),
+        );
+        tokio::task::spawn_blocking(move || session::Source::context(&root, &ctx, &files, &dirs))
+            .await
+            .map_err(|e| TaskError::Failed(e.to_string()))??
+    };
+    let Some(context) = context else {
+        cx.log.line(
+            Stream::Stderr,
+            "note: a context file name is not UTF-8, which a BuildKit session cannot send: \
+             the context goes as a tar upload (a `COPY .` then also copies the Dockerfile)",
+        );
+        return Ok(None);
+    };
+    let served = session::Served {
+        context,
+        dockerfile: session::Source::file(&dockerfile, &dockerfile_name)?,
+        creds: cache_credentials(spec, cx).await,
+        secrets: spec.secrets.clone(),
+    };
+    let id = format!("lifeos-{}-{}", cx.run_id, cx.key.short());
+    let name = ctx_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // The engine keeps a session's context under this key and asks the next build with the
+    // same one only for the files whose metadata changed. The task's key is part of it: a
+    // file whose bytes changed but whose size and times did not (package managers write
+    // fixed times) must never come from an older copy. The Docker CLI keys by directory only.
+    let shared_key = {
+        let digest = ring::digest::digest(
+            &ring::digest::SHA256,
+            format!("lifeos:{}:{}", ctx_dir.display(), cx.key.to_hex()).as_bytes(),
+        );
+        digest
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let start = session::BuildSession::start(&id, &name, &shared_key, served);
+    // The engine answers an upgrade at once when it is well (as for the key's inspects).
+    let started = tokio::select! {
+        r = tokio::time::timeout(crate::docker::QUICK, start) => r,
+        _ = cx.cancel.cancelled() => return Err(TaskError::Interrupted),
+    };
+    let opened = match started {
+        Ok(r) => r.map_err(TaskError::Failed)?,
+        Err(_) => {
+            return Err(TaskError::Environment(crate::docker::connect_error(
+                "no answer to the build session within 15 s",
+            )))
+        }
+    };
+    let Some(open) = opened else {
+        cx.log.line(
+            Stream::Stderr,
+            "note: lifeos cannot open a BuildKit session to this engine (TLS): the context \
+             goes as a tar upload (a `COPY .` then also copies the Dockerfile)",
+        );
+        return Ok(None);
+    };
+    cx.log
+        .progress(&format!("serving the context ({} files)", files.len()));
+    // bollard starts a session of its own for every BuildKit request; this one is sent as a
+    // classic build and turned into a BuildKit one naming lifeos's session on its way out.
+    let opts = options(spec, cx, &dockerfile_name, labels)
+        .remote("client-session")
+        .version(BuilderVersion::BuilderV1);
+    let client = d
+        .clone()
+        .with_request_modifier(move |req| with_session_query(req, &id));
+    let stream = client.build_image(opts.build(), None, Some(bollard::body_full(Bytes::new())));
+    let image = follow(stream, cx).await;
+    drop(open);
+    image.map(Some)
+}
+
+/// `req` (the build request) as a BuildKit build of session `id`: `version=2&session=<id>`.
+fn with_session_query(mut req: bollard::BollardRequest, id: &str) -> bollard::BollardRequest {
+    let uri = req.uri();
+    if !uri.path().ends_with("/build") {
+        return req;
+    }
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        if k != "version" && k != "session" {
+            query.append_pair(&k, &v);
+        }
+    }
+    query.append_pair("version", "2").append_pair("session", id);
+    let mut parts = uri.clone().into_parts();
+    let path = format!("{}?{}", uri.path(), query.finish());
+    if let Ok(pq) = path.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(u) = http::Uri::from_parts(parts) {
+            *req.uri_mut() = u;
+        }
+    }
+    req
+}
+
+/// The build request's options shared by every way of building.
+fn options(
+    spec: &ImageSpec,
+    cx: &ExecCx<'_>,
+    dockerfile: &str,
+    labels: &HashMap<String, String>,
+) -> BuildImageOptionsBuilder {
     let mut build_args: HashMap<String, String> = spec.build_args.clone().into_iter().collect();
     if spec.inline_cache() {
         // The image carries its cache, so a later build's `cache_from` can use it.
@@ -107,8 +270,8 @@ pub async fn build(
         opts_note(cx, spec);
     }
     let mut opts = BuildImageOptionsBuilder::default()
-        .dockerfile(&dockerfile_name)
-        .labels(&labels)
+        .dockerfile(dockerfile)
+        .labels(labels)
         .buildargs(&build_args)
         .rm(true)
         .forcerm(true);
@@ -124,20 +287,15 @@ pub async fn build(
     if spec.inline_cache() {
         opts = opts.cachefrom(&spec.cache_from);
     }
-    let session = format!("lifeos-{}-{}", cx.run_id, cx.key.short());
-    opts = match spec.builder {
-        Builder::BuildKit => opts
-            .version(BuilderVersion::BuilderBuildKit)
-            .session(&session),
-        Builder::Classic => opts.version(BuilderVersion::BuilderV1),
-    };
+    opts
+}
 
-    let creds = match spec.builder {
-        // BuildKit asks the session for the credentials of each registry it pulls from.
-        Builder::BuildKit => Some(cache_credentials(spec, cx).await),
-        Builder::Classic => None,
-    };
-    let mut stream = d.build_image(opts.build(), creds, Some(bollard::body_try_stream(body)));
+/// Follow a build's progress into the task log; the image ID.
+async fn follow(
+    stream: impl futures_util::Stream<Item = Result<bollard::models::BuildInfo, bollard::errors::Error>>,
+    cx: &ExecCx<'_>,
+) -> Result<String, TaskError> {
+    let mut stream = std::pin::pin!(stream);
     let mut image_id = None;
     let mut vertex_names: HashMap<String, String> = HashMap::new();
     // BuildKit repeats completed vertices in later status messages; report each once.
@@ -267,4 +425,40 @@ fn short_step(name: &str) -> &str {
 /// "executor failed running [/bin/sh -c …]: exit code: 3".
 fn failure_message(m: &str) -> String {
     format!("image build failed: {m}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_build_request_becomes_a_buildkit_build_of_the_session() {
+        let req = |uri: &str| {
+            http::Request::post(uri)
+                .body(bollard::body_full(Bytes::new()))
+                .unwrap()
+        };
+        let out = with_session_query(
+            req("/v1.41/build?dockerfile=Dockerfile&labels=%7B%22a%20b%22%3A%22c%22%7D&version=1&remote=client-session"),
+            "lifeos-r-k",
+        );
+        let q: Vec<(String, String)> =
+            url::form_urlencoded::parse(out.uri().query().unwrap().as_bytes())
+                .into_owned()
+                .collect();
+        let get = |k: &str| {
+            q.iter()
+                .filter(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("version"), ["2"]);
+        assert_eq!(get("session"), ["lifeos-r-k"]);
+        assert_eq!(get("remote"), ["client-session"]);
+        assert_eq!(get("labels"), [r#"{"a b":"c"}"#]);
+        assert_eq!(out.uri().path(), "/v1.41/build");
+        // Any other request passes unchanged.
+        let other = with_session_query(req("/v1.41/images/x/json?version=1"), "s");
+        assert_eq!(other.uri().query(), Some("version=1"));
+    }
 }

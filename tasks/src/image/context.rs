@@ -80,10 +80,20 @@ pub(super) fn parse_ignore_rules(
 pub struct ContextFiles {
     pub files: Vec<FileMeta>,
     pub bare_dirs: Vec<String>,
+    /// Every directory the walk sends (holding files or not), for the build session.
+    pub dirs: Vec<String>,
 }
 
-/// Every file and bare directory of the context that Docker would send.
-pub fn files(snapshot: &Snapshot, ctx: &str, rules: &DockerIgnore) -> io::Result<ContextFiles> {
+/// Every file and bare directory of the context that Docker would send. With BuildKit
+/// (`entered_dirs`), an excluded directory that the walk enters for an exception pattern is
+/// sent too, empty if nothing under it is (fsutil's walk sends every directory it enters;
+/// the classic builder's tar has only what is not excluded).
+pub fn files(
+    snapshot: &Snapshot,
+    ctx: &str,
+    rules: &DockerIgnore,
+    entered_dirs: bool,
+) -> io::Result<ContextFiles> {
     let walked = snapshot.walk(ctx)?;
     let mut walk = Walk::new(rules);
     let files: Vec<FileMeta> = walked
@@ -93,11 +103,15 @@ pub fn files(snapshot: &Snapshot, ctx: &str, rules: &DockerIgnore) -> io::Result
         .collect();
     let mut walk = Walk::new(rules);
     let mut bare_dirs = Vec::new();
+    let mut dirs = Vec::new();
     let mut next_file = 0;
     for dir in snapshot.dirs(ctx) {
-        if !walk.keeps(ctx_rel(ctx, &dir), true) {
+        let rel = ctx_rel(ctx, &dir);
+        let sent = walk.keeps(rel, true) || (entered_dirs && walk.entered(rel));
+        if !sent {
             continue;
         }
+        dirs.push(dir.clone());
         // Files and directories share one sort order: the first file at or after `dir`.
         while next_file < files.len() && files[next_file].rel.as_str() < dir.as_str() {
             next_file += 1;
@@ -110,7 +124,11 @@ pub fn files(snapshot: &Snapshot, ctx: &str, rules: &DockerIgnore) -> io::Result
     // A directory holding a bare directory is implied by it.
     let implied = |d: &String| bare_dirs.iter().any(|o| is_under(o, d));
     let bare_dirs = bare_dirs.iter().filter(|d| !implied(d)).cloned().collect();
-    Ok(ContextFiles { files, bare_dirs })
+    Ok(ContextFiles {
+        files,
+        bare_dirs,
+        dirs,
+    })
 }
 
 /// Writes tar bytes into a channel in 64 KiB chunks: the request body streams as it is built.
@@ -285,13 +303,27 @@ mod tests {
         fs::write(root.join("ctx/logs/x.log"), "x").unwrap();
         let snap = Snapshot::open(root, None);
         let rules = DockerIgnore::parse("*/*.log\n").unwrap();
-        let c = files(&snap, "ctx", &rules).unwrap();
+        let c = files(&snap, "ctx", &rules, false).unwrap();
         let names: Vec<&str> = c.files.iter().map(|f| f.rel.as_str()).collect();
         assert_eq!(names, ["ctx/a/f"]);
         assert_eq!(c.bare_dirs, ["ctx/a/deeper/still", "ctx/empty", "ctx/logs"]);
         // Docker's walk does not enter an excluded directory: nothing of it is sent.
         let rules = DockerIgnore::parse("a\n").unwrap();
-        let c = files(&snap, "ctx", &rules).unwrap();
+        let c = files(&snap, "ctx", &rules, true).unwrap();
         assert_eq!(c.bare_dirs, ["ctx/empty"]);
+        // Entered for an exception that matches nothing: BuildKit's walk still sends it.
+        let rules = DockerIgnore::parse("logs\n!logs/keep.txt\n").unwrap();
+        let c = files(&snap, "ctx", &rules, true).unwrap();
+        assert!(
+            c.bare_dirs.contains(&"ctx/logs".to_string()),
+            "{:?}",
+            c.bare_dirs
+        );
+        let c = files(&snap, "ctx", &rules, false).unwrap();
+        assert!(
+            !c.bare_dirs.contains(&"ctx/logs".to_string()),
+            "{:?}",
+            c.bare_dirs
+        );
     }
 }

@@ -63,6 +63,14 @@ impl<'a> Walk<'a> {
         !skip
     }
 
+    /// Did the last [`Walk::keeps`] of directory `rel` enter it although it is excluded (an
+    /// exception pattern starts with its path)?
+    pub fn entered(&self, rel: &str) -> bool {
+        self.stack
+            .last()
+            .is_some_and(|(d, _, pruned)| d == rel && !pruned)
+    }
+
     /// moby's `MatchesUsingParentResults`: (excluded, per-pattern results for children).
     fn evaluate(&self, rel: &str) -> (bool, Vec<bool>) {
         let parent = self.stack.last().map(|(_, info, _)| info.as_slice());

@@ -13,6 +13,7 @@ pub mod ignore_walk;
 mod kind;
 #[cfg(test)]
 mod robustness;
+pub mod session;
 pub mod solve;
 
 use std::collections::{BTreeMap, HashMap};
@@ -296,7 +297,8 @@ fn context_digests(
     parsed: &Parsed,
 ) -> Result<BTreeMap<String, String>, TaskError> {
     let plan = &parsed.plan;
-    let sent = context::files(snap, &spec.context, &parsed.rules)?;
+    let buildkit = spec.builder == Builder::BuildKit;
+    let sent = context::files(snap, &spec.context, &parsed.rules, buildkit)?;
     let mut read: Vec<_> = sent
         .files
         .into_iter()
@@ -352,6 +354,39 @@ impl Task for ImageTask {
 
     fn check(&self, root: &std::path::Path) -> Result<(), String> {
         self.parsed(root).map(drop)
+    }
+
+    fn watch_paths(&self) -> Vec<String> {
+        vec![self.spec.context.clone(), self.spec.dockerfile.clone()]
+    }
+
+    fn watch_reads(&self, root: &std::path::Path, rel: &str) -> bool {
+        let spec = &self.spec;
+        if rel == spec.dockerfile {
+            return true;
+        }
+        let ctx = &spec.context;
+        if !(ctx.is_empty() || lifeos_cache::names::is_under(rel, ctx)) {
+            return false;
+        }
+        let Ok(parsed) = self.parsed(root) else {
+            return true;
+        };
+        let r = context::ctx_rel(ctx, rel);
+        // `.dockerignore` itself decides what is sent.
+        r == ".dockerignore" || (parsed.plan.context.reads(r) && !parsed.rules.is_excluded(r))
+    }
+
+    fn watch_skips(&self, root: &std::path::Path, rel_dir: &str) -> bool {
+        let ctx = &self.spec.context;
+        let inside = ctx.is_empty() || lifeos_cache::names::is_under(rel_dir, ctx);
+        let Ok(parsed) = self.parsed(root) else {
+            return false;
+        };
+        // An exception (`!pattern`) may bring files back from inside an excluded directory.
+        inside
+            && !parsed.rules.patterns().iter().any(|p| p.negated())
+            && parsed.rules.is_excluded(context::ctx_rel(ctx, rel_dir))
     }
 
     fn result(&self, data: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {

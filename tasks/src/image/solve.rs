@@ -1,10 +1,12 @@
-//! A BuildKit build with secrets: `RUN --mount=type=secret,id=NAME` reads the task's declared
-//! secret NAME. bollard's `build_image` session serves registry auth (and file export) only,
-//! and its secrets provider cannot be built outside bollard; so this goes through bollard's
-//! Moby driver: BuildKit's solve over the engine's `/grpc`, with the context tar uploaded and
-//! the secrets served over `/session`. That path streams no step progress (the task log gets
-//! the outcome), and bollard's driver futures are not `Send`: the solve runs on a thread of
-//! its own.
+//! A BuildKit build with secrets when lifeos cannot open a build session of its own (see
+//! `build::with_session`: an engine over TLS, a file name that is not UTF-8):
+//! `RUN --mount=type=secret,id=NAME` reads the task's declared secret NAME. bollard's
+//! `build_image` session serves registry auth (and file export) only, and its secrets
+//! provider cannot be built outside bollard; so this goes through bollard's Moby driver:
+//! BuildKit's solve over the engine's `/grpc`, with the context tar uploaded and the secrets
+//! served over `/session`. That path streams no step progress (the task log gets the
+//! outcome), and bollard's driver futures are not `Send`: the solve runs on a thread of its
+//! own.
 
 use std::collections::HashMap;
 

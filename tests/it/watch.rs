@@ -1,0 +1,539 @@
+//! `lifeos watch` against the real engine, real files and real HTTP: what each kind of edit
+//! does, read from its `--json` lines (`watch_action`, `watch_batch`), never from sleeps.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{docker, free_port, DockerFx};
+
+/// A web service serving `web/` (synced into its docroot) and an api whose handler is synced
+/// (then restarted) and whose manifest is not (a rebuild).
+fn project(fx: &DockerFx, web_port: u16, api_port: u16) {
+    let base = fx.base();
+    let executable = |rel: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(fx.p.p(rel), std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    fx.p.file("web/index.html", "page v1\n")
+        .file("web/b.html", "b\n")
+        .file("api/manifest.json", "{\"version\":\"1\"}\n")
+        .file(
+            "api/handler.sh",
+            "#!/bin/sh\nread -r line\nbody=\"handler one $(cat /srv/api/manifest.json)\"\nprintf 'HTTP/1.0 200 OK\\r\\nContent-Length: %s\\r\\n\\r\\n%s' \"${#body}\" \"$body\"\n",
+        )
+        .file(
+            "Dockerfile",
+            &format!(
+                "FROM {base} AS web\nCOPY web/ /srv/www/\nRUN chown -R 65534:65534 /srv/www\nUSER 65534:65534\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/srv/www\"]\n\n\
+                 FROM {base} AS api\nCOPY api/ /srv/api/\nRUN chmod 755 /srv/api/handler.sh\nCMD [\"sh\", \"-c\", \"trap 'exit 0' TERM; nc -ll -p 8081 -e /srv/api/handler.sh & wait\"]\n"
+            ),
+        );
+    executable("api/handler.sh");
+    fx.p.config(&format!(
+        r#"
+[project]
+name = "{id}"
+
+[tasks.web-img]
+kind = "image"
+context = "."
+dockerfile = "Dockerfile"
+target = "web"
+tag = "{web_tag}"
+labels = {{ "lifeos.test" = "{id}" }}
+
+[tasks.api-img]
+kind = "image"
+context = "."
+dockerfile = "Dockerfile"
+target = "api"
+tag = "{api_tag}"
+labels = {{ "lifeos.test" = "{id}" }}
+
+[tasks.web]
+kind = "service"
+image = "web-img"
+ports = ["127.0.0.1:{web_port}:8080"]
+labels = {{ "lifeos.test" = "{id}" }}
+sync = [{{ from = "web", to = "/srv/www" }}]
+
+[tasks.api]
+kind = "service"
+image = "api-img"
+ports = ["127.0.0.1:{api_port}:8081"]
+labels = {{ "lifeos.test" = "{id}" }}
+sync = [{{ from = "api", to = "/srv/api", ignore = ["manifest.json"], restart = true }}]
+"#,
+        id = fx.id,
+        web_tag = fx.tag("web"),
+        api_tag = fx.tag("api"),
+    ));
+}
+
+/// A running `lifeos --json watch` and its stdout lines.
+struct Watcher {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<Value>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+const LONG: Duration = Duration::from_secs(180);
+
+impl Watcher {
+    fn start(fx: &DockerFx, env: &[(&str, &str)]) -> Watcher {
+        let mut cmd = fx.p.cmd(&["--json", "watch"]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("lifeos watch starts");
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let e2 = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                e2.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut w = Watcher {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            stderr,
+        };
+        w.until(|e| e["event"] == "watch_ready");
+        w
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Read events until one matches; everything read is kept in `seen`.
+    fn until(&mut self, want: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + LONG;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let Ok(v) = serde_json::from_str::<Value>(&l) else {
+                        continue;
+                    };
+                    self.seen.push(v.clone());
+                    if want(&v) {
+                        return v;
+                    }
+                }
+                Err(e) => panic!(
+                    "lifeos watch never printed what the test waits for ({e}); seen: {:#?}\nstderr: {}",
+                    self.seen,
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// The next batch that acted (or, with `idle`, any batch), and the actions it took.
+    fn batch(&mut self, idle: bool) -> (Value, Vec<Value>) {
+        let from = self.seen.len();
+        let b = self.until(|e| {
+            e["event"] == "watch_batch" && (idle || e["actions"].as_u64().unwrap_or(0) > 0)
+        });
+        let n = b["batch"].clone();
+        let actions = self.seen[from..]
+            .iter()
+            .filter(|e| e["event"] == "watch_action" && e["batch"] == n)
+            .cloned()
+            .collect();
+        (b, actions)
+    }
+
+    /// Events seen since index `from` of one kind.
+    fn since(&self, from: usize, event: &str) -> Vec<Value> {
+        self.seen[from..]
+            .iter()
+            .filter(|e| e["event"] == event)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: kill(2) on the child's pid, which this process spawned and has not
+            // reaped (try_wait just said it still runs).
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The body of GET `path` on 127.0.0.1:`port` (retried while the service starts).
+fn get(port: u16, path: &str) -> String {
+    try_get(port, path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn try_get(port: u16, path: &str) -> Result<String, String> {
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    while Instant::now() < end {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = write!(c, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
+            let mut s = String::new();
+            let _ = c.read_to_string(&mut s);
+            if let Some((_, body)) = s.split_once("\r\n\r\n") {
+                return Ok(body.to_string());
+            }
+            last = s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("no HTTP answer on {port}{path}: {last:?}"))
+}
+
+fn write_now(fx: &DockerFx, rel: &str, content: &str) {
+    let p = fx.p.p(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+/// Every file under `dir` in the container: path and content.
+fn container_tree(id: &str, dir: &str) -> Vec<(String, String)> {
+    let list = docker(&["exec", id, "find", dir, "-type", "f"]);
+    let mut v: Vec<(String, String)> = list
+        .lines()
+        .map(|p| {
+            (
+                p.trim_start_matches(dir)
+                    .trim_start_matches('/')
+                    .to_string(),
+                docker(&["exec", id, "cat", p]),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn host_tree(fx: &DockerFx, dir: &str) -> Vec<(String, String)> {
+    let root = fx.p.p(dir);
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((rel, std::fs::read_to_string(&p).unwrap().trim().to_string()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn watch_syncs_each_save_once_and_converges() {
+    let fx = DockerFx::new();
+    let (wp, ap) = (free_port(), free_port());
+    project(&fx, wp, ap);
+    let mut w = Watcher::start(&fx, &[]);
+    assert_eq!(get(wp, "/index.html"), "page v1\n");
+    let web_id = fx.container("web");
+    let ready = w.seen.len();
+
+    // An edit to a synced file: in the next response, without an image build.
+    write_now(&fx, "web/index.html", "page v2\n");
+    let (_, actions) = w.batch(false);
+    assert_eq!(actions.len(), 1, "{actions:#?}");
+    assert_eq!(
+        (actions[0]["action"].as_str(), actions[0]["task"].as_str()),
+        (Some("sync"), Some("web"))
+    );
+    assert_eq!(get(wp, "/index.html"), "page v2\n");
+    // Owned by the container's user, as the tar headers said.
+    assert_eq!(
+        docker(&[
+            "exec",
+            &web_id,
+            "stat",
+            "-c",
+            "%u:%g",
+            "/srv/www/index.html"
+        ]),
+        "65534:65534"
+    );
+
+    // Each editor's way of saving is one action.
+    let dir = fx.p.p("web");
+    type Save<'a> = Box<dyn Fn(&str) + 'a>;
+    let saves: Vec<(&str, Save)> = vec![
+        (
+            "rename-and-write (vim)",
+            Box::new(|c: &str| {
+                std::fs::write(dir.join(".index.html.swp"), "x").unwrap();
+                std::fs::write(dir.join("index.html.tmp"), c).unwrap();
+                std::fs::rename(dir.join("index.html.tmp"), dir.join("index.html")).unwrap();
+                std::fs::remove_file(dir.join(".index.html.swp")).unwrap();
+            }),
+        ),
+        (
+            "safe write (JetBrains)",
+            Box::new(|c: &str| {
+                std::fs::write(dir.join("index.html___jb_tmp___"), c).unwrap();
+                std::fs::rename(dir.join("index.html"), dir.join("index.html___jb_old___"))
+                    .unwrap();
+                std::fs::rename(dir.join("index.html___jb_tmp___"), dir.join("index.html"))
+                    .unwrap();
+                std::fs::remove_file(dir.join("index.html___jb_old___")).unwrap();
+            }),
+        ),
+        (
+            "sed -i",
+            Box::new(|c: &str| {
+                let st = std::process::Command::new("sed")
+                    .args(["-i", &format!("s/.*/{}/", c.trim()), "index.html"])
+                    .current_dir(&dir)
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+            }),
+        ),
+        (
+            "cp over",
+            Box::new(|c: &str| {
+                let src = dir.parent().unwrap().join("elsewhere.txt");
+                std::fs::write(&src, c).unwrap();
+                let st = std::process::Command::new("cp")
+                    .arg(&src)
+                    .arg(dir.join("index.html"))
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+            }),
+        ),
+    ];
+    for (i, (name, save)) in saves.iter().enumerate() {
+        let content = format!("page save{i}\n");
+        save(&content);
+        let (_, actions) = w.batch(false);
+        assert_eq!(actions.len(), 1, "{name}: {actions:#?}");
+        assert_eq!(actions[0]["action"], "sync", "{name}: {actions:#?}");
+        assert_eq!(get(wp, "/index.html"), content, "{name}");
+    }
+    // touch: the content is the truth, and it did not change.
+    let st = std::process::Command::new("touch")
+        .arg(dir.join("index.html"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (b, actions) = w.batch(true);
+    assert!(b["paths"].as_u64().unwrap() >= 1, "{b}");
+    assert!(actions.is_empty(), "touch: {actions:#?}");
+
+    // lifeos's own writes (its cache) are never seen; the next batch has only the marker.
+    std::fs::write(fx.p.p(".lifeos/junk-by-test"), "x").unwrap();
+    std::fs::write(fx.p.p(".lifeos/watch/junk.json"), "{}").unwrap();
+    std::process::Command::new("touch")
+        .arg(dir.join("b.html"))
+        .status()
+        .unwrap();
+    let (b, actions) = w.batch(true);
+    assert_eq!((b["paths"].as_u64(), actions.len()), (Some(1), 0), "{b}");
+
+    // Delete, rename and a new directory: the container's docroot is the host's.
+    write_now(&fx, "web/sub/deep/x.html", "x\n");
+    write_now(&fx, "web/sub/y.html", "y\n");
+    w.batch(false);
+    std::fs::remove_file(fx.p.p("web/b.html")).unwrap();
+    std::fs::rename(fx.p.p("web/sub/y.html"), fx.p.p("web/c.html")).unwrap();
+    std::fs::remove_dir_all(fx.p.p("web/sub/deep")).unwrap();
+    let (_, actions) = w.batch(false);
+    assert_eq!(actions.len(), 1, "{actions:#?}");
+    assert_eq!(container_tree(&web_id, "/srv/www"), host_tree(&fx, "web"));
+
+    // A checkout of 1,000 files under git's index lock: one batch, one sync.
+    std::fs::create_dir_all(fx.p.p(".git")).unwrap();
+    std::fs::write(fx.p.p(".git/index.lock"), "").unwrap();
+    for i in 0..1000 {
+        write_now(&fx, &format!("web/many/f{i:04}.html"), &format!("f{i}\n"));
+    }
+    std::fs::remove_file(fx.p.p(".git/index.lock")).unwrap();
+    let from = w.seen.len();
+    let (_, actions) = w.batch(false);
+    assert_eq!(
+        w.since(from, "watch_batch").len(),
+        1,
+        "one batch: {:#?}",
+        w.since(from, "watch_batch")
+    );
+    assert_eq!(actions.len(), 1, "{actions:#?}");
+    assert_eq!(actions[0]["files"], 1000);
+    assert_eq!(get(wp, "/many/f0500.html"), "f500\n");
+
+    // An injected rescan reads the container back: it matches, nothing to do.
+    // SAFETY: kill(2) on the child's pid, which this process spawned and has not reaped.
+    unsafe { libc::kill(w.child.id() as i32, libc::SIGUSR1) };
+    let b = w.until(|e| e["event"] == "watch_batch" && !e["rescan"].is_null());
+    assert_eq!(b["actions"], 0, "{b}");
+
+    // `lifeos status` says how the container differs from its image.
+    let s = fx.p.run(&["status"]);
+    assert!(
+        s.stdout.contains("differs from its image by"),
+        "{}",
+        s.all()
+    );
+
+    // No image was built since watch was ready, and web is the same container.
+    let builds: Vec<_> = w
+        .since(ready, "task_started")
+        .into_iter()
+        .filter(|e| e["task"] == "web-img")
+        .collect();
+    assert!(builds.is_empty(), "{builds:#?}");
+    assert_eq!(fx.container("web"), web_id);
+}
+
+#[test]
+fn watch_rebuilds_what_a_manifest_changes_and_reapplies_to_a_new_container() {
+    let fx = DockerFx::new();
+    let (wp, ap) = (free_port(), free_port());
+    project(&fx, wp, ap);
+    let mut w = Watcher::start(&fx, &[]);
+    let first = try_get(ap, "/")
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", w.stderr(), fx.p.run(&["status"]).all()));
+    assert!(
+        first.starts_with("handler one {\"version\":\"1\"}"),
+        "{first}"
+    );
+    let web_id = fx.container("web");
+
+    // The handler is synced, then the api restarts.
+    let handler =
+        fx.p.read("api/handler.sh")
+            .replace("handler one", "handler two");
+    write_now(&fx, "api/handler.sh", &handler);
+    let (_, actions) = w.batch(false);
+    assert_eq!(actions.len(), 1, "{actions:#?}");
+    assert_eq!(actions[0]["action"], "sync");
+    assert_eq!(actions[0]["restarted"], true, "{actions:#?}");
+    assert!(get(ap, "/").starts_with("handler two"));
+
+    // The manifest is not synced: api's image is rebuilt and its service recreated; web
+    // stays as it is.
+    let api_id = fx.container("api");
+    let from = w.seen.len();
+    write_now(&fx, "api/manifest.json", "{\"version\":\"2\"}\n");
+    let (_, actions) = w.batch(false);
+    let kinds: Vec<(String, String)> = actions
+        .iter()
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap().into(),
+                a["task"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("rebuild".into(), "api-img".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("recreate".into(), "api".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        !kinds.iter().any(|(_, t)| t.starts_with("web")),
+        "{kinds:?}"
+    );
+    let started: Vec<String> = w
+        .since(from, "task_started")
+        .iter()
+        .map(|e| e["task"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(started, ["api-img", "api"], "{started:?}");
+    assert_ne!(fx.container("api"), api_id);
+    assert_eq!(fx.container("web"), web_id);
+    assert_eq!(get(ap, "/"), "handler two {\"version\":\"2\"}");
+
+    // web's container re-created outside lifeos (same labels, same image): the synced edit
+    // is copied into the new one.
+    write_now(&fx, "web/index.html", "edited before the re-create\n");
+    w.batch(false);
+    let image = docker(&["inspect", "-f", "{{.Image}}", &web_id]);
+    let labels = docker(&["inspect", "-f", "{{json .Config.Labels}}", &web_id]);
+    let labels: serde_json::Map<String, Value> = serde_json::from_str(&labels).unwrap();
+    let mut args = vec!["run".to_string(), "-d".into()];
+    for (k, v) in &labels {
+        args.push("--label".into());
+        args.push(format!("{k}={}", v.as_str().unwrap()));
+    }
+    args.push(image);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let new_id = docker(&args);
+    docker(&["rm", "-f", &web_id]);
+    let b =
+        w.until(|e| e["event"] == "watch_action" && e["task"] == "web" && e["action"] == "sync");
+    assert!(b["reason"].as_str().unwrap().contains("re-created"), "{b}");
+    assert_eq!(
+        docker(&["exec", &new_id, "cat", "/srv/www/index.html"]),
+        "edited before the re-create"
+    );
+}
+
+#[test]
+fn watch_limit_reached_says_which_sysctl_and_polls() {
+    let fx = DockerFx::new();
+    let (wp, ap) = (free_port(), free_port());
+    project(&fx, wp, ap);
+    let mut w = Watcher::start(&fx, &[("LIFEOS_WATCH_LIMIT", "1")]);
+    let ready = w.seen.last().unwrap().clone();
+    assert!(ready["polled_dirs"].as_u64().unwrap() >= 1, "{ready}");
+    let err = w.stderr();
+    let told = err
+        .lines()
+        .filter(|l| l.contains("fs.inotify.max_user_watches"))
+        .count();
+    assert_eq!(told, 1, "one message: {err}");
+    // Changes in a polled directory still arrive.
+    write_now(&fx, "web/index.html", "seen by polling\n");
+    let (_, actions) = w.batch(false);
+    assert_eq!(actions[0]["action"], "sync", "{actions:#?}");
+    assert_eq!(get(wp, "/index.html"), "seen by polling\n");
+
+    // Ctrl-C: watch says so and exits 0; the services keep running.
+    // SAFETY: kill(2) on the child's pid, which this process spawned and has not reaped.
+    unsafe { libc::kill(w.child.id() as i32, libc::SIGINT) };
+    w.until(|e| e["event"] == "watch_stopped");
+    assert_eq!(w.child.wait().unwrap().code(), Some(0));
+    assert!(!fx.container("web").is_empty());
+}
