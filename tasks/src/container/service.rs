@@ -133,23 +133,30 @@ impl Task for ServiceTask {
 
     async fn probe(&self, cx: &ProbeCx<'_>) -> Result<Probe, TaskError> {
         let d = self.docker.get().await?;
-        let found = ops::find(&d, &self.spec.project, Some(&self.spec.task)).await?;
         let key = cx.key.to_hex();
-        let Some(c) = found
-            .iter()
-            .find(|c| c.labels.as_ref().and_then(|l| l.get(KEY_LABEL)) == Some(&key))
-        else {
-            return Ok(Probe::Missing(if found.is_empty() {
-                "container missing".into()
-            } else {
-                "container has another config".into()
-            }));
+        let ours = |labels: Option<&std::collections::HashMap<String, String>>| {
+            labels.and_then(|l| l.get(KEY_LABEL)) == Some(&key)
         };
-        let id = c.id.clone().unwrap_or_default();
-        let info = d
-            .inspect_container(&id, None)
-            .await
-            .map_err(|e| crate::docker::classify(e, "inspect container"))?;
+        // The container by its name first: one inspect, where listing by label makes the
+        // engine look at every container it has.
+        let info = match d.inspect_container(&self.container_name(), None).await {
+            Ok(info) if ours(info.config.as_ref().and_then(|c| c.labels.as_ref())) => info,
+            _ => {
+                let found = ops::find(&d, &self.spec.project, Some(&self.spec.task)).await?;
+                let Some(c) = found.iter().find(|c| ours(c.labels.as_ref())) else {
+                    return Ok(Probe::Missing(if found.is_empty() {
+                        "container missing".into()
+                    } else {
+                        "container has another config".into()
+                    }));
+                };
+                let id = c.id.clone().unwrap_or_default();
+                d.inspect_container(&id, None)
+                    .await
+                    .map_err(|e| crate::docker::classify(e, "inspect container"))?
+            }
+        };
+        let id = info.id.clone().unwrap_or_default();
         let state = info.state.unwrap_or_default();
         if !state.running.unwrap_or(false) {
             return Ok(Probe::Missing(format!(

@@ -16,6 +16,7 @@ pub struct Answer {
     pub status: u16,
     pub body: String,
     pub took: Duration,
+    pub headers: http::HeaderMap,
 }
 
 fn client() -> &'static Client<HttpConnector, Empty<Bytes>> {
@@ -33,16 +34,35 @@ fn client() -> &'static Client<HttpConnector, Empty<Bytes>> {
 
 /// `GET http://addr/path` with a timeout for the whole exchange.
 pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<Answer, String> {
+    request(addr, http::Method::GET, path, None, timeout).await
+}
+
+/// A request with an optional `Range: bytes=FROM-`; `GET` or `HEAD`.
+pub async fn request(
+    addr: &str,
+    method: http::Method,
+    path: &str,
+    range_from: Option<u64>,
+    timeout: Duration,
+) -> Result<Answer, String> {
     let start = Instant::now();
     let uri: http::Uri = format!("http://{addr}{path}")
         .parse()
         .map_err(|e| format!("{addr}{path}: not a URL: {e}"))?;
+    let mut req = http::Request::builder().method(method).uri(uri);
+    if let Some(from) = range_from {
+        req = req.header(http::header::RANGE, format!("bytes={from}-"));
+    }
+    let req = req
+        .body(Empty::new())
+        .map_err(|e| format!("{addr}{path}: {e}"))?;
     let work = async {
         let resp = client()
-            .get(uri)
+            .request(req)
             .await
             .map_err(|e| format!("GET {addr}{path}: {e}"))?;
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let body = resp
             .into_body()
             .collect()
@@ -53,6 +73,7 @@ pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<Answer, St
             status,
             body: String::from_utf8_lossy(&body).into_owned(),
             took: start.elapsed(),
+            headers,
         })
     };
     match tokio::time::timeout(timeout, work).await {

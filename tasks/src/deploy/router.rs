@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use lifeos_engine::{LogSink, TaskError};
 use serde::{Deserialize, Serialize};
 
-use super::state::{render, State, CONTROL_PORT};
+use super::state::{render, State, CONTROL_PORT, LOGS_MARK, LOGS_PATH, STATE_PATH};
 use super::{revision_name, ENV_LABEL, ROLE_LABEL};
 use crate::container::{network_name, ops, PROJECT_LABEL};
 use crate::docker::classify;
@@ -133,8 +133,46 @@ impl Router {
         Ok(r.id)
     }
 
-    /// The recorded state (empty before the first deploy).
+    /// The recorded state (empty before the first deploy): from the running router's control
+    /// port when it serves it, else from the volume through the state container.
     pub async fn read_state(&self, d: &bollard::Docker) -> Result<State, TaskError> {
+        match self.running(d).await? {
+            Some((_, control)) => self.state_at(d, &control).await,
+            None => self.stored_state(d).await,
+        }
+    }
+
+    /// The recorded state, and whether the router runs and serves it (`None`) or why not:
+    /// what a probe needs, in one inspect and two local HTTP requests at once.
+    pub async fn observe(&self, d: &bollard::Docker) -> Result<(State, Option<String>), TaskError> {
+        let Some((_, control)) = self.running(d).await? else {
+            let why = format!("router {} is not running", self.name());
+            return Ok((self.stored_state(d).await?, Some(why)));
+        };
+        let (state, generation) = tokio::join!(
+            self.state_at(d, &control),
+            super::http::get(&control, "/lifeos/generation", Duration::from_secs(2))
+        );
+        let state = state?;
+        let why = Self::generation_verdict(generation, &state);
+        Ok((state, why))
+    }
+
+    /// `state.json` as the router's control port serves it; from the volume when it does not
+    /// (a router config written before it did: 404), or not readably (a write in progress).
+    async fn state_at(&self, d: &bollard::Docker, control: &str) -> Result<State, TaskError> {
+        if let Ok(a) = super::http::get(control, STATE_PATH, Duration::from_secs(2)).await {
+            if a.status == 200 {
+                if let Ok(state) = serde_json::from_str(&a.body) {
+                    return Ok(state);
+                }
+            }
+        }
+        self.stored_state(d).await
+    }
+
+    /// The recorded state from the volume, through the state container.
+    async fn stored_state(&self, d: &bollard::Docker) -> Result<State, TaskError> {
         let name = self.store_name();
         match d.inspect_container(&name, None).await {
             Ok(_) => {}
@@ -227,14 +265,23 @@ impl Router {
         let Some((_, control)) = self.running(d).await? else {
             return Ok(Some(format!("router {} is not running", self.name())));
         };
-        match super::http::get(&control, "/lifeos/generation", Duration::from_secs(2)).await {
-            Ok(a) if a.body.trim() == state.generation.to_string() => Ok(None),
-            Ok(a) => Ok(Some(format!(
+        let answer = super::http::get(&control, "/lifeos/generation", Duration::from_secs(2)).await;
+        Ok(Self::generation_verdict(answer, state))
+    }
+
+    /// Whether the control page's answer is `state`'s generation (`None`), or why not.
+    fn generation_verdict(
+        answer: Result<super::http::Answer, String>,
+        state: &State,
+    ) -> Option<String> {
+        match answer {
+            Ok(a) if a.body.trim() == state.generation.to_string() => None,
+            Ok(a) => Some(format!(
                 "router serves generation {} of its config, the state says {}",
                 a.body.trim(),
                 state.generation
-            ))),
-            Err(e) => Ok(Some(format!("router does not answer: {e}"))),
+            )),
+            Err(e) => Some(format!("router does not answer: {e}")),
         }
     }
 
@@ -495,23 +542,32 @@ impl Router {
         service: &str,
         from: u64,
     ) -> Result<(String, u64), TaskError> {
-        let Some((id, _)) = self.running(d).await? else {
+        let Some((id, control)) = self.running(d).await? else {
             return Err(TaskError::Failed(format!(
                 "router {} is not running: no access log to read",
                 self.name()
             )));
         };
-        let path = format!("/lifeos/logs/{service}.log");
-        let (_, out) = exec(
-            d,
-            &id,
-            &[
-                "sh",
-                "-c",
-                &format!("tail -c +{} {path} 2>/dev/null || true", from + 1),
-            ],
-        )
-        .await?;
+        let out = match log_request(&control, service, http::Method::GET, Some(from)).await {
+            // 206: from `from` on; 416: nothing after it; 404: no log yet.
+            Some(a) if a.status == 206 => a.body,
+            Some(a) if a.status == 200 && from == 0 => a.body,
+            Some(a) if a.status == 416 || a.status == 404 => String::new(),
+            _ => {
+                let path = format!("/lifeos/logs/{service}.log");
+                exec(
+                    d,
+                    &id,
+                    &[
+                        "sh",
+                        "-c",
+                        &format!("tail -c +{} {path} 2>/dev/null || true", from + 1),
+                    ],
+                )
+                .await?
+                .1
+            }
+        };
         let whole = out.rfind('\n').map(|i| i + 1).unwrap_or(0);
         Ok((out[..whole].to_string(), from + whole as u64))
     }
@@ -522,9 +578,23 @@ impl Router {
         d: &bollard::Docker,
         service: &str,
     ) -> Result<u64, TaskError> {
-        let Some((id, _)) = self.running(d).await? else {
+        let Some((id, control)) = self.running(d).await? else {
             return Ok(0);
         };
+        match log_request(&control, service, http::Method::HEAD, None).await {
+            Some(a) if a.status == 200 => {
+                if let Some(n) = a
+                    .headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                {
+                    return Ok(n);
+                }
+            }
+            Some(a) if a.status == 404 => return Ok(0),
+            _ => {}
+        }
         let path = format!("/lifeos/logs/{service}.log");
         let (_, out) = exec(
             d,
@@ -534,6 +604,21 @@ impl Router {
         .await?;
         Ok(out.trim().parse().unwrap_or(0))
     }
+}
+
+/// A request for `service`'s access log on the control port; `None` when the answer is not
+/// from the logs location (a router config written before it existed) or there is none.
+async fn log_request(
+    control: &str,
+    service: &str,
+    method: http::Method,
+    from: Option<u64>,
+) -> Option<super::http::Answer> {
+    let path = format!("{LOGS_PATH}{service}.log");
+    let a = super::http::request(control, method, &path, from, Duration::from_secs(5))
+        .await
+        .ok()?;
+    a.headers.contains_key(LOGS_MARK).then_some(a)
 }
 
 /// A revision's address on the project network (`IP:port`).

@@ -9,6 +9,17 @@ use serde::{Deserialize, Serialize};
 /// The router's control port inside its container (published on loopback).
 pub const CONTROL_PORT: u16 = 65531;
 
+/// Where the control port serves `state.json` from the volume: a probe reads the state with
+/// one local HTTP request instead of an archive download from the state container (which
+/// makes dockerd mount the container's filesystem and the volume, ~10-40 ms).
+pub const STATE_PATH: &str = "/lifeos/state.json";
+
+/// Where the control port serves the services' access logs (a check reads from an offset with
+/// a `Range` request, instead of a `docker exec` of `tail` in the router: ~50-300 ms each),
+/// and the header its answers carry, 404s too (a router config without it: exec as before).
+pub const LOGS_PATH: &str = "/lifeos/logs/";
+pub const LOGS_MARK: &str = "X-Lifeos-Logs";
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct State {
     /// Bumped by every applied change; the control page answers it once nginx serves it.
@@ -135,7 +146,7 @@ pub fn render(state: &State) -> String {
         ));
     }
     c.push_str(&format!(
-        "    server {{\n        listen {CONTROL_PORT};\n        location = /lifeos/generation {{ default_type text/plain; return 200 \"{}\\n\"; }}\n    }}\n}}\n",
+        "    server {{\n        listen {CONTROL_PORT};\n        location = /lifeos/generation {{ default_type text/plain; return 200 \"{}\\n\"; }}\n        location = {STATE_PATH} {{ default_type application/json; alias /lifeos/state.json; }}\n        location {LOGS_PATH} {{ default_type text/plain; alias /lifeos/logs/; add_header {LOGS_MARK} 1 always; }}\n    }}\n}}\n",
         state.generation
     ));
     c
@@ -164,6 +175,16 @@ mod tests {
         assert!(conf.contains("server 10.0.0.1:8081 weight=90"), "{conf}");
         assert!(conf.contains("server 10.0.0.2:8081 weight=10"), "{conf}");
         assert!(conf.contains("listen 9081;"), "{conf}");
+        // The control port serves the state and the access logs (probes and checks read them
+        // there instead of through the engine).
+        assert!(
+            conf.contains("location = /lifeos/state.json { default_type application/json; alias /lifeos/state.json; }"),
+            "{conf}"
+        );
+        assert!(
+            conf.contains("location /lifeos/logs/ { default_type text/plain; alias /lifeos/logs/; add_header X-Lifeos-Logs 1 always; }"),
+            "{conf}"
+        );
         s.weight = 0;
         st.services.insert("api".into(), s.clone());
         assert!(!render(&st).contains("10.0.0.2"));

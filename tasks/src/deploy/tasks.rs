@@ -158,14 +158,14 @@ async fn look(
     router: &Router,
     service: &str,
 ) -> Result<Result<(State, ServiceState), String>, TaskError> {
-    let state = router.read_state(d).await?;
+    let (state, not_serving) = router.observe(d).await?;
     let Some(s) = state.services.get(service).cloned() else {
         return Ok(Err(format!(
             "service {service} has no deploy in environment {}",
             router.env
         )));
     };
-    if let Some(why) = router.serving(d, &state).await? {
+    if let Some(why) = not_serving {
         return Ok(Err(why));
     }
     Ok(Ok((state, s)))
@@ -234,8 +234,34 @@ impl Task for DeployTask {
             Ok(x) => x,
             Err(why) => return Ok(Probe::Missing(why)),
         };
-        let revs = revision::list(&d, &router.project, &router.env, &self.body.service).await?;
         let key = cx.key.to_hex();
+        // The routed revisions first, one inspect each at once: on a no-op one of them is this
+        // config's, and listing every revision by label costs the engine far more.
+        let routed: Vec<u32> = [s.stable, s.canary].into_iter().flatten().collect();
+        let inspects = routed.iter().map(|rev| {
+            let name = revision_name(&router.project, &router.env, &self.body.service, *rev);
+            let d = &d;
+            async move { d.inspect_container(&name, None).await }
+        });
+        let found = futures_util::future::join_all(inspects).await;
+        for (rev, info) in routed.iter().zip(found) {
+            let Ok(info) = info else { continue };
+            let ours = info
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(KEY_LABEL))
+                == Some(&key);
+            let running = info.state.as_ref().and_then(|st| st.running) == Some(true);
+            if ours && running {
+                return Ok(Probe::Fresh(format!(
+                    "r{rev} running, routed: {}",
+                    s.describe()
+                )));
+            }
+        }
+        // Not routed, or not running: the whole list says which.
+        let revs = revision::list(&d, &router.project, &router.env, &self.body.service).await?;
         let Some(r) = revs.iter().find(|r| r.labels.get(KEY_LABEL) == Some(&key)) else {
             return Ok(Probe::Missing("no revision with this config".into()));
         };
