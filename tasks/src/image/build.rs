@@ -291,6 +291,12 @@ fn options(
 }
 
 /// Follow a build's progress into the task log; the image ID.
+/// The error FramedRead gives when the body ends with bytes the decoder did not take.
+fn cut_at_the_end(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::IOError { .. })
+        && e.to_string() == "bytes remaining on stream"
+}
+
 async fn follow(
     stream: impl futures_util::Stream<Item = Result<bollard::models::BuildInfo, bollard::errors::Error>>,
     cx: &ExecCx<'_>,
@@ -308,6 +314,11 @@ async fn follow(
         let Some(item) = item else { break };
         let info = match item {
             Ok(info) => info,
+            // bollard's JSON-lines decoder can leave the answer's last line unread at the end
+            // of the body ("bytes remaining on stream", seen once in CI after "Successfully
+            // tagged"). Once the engine has named the image, the build is done: what is cut
+            // off is only its closing messages.
+            Err(e) if image_id.is_some() && cut_at_the_end(&e) => break,
             Err(e) => {
                 let err = classify(e, "build");
                 if let TaskError::Failed(m) = &err {
@@ -460,5 +471,14 @@ mod tests {
         // Any other request passes unchanged.
         let other = with_session_query(req("/v1.41/images/x/json?version=1"), "s");
         assert_eq!(other.uri().query(), Some("version=1"));
+    }
+
+    #[test]
+    fn only_a_body_cut_after_its_last_line_counts_as_the_end() {
+        let cut = bollard::errors::Error::from(std::io::Error::other("bytes remaining on stream"));
+        assert!(cut_at_the_end(&cut));
+        let reset =
+            bollard::errors::Error::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(!cut_at_the_end(&reset));
     }
 }
