@@ -314,10 +314,11 @@ async fn follow(
         let Some(item) = item else { break };
         let info = match item {
             Ok(info) => info,
-            // bollard's JSON-lines decoder can leave the answer's last line unread at the end
-            // of the body ("bytes remaining on stream", seen once in CI after "Successfully
-            // tagged"). Once the engine has named the image, the build is done: what is cut
-            // off is only its closing messages.
+            // bollard 0.21.1's JSON-lines decoder: when a read ends between a line's "\r" and
+            // "\n", the next decode sees the "\n" alone and returns nothing, and at the end of
+            // the body FramedRead then reports the complete lines still buffered as "bytes
+            // remaining on stream" (seen in CI after "Successfully tagged"). It can only
+            // happen at the end, after the engine has named the image: the build is done.
             Err(e) if image_id.is_some() && cut_at_the_end(&e) => break,
             Err(e) => {
                 let err = classify(e, "build");
