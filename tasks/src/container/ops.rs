@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerSummary, EndpointSettings, HealthConfig, HealthStatusEnum,
     HostConfig, Mount, MountType, NetworkCreateRequest, NetworkingConfig, PortBinding,
@@ -661,4 +662,47 @@ pub async fn logs(
     }
     let _ = out.write_all(&masked.finish()).and_then(|()| out.flush());
     Ok(())
+}
+
+/// Run `argv` in container `id` through the Engine API (as `user`, default the container's;
+/// in `workdir`, default the container's): exit code and output. `what` names it in errors.
+pub async fn exec_in(
+    d: &bollard::Docker,
+    id: &str,
+    argv: Vec<String>,
+    user: Option<&str>,
+    workdir: Option<&str>,
+    what: &str,
+) -> Result<(i64, String), TaskError> {
+    let e = d
+        .create_exec(
+            id,
+            CreateExecOptions::<String> {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(argv),
+                user: user.map(str::to_owned),
+                working_dir: workdir.map(str::to_owned),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| classify(e, what))?;
+    let mut out = Vec::new();
+    if let StartExecResults::Attached { mut output, .. } = d
+        .start_exec(&e.id, None)
+        .await
+        .map_err(|e| classify(e, what))?
+    {
+        while let Some(Ok(chunk)) = output.next().await {
+            out.extend_from_slice(&chunk.into_bytes());
+        }
+    }
+    let code = d
+        .inspect_exec(&e.id)
+        .await
+        .map_err(|e| classify(e, what))?
+        .exit_code
+        .unwrap_or(-1);
+    Ok((code, String::from_utf8_lossy(&out).into_owned()))
 }

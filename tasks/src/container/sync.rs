@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::query_parameters::{
     DownloadFromContainerOptionsBuilder, RestartContainerOptionsBuilder,
     UploadToContainerOptionsBuilder,
@@ -249,37 +248,7 @@ pub async fn exec(
     user: Option<&str>,
     workdir: Option<&str>,
 ) -> Result<(i64, String), TaskError> {
-    let e = d
-        .create_exec(
-            id,
-            CreateExecOptions::<String> {
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                cmd: Some(argv),
-                user: user.map(str::to_owned),
-                working_dir: workdir.map(str::to_owned),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| classify(e, "exec in the container"))?;
-    let mut out = Vec::new();
-    if let StartExecResults::Attached { mut output, .. } = d
-        .start_exec(&e.id, None)
-        .await
-        .map_err(|e| classify(e, "exec in the container"))?
-    {
-        while let Some(Ok(chunk)) = output.next().await {
-            out.extend_from_slice(&chunk.into_bytes());
-        }
-    }
-    let code = d
-        .inspect_exec(&e.id)
-        .await
-        .map_err(|e| classify(e, "exec in the container"))?
-        .exit_code
-        .unwrap_or(-1);
-    Ok((code, String::from_utf8_lossy(&out).into_owned()))
+    super::ops::exec_in(d, id, argv, user, workdir, "exec in the container").await
 }
 
 /// Restart the container (its writable layer, with the synced files, stays).

@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig,
     PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
@@ -649,35 +648,8 @@ pub async fn revision_addr(
 
 /// Run a command in a container through the Engine API: exit code and output.
 pub async fn exec(d: &bollard::Docker, id: &str, cmd: &[&str]) -> Result<(i64, String), TaskError> {
-    let e = d
-        .create_exec(
-            id,
-            CreateExecOptions::<String> {
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| classify(e, "exec in the router"))?;
-    let mut out = Vec::new();
-    if let StartExecResults::Attached { mut output, .. } = d
-        .start_exec(&e.id, None)
-        .await
-        .map_err(|e| classify(e, "exec in the router"))?
-    {
-        while let Some(Ok(chunk)) = output.next().await {
-            out.extend_from_slice(&chunk.into_bytes());
-        }
-    }
-    let code = d
-        .inspect_exec(&e.id)
-        .await
-        .map_err(|e| classify(e, "exec in the router"))?
-        .exit_code
-        .unwrap_or(-1);
-    Ok((code, String::from_utf8_lossy(&out).into_owned()))
+    let argv = cmd.iter().map(|s| s.to_string()).collect();
+    ops::exec_in(d, id, argv, None, None, "exec in the router").await
 }
 
 /// One file from a container (running or not), `None` when it does not exist.
