@@ -88,6 +88,32 @@ fn raw_host() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
+/// How lifeos reaches the engine `DOCKER_HOST` names: one reading for the API client and the
+/// build session's raw connection.
+enum Endpoint {
+    /// A local socket or a plain tcp engine, through lifeos's watched connector.
+    Plain(watchdog::Target),
+    Ssh(ssh::SshTarget),
+    /// https and TLS-verified tcp: left to bollard's own client.
+    Bollard,
+}
+
+fn endpoint(host: &str) -> Result<Endpoint, String> {
+    let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
+    Ok(if let Some(path) = host.strip_prefix("unix://") {
+        Endpoint::Plain(watchdog::Target::Unix(path.into()))
+    } else if !tls && (host.starts_with("tcp://") || host.starts_with("http://")) {
+        let addr = host.split_once("://").map_or(host, |(_, a)| a);
+        Endpoint::Plain(watchdog::Target::Tcp(
+            addr.trim_end_matches('/').to_string(),
+        ))
+    } else if host.starts_with("ssh://") {
+        Endpoint::Ssh(ssh::SshTarget::parse(host)?)
+    } else {
+        Endpoint::Bollard
+    })
+}
+
 /// An error with its causes: hyper's "client error (Connect)" alone does not say that ssh
 /// refused the key or that nothing listens on the port.
 fn with_causes(e: &dyn std::error::Error) -> String {
@@ -266,21 +292,16 @@ const TIMEOUT_SECS: u64 = 600;
 pub const QUICK: Duration = Duration::from_secs(15);
 
 async fn connect() -> Result<bollard::Docker, String> {
-    let host = raw_host();
-    let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
     let limit = watchdog::limit()?;
-    let d = if let Some(path) = host.strip_prefix("unix://") {
-        // A local socket: a connect shows whether anything listens; `get` pings.
-        std::os::unix::net::UnixStream::connect(path).map_err(connect_error)?;
-        let target = watchdog::Target::Unix(path.into());
+    let endpoint =
+        endpoint(&raw_host()).map_err(|e| format!("DOCKER_HOST={}: {e}", self::host()))?;
+    let d = if let Endpoint::Plain(target) = endpoint {
+        if let watchdog::Target::Unix(path) = &target {
+            // A local socket: a connect shows whether anything listens; `get` pings.
+            std::os::unix::net::UnixStream::connect(path).map_err(connect_error)?;
+        }
         watchdog::client(target, &self::host(), limit, TIMEOUT_SECS, &API).map_err(connect_error)?
-    } else if !tls && (host.starts_with("tcp://") || host.starts_with("http://")) {
-        let addr = host.split_once("://").map_or(host.as_str(), |(_, a)| a);
-        let target = watchdog::Target::Tcp(addr.trim_end_matches('/').to_string());
-        watchdog::client(target, &self::host(), limit, TIMEOUT_SECS, &API).map_err(connect_error)?
-    } else if host.starts_with("ssh://") {
-        let target = ssh::SshTarget::parse(&host)
-            .map_err(|e| format!("DOCKER_HOST={}: {e}", self::host()))?;
+    } else if let Endpoint::Ssh(target) = endpoint {
         ssh::client(target, TIMEOUT_SECS, &API).map_err(connect_error)?
     } else {
         // https and TLS-verified tcp: bollard's own DOCKER_HOST handling, negotiated.

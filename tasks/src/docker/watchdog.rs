@@ -278,7 +278,7 @@ pub enum Stream {
 }
 
 impl Target {
-    async fn connect(&self) -> io::Result<Stream> {
+    pub async fn connect(&self) -> io::Result<Stream> {
         Ok(match self {
             Target::Unix(p) => Stream::Unix(tokio::net::UnixStream::connect(p).await?),
             Target::Tcp(a) => {
