@@ -561,7 +561,8 @@ fn copy_from_a_stage_keys_only_what_lands_under_the_copied_path() {
     let oracle = |buildkit: bool| {
         let tag = fx.tag(&format!("oracle{}", buildkit as u8));
         let label = format!("lifeos.test={}", fx.id);
-        let o = Command::new("docker")
+        // The 20.10 CLI (the one in PATH may be newer and want buildx).
+        let o = Command::new("/usr/bin/docker")
             .env("DOCKER_BUILDKIT", if buildkit { "1" } else { "0" })
             .args(["build", "-q", "--label", &label, "-t", &tag, "-f"])
             .arg(p.p("n/Dockerfile"))

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::ast::{CopyInstr, Dockerfile};
 use super::context_use::{has_wildcard, ContextUse};
+use super::expand::expand_word;
 use super::options::{PlanOptions, Ref};
 use super::plan::ContextBuilder;
 use crate::image::go_path::go_clean;
@@ -60,6 +61,7 @@ impl Dockerfile {
         k: &Known,
     ) -> Option<ContextUse> {
         let free = self.symlink_free(k.parents);
+        let workdirs = self.start_workdirs(&free, k);
         let mut demand: Vec<Option<Demand>> = vec![None; self.stages.len()];
         demand[target] = Some(Demand::Full);
         let mut out = ContextBuilder::default();
@@ -70,7 +72,9 @@ impl Dockerfile {
                 continue;
             };
             let mapped = match &d {
-                Demand::Paths(paths) if free[i] => self.map_stage(i, paths, k),
+                Demand::Paths(paths) if free[i] => workdirs[i]
+                    .as_deref()
+                    .and_then(|wd| self.map_stage(i, paths, wd, k)),
                 _ => None,
             };
             let (reads, edges) = match mapped {
@@ -158,6 +162,7 @@ impl Dockerfile {
         &self,
         i: usize,
         paths: &BTreeSet<String>,
+        wd: &str,
         k: &Known,
     ) -> Option<(ContextBuilder, Edges)> {
         let mut reads = ContextBuilder::default();
@@ -167,7 +172,7 @@ impl Dockerfile {
             edges.push((p, Demand::Paths(paths.clone())));
         }
         for copy in self.stages[i].copies.iter().filter(|c| !c.onbuild) {
-            let dest = self.copy_dest(i, copy, k)?;
+            let dest = self.copy_dest(i, copy, wd, k)?;
             let from = match &copy.from {
                 None => None,
                 Some(f) => match self.resolve_from(f, i, copy.line).ok()? {
@@ -219,38 +224,49 @@ impl Dockerfile {
             .collect()
     }
 
-    /// Where stage `i`'s `copy` writes: absolute, cleaned (the chain starts at `scratch`, so
-    /// the working directory is `/` and every `WORKDIR` is in the file).
-    fn copy_dest(&self, i: usize, copy: &CopyInstr, k: &Known) -> Option<String> {
+    /// Where stage `i`'s `copy` writes: absolute, cleaned. `wd` is the working directory
+    /// the stage starts in.
+    fn copy_dest(&self, i: usize, copy: &CopyInstr, wd: &str, k: &Known) -> Option<String> {
         let dest = self.expand_at(i, copy.line, &copy.dest, copy.json, k)?;
         if dest.starts_with('/') {
             return Some(go_clean(&dest));
         }
-        let wd = self.workdir_at(i, copy.line, k)?;
+        let wd = self.workdir(i, wd, copy.line, k)?;
         Some(go_clean(&format!("{wd}/{dest}")))
     }
 
-    /// The working directory of stage `i` before `line`.
-    fn workdir_at(&self, i: usize, line: usize, k: &Known) -> Option<String> {
-        let mut chain = vec![i];
-        while let Ref::Stage(p) = k.parents[*chain.last()?] {
-            chain.push(p);
-        }
-        let mut wd = "/".to_string();
-        for &s in chain.iter().rev() {
-            for (at, path) in &self.stages[s].workdirs {
-                if s == i && *at >= line {
-                    break;
-                }
-                let path = self.expand_at(s, *at, path.trim(), false, k)?;
-                wd = go_clean(&if path.starts_with('/') {
-                    path
-                } else {
-                    format!("{wd}/{path}")
-                });
+    /// Stage `i`'s working directory before `line`, from `wd` where it starts.
+    fn workdir(&self, i: usize, wd: &str, line: usize, k: &Known) -> Option<String> {
+        let mut wd = wd.to_string();
+        for (at, path) in &self.stages[i].workdirs {
+            if *at >= line {
+                break;
             }
+            let path = self.expand_at(i, *at, path.trim(), false, k)?;
+            wd = go_clean(&if path.starts_with('/') {
+                path
+            } else {
+                format!("{wd}/{path}")
+            });
         }
         Some(wd)
+    }
+
+    /// The working directory each symlink-free stage starts in (the chain starts at
+    /// `scratch`, in `/`, so every `WORKDIR` is in the file); None where unknown.
+    fn start_workdirs(&self, free: &[bool], k: &Known) -> Vec<Option<String>> {
+        let mut start: Vec<Option<String>> = vec![None; self.stages.len()];
+        let mut end: Vec<Option<String>> = vec![None; self.stages.len()];
+        for i in (0..self.stages.len()).filter(|&i| free[i]) {
+            start[i] = match k.parents[i] {
+                Ref::Stage(p) => end[p].clone(),
+                _ => Some("/".into()),
+            };
+            end[i] = start[i]
+                .as_deref()
+                .and_then(|wd| self.workdir(i, wd, usize::MAX, k));
+        }
+        start
     }
 
     /// A word of stage `s` at `line` expanded; a JSON-form word only when it holds nothing
@@ -266,6 +282,10 @@ impl Dockerfile {
         if json {
             let special = |c: char| matches!(c, '$' | '\'' | '"' | '\\') || c == self.escape;
             return (!word.contains(special)).then(|| word.to_string());
+        }
+        if !word.contains('$') {
+            // Quotes and escapes only: no need to work out the stage's variables.
+            return expand_word(word, self.escape, &BTreeMap::new()).ok();
         }
         let vars = self
             .vars_at(s, line, k.parents, k.env, k.build_args, k.opts)
