@@ -24,6 +24,8 @@ pub struct Synced {
     pub baseline: Tree,
     /// What the container holds now for the synced paths.
     pub known: Tree,
+    /// The host's synced files as the last batch left them (None: look at all of them).
+    pub host: Option<Tree>,
 }
 
 /// The rules of one batch that copied something, and what it did.
@@ -43,6 +45,65 @@ impl Synced {
             .collect()
     }
 
+    /// The host's synced files after a batch of events at `paths`: only those paths are
+    /// looked at again (a directory among them walked whole, a path gone takes what was
+    /// below it along). Without `paths` (a rescan: events may be lost), with no earlier
+    /// answer, or when an event names a rule's `from` or a directory above it: all of them.
+    pub fn host_after(
+        &mut self,
+        snap: &Snapshot,
+        root: &Path,
+        paths: Option<&BTreeSet<String>>,
+    ) -> std::io::Result<Tree> {
+        let (Some(mut tree), Some(paths)) = (self.host.take(), paths) else {
+            let t = self.host(snap)?;
+            self.host = Some(t.clone());
+            return Ok(t);
+        };
+        let above = |p: &str| {
+            self.rules
+                .iter()
+                .any(|m| lifeos_cache::names::is_at_or_under(&m.rule.from, p))
+        };
+        if paths.iter().any(|p| above(p)) {
+            let t = self.host(snap)?;
+            self.host = Some(t.clone());
+            return Ok(t);
+        }
+        let mut files = Vec::new();
+        for p in paths {
+            if !self.rules.iter().any(|m| m.sub(p).is_some()) {
+                continue;
+            }
+            // Forget what was there (a file, or all below a directory), then look.
+            tree.remove(p);
+            let below: Vec<String> = tree
+                .range(format!("{p}/")..format!("{p}0"))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in below {
+                tree.remove(&k);
+            }
+            match std::fs::symlink_metadata(lifeos_cache::names::to_path(root, p)) {
+                Ok(m) if m.is_dir() => files.extend(
+                    snap.walk(p)?
+                        .iter()
+                        .filter(|f| self.rules.iter().any(|m| m.sub(&f.rel).is_some()))
+                        .cloned(),
+                ),
+                Ok(_) => files.extend(snap.stat(p)?),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let digests = snap.digests(&files)?;
+        for (f, d) in files.into_iter().zip(digests) {
+            tree.insert(f.rel.clone(), value(&f, &d));
+        }
+        self.host = Some(tree.clone());
+        Ok(tree)
+    }
+
     /// The host's synced files now, in the fingerprint's form.
     pub fn host(&self, snap: &Snapshot) -> std::io::Result<Tree> {
         let mut out = Tree::new();
@@ -55,12 +116,7 @@ impl Synced {
                 .collect();
             let digests = snap.digests(&files)?;
             for (f, d) in files.into_iter().zip(digests) {
-                let v = if f.symlink {
-                    format!("{d}@")
-                } else {
-                    format!("{d}:{:o}", f.mode & 0o777)
-                };
-                out.insert(f.rel, v);
+                out.insert(f.rel.clone(), value(&f, &d));
             }
         }
         Ok(out)
@@ -220,5 +276,14 @@ impl Synced {
             }
         }
         Ok(out)
+    }
+}
+
+/// A host file in the fingerprint's form: "digest:mode", or "digest@" for a symlink.
+fn value(f: &lifeos_cache::FileMeta, d: &impl std::fmt::Display) -> String {
+    if f.symlink {
+        format!("{d}@")
+    } else {
+        format!("{d}:{:o}", f.mode & 0o777)
     }
 }
