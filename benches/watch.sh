@@ -204,7 +204,7 @@ try:
     print(f"rebuild path edit -> response changed: p50 {r50:7.0f} ms  p95 {r95:7.0f} ms")
     print(f"ratio (rebuild / sync, p50): {r50 / s50:.1f}x")
     print("sync path after the quiet window, lifeos's phases_ms p50/p95:")
-    order = ["batch open", "find", "scan", "copy", "after", "batch synced", "batch planned"]
+    order = ["batch open", "host", "find", "compare", "copy", "after", "batch synced", "batch planned"]
     for k in order + sorted(set(phases) - set(order)):
         if k in phases:
             print(f"  {k:14} p50 {pct(phases[k], 50):6.1f} ms  p95 {pct(phases[k], 95):6.1f} ms")
