@@ -301,11 +301,13 @@ fn image_id(record: &lifeos_cache::ActionRecord) -> Option<&str> {
 }
 
 /// The context files the target's stages read, plus the Dockerfile, with their digests (and
-/// mode: a `COPY` keeps it), from the stat cache where it can.
+/// mode: a `COPY` keeps it), from the stat cache where it can. `bases_checked`: the base
+/// images meet what the plan's narrowing needs of them.
 fn context_digests(
     snap: &lifeos_cache::Snapshot,
     spec: &ImageSpec,
     parsed: &Parsed,
+    bases_checked: bool,
 ) -> Result<BTreeMap<String, String>, TaskError> {
     let plan = &parsed.plan;
     let buildkit = spec.builder == Builder::BuildKit;
@@ -317,7 +319,7 @@ fn context_digests(
         .collect();
     // Fewer reads where the target copies only some paths of a stage, unless a link may
     // alias one path to another.
-    let reads = plan.key_context(read.iter().any(|f| f.symlink));
+    let reads = plan.key_context(read.iter().any(|f| f.symlink), bases_checked);
     read.retain(|f| reads.reads(context::ctx_rel(&spec.context, &f.rel)));
     // The Dockerfile is always an input, inside the context or not.
     if !read.iter().any(|f| f.rel == spec.dockerfile) {
@@ -432,6 +434,18 @@ impl Task for ImageTask {
         let spec = &self.spec;
         let parsed = self.parsed(&cx.root).map_err(TaskError::Failed)?;
         let bases = parsed.plan.bases.clone();
+        // A narrowing that relies on base images having no symlinks where it copies: asked
+        // first (a no-op reads one small file per such image), else the whole reads count.
+        let mut bases_checked = true;
+        for (base, paths) in &parsed.plan.narrow_needs {
+            bases_checked = match self.docker.base_id(base).await {
+                Ok(id) => self.docker.free_of_links(&id, paths).await,
+                Err(_) => false,
+            };
+            if !bases_checked {
+                break;
+            }
+        }
         // A small tree the stat cache knows is keyed sooner on this thread than it takes to
         // start a blocking thread. It yields first, so that an engine call below can go out
         // (the runtime only writes it when it next turns) and be answered meanwhile.
@@ -439,12 +453,14 @@ impl Task for ImageTask {
         let hashing = async {
             if inline {
                 tokio::task::yield_now().await;
-                context_digests(&cx.snapshot, spec, &parsed)
+                context_digests(&cx.snapshot, spec, &parsed, bases_checked)
             } else {
                 let (snap, spec) = (cx.snapshot.clone(), spec.clone());
-                tokio::task::spawn_blocking(move || context_digests(&snap, &spec, &parsed))
-                    .await
-                    .map_err(|e| TaskError::Failed(e.to_string()))?
+                tokio::task::spawn_blocking(move || {
+                    context_digests(&snap, &spec, &parsed, bases_checked)
+                })
+                .await
+                .map_err(|e| TaskError::Failed(e.to_string()))?
             }
         };
         let previous = cx.previous.and_then(image_id).map(str::to_owned);
