@@ -513,8 +513,8 @@ fn a_buildkit_context_of_thousands_of_files_is_served_whole() {
 /// Issue 18, 9: a target that copies only `/src` out of stages built from the context
 /// rebuilds when what lands under `/src` changes, and only then (the Docker CLI, classic and
 /// BuildKit, builds the same image). A stage on a base image that copies to `/` counts whole:
-/// the image (its container's `/etc/mtab`) holds a link there. So does every stage once the
-/// context holds a symlink.
+/// the engine cannot show whether the image has links everywhere there (a container's init
+/// layer covers `/etc`, `/dev`). So does every stage once the context holds a symlink.
 #[test]
 fn copy_from_a_stage_keys_only_what_lands_under_the_copied_path() {
     let fx = DockerFx::new();
@@ -589,7 +589,7 @@ fn copy_from_a_stage_keys_only_what_lands_under_the_copied_path() {
     build_and_compare("./fromx.txt=x\n./lib/l.txt=l\n./s.txt=s");
 
     // What lands elsewhere: cached, as is the image (the stage on a base image copies to `/`,
-    // where the image holds links: it rebuilds).
+    // which is never known to be link-free: it rebuilds).
     p.file("n/docs/d", "d2")
         .file("n/other/o", "o2")
         .file("n/x/elsewhere.txt", "e2");

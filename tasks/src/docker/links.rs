@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     ContainerArchiveInfoOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
@@ -20,6 +21,10 @@ const MODE_DIR: u32 = 1 << 31;
 /// A directory that exists in the image is read as a tar to look for links below it; past
 /// this size the answer is "not known" (the key then counts the whole reads).
 const TREE_LIMIT: usize = 16 << 20;
+/// What a container's init layer puts over the image (and the directories holding it): the
+/// engine shows these, not what the image has there, so a path at, under or above one is
+/// never known to be link-free.
+const INIT_LAYER: &[&str] = &["/dev", "/proc", "/sys", "/etc", "/.dockerenv"];
 /// Labels the checking container, for `docker ps -a` and for finding one a killed run left.
 pub const ROLE_LABEL: &str = "lifeos.role";
 pub const ROLE: &str = "base-links";
@@ -74,7 +79,17 @@ impl Docker {
             .ok()?
             .ok()?;
         let config = img.config.unwrap_or_default();
-        if config.on_build.is_some_and(|t| !t.is_empty()) {
+        // Triggers run in the stage; a volume's content, not the image's, is what the
+        // engine would show at its path.
+        if config.on_build.is_some_and(|t| !t.is_empty())
+            || config.volumes.is_some_and(|v| !v.is_empty())
+        {
+            return Some(false);
+        }
+        if paths
+            .iter()
+            .any(|p| INIT_LAYER.iter().any(|i| under(p, i) || under(i, p)))
+        {
             return Some(false);
         }
         let labels = HashMap::from([
@@ -97,7 +112,18 @@ impl Docker {
             .ok()?
             .ok()?;
         let answer = links_in(&d, &created.id, paths).await;
-        crate::container::ops::remove(&d, &created.id).await;
+        // With its anonymous volumes, if the image declared any.
+        let _ = d
+            .remove_container(
+                &created.id,
+                Some(
+                    RemoveContainerOptionsBuilder::default()
+                        .force(true)
+                        .v(true)
+                        .build(),
+                ),
+            )
+            .await;
         answer
     }
 }
@@ -170,4 +196,21 @@ async fn tree_has_link(d: &bollard::Docker, c: &str, path: &str) -> Option<bool>
         }
     }
     Some(false)
+}
+
+/// `a` at or under `b` (both absolute and cleaned).
+fn under(a: &str, b: &str) -> bool {
+    b == "/" || a == b || a.strip_prefix(b).is_some_and(|r| r.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_init_layer_covers_is_never_known() {
+        let hit = |p: &str| INIT_LAYER.iter().any(|i| under(p, i) || under(i, p));
+        assert!(hit("/") && hit("/etc/app") && hit("/dev") && hit("/.dockerenv"));
+        assert!(!hit("/src") && !hit("/usr/etc") && !hit("/etcetera") && !hit("/app/dev"));
+    }
 }
