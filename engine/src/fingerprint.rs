@@ -400,7 +400,10 @@ mod tests {
             env: BTreeMap::from([("A".into(), None), (odd.into(), Some(odd.into()))]),
             secrets: BTreeMap::from([("S".into(), "h".into())]),
             deps: BTreeMap::from([("base".into(), Key([7; 32])), (odd.into(), Key([0; 32]))]),
-            extras: BTreeMap::from([("x".into(), String::new()), ("y".repeat(300), "z".repeat(200))]),
+            extras: BTreeMap::from([
+                ("x".into(), String::new()),
+                ("y".repeat(300), "z".repeat(200)),
+            ]),
         }
     }
 
@@ -438,7 +441,8 @@ mod tests {
             Box::new(|f| f.kind = "exe".into()),
             Box::new(|f| f.kind = "execc".into()),
             Box::new(|f| {
-                f.inputs = BTreeMap::from([("a.txt".into(), "d".into()), ("1".into(), String::new())])
+                f.inputs =
+                    BTreeMap::from([("a.txt".into(), "d".into()), ("1".into(), String::new())])
             }),
             Box::new(|f| f.inputs = BTreeMap::from([("a.tx".into(), "td1".into())])),
             Box::new(|f| f.inputs.clear()),

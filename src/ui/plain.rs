@@ -178,7 +178,14 @@ mod tests {
             );
         }
         let mut out = Vec::new();
-        finished_line(&mut out, "t", &Outcome::Interrupted, Duration::ZERO, 3, false);
+        finished_line(
+            &mut out,
+            "t",
+            &Outcome::Interrupted,
+            Duration::ZERO,
+            3,
+            false,
+        );
         assert_eq!(String::from_utf8(out).unwrap(), "! t   interrupted\n");
     }
 }
