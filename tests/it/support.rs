@@ -389,6 +389,10 @@ pub fn lifeos_bin() -> std::ffi::OsString {
 pub struct EngineProxy {
     pub sock: PathBuf,
     lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Both ends of every open connection, for [`EngineProxy::cut`].
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+    /// While set, a new connection is closed at once (the engine is away).
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     _dir: tempfile::TempDir,
 }
 
@@ -405,11 +409,22 @@ impl EngineProxy {
         let engine = engine_socket();
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = lines.clone();
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (open, away) = (conns.clone(), down.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
+                if away.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
                 let Ok(up) = UnixStream::connect(&engine) else {
                     continue;
                 };
+                {
+                    let mut open = open.lock().unwrap();
+                    open.push(conn.try_clone().unwrap());
+                    open.push(up.try_clone().unwrap());
+                }
                 let (mut from_client, mut to_engine) =
                     (conn.try_clone().unwrap(), up.try_clone().unwrap());
                 let (mut from_engine, mut to_client) = (up, conn);
@@ -451,8 +466,23 @@ impl EngineProxy {
         Self {
             sock,
             lines,
+            conns,
+            down,
             _dir: dir,
         }
+    }
+
+    /// Close every connection open through the proxy now (an event stream among them), as
+    /// an engine restart would; new ones are forwarded as before unless [`Self::set_down`].
+    pub fn cut(&self) {
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Refuse (close at once) every new connection while `down`.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The `DOCKER_HOST` value that goes through this proxy.

@@ -20,6 +20,30 @@ pub enum FsMsg {
     Paths(Vec<PathBuf>),
     /// Events were lost (the kernel's queue overflowed): everything must be looked at again.
     Rescan(String),
+    /// `.git/index.lock` was made (true) or went away (false). In the event stream, so the
+    /// lock's end comes after every event of what git wrote while it held it.
+    GitLock(bool),
+}
+
+/// Does this event make or remove git's index lock?
+fn git_lock(e: &notify::Event) -> Option<bool> {
+    use notify::event::{ModifyKind, RenameMode};
+    let first = e.paths.first()?;
+    let is_lock = |p: &Path| p.ends_with(".git/index.lock");
+    match e.kind {
+        EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(RenameMode::To))
+            if e.paths.iter().any(|p| is_lock(p)) =>
+        {
+            Some(true)
+        }
+        EventKind::Remove(_)
+        | EventKind::Modify(ModifyKind::Name(RenameMode::From | RenameMode::Both))
+            if is_lock(first) =>
+        {
+            Some(false)
+        }
+        _ => None,
+    }
 }
 
 /// Which directories matter: the roots to walk, and what to leave out below them.
@@ -58,6 +82,9 @@ fn sender(tx: UnboundedSender<FsMsg>) -> impl Fn(notify::Result<notify::Event>) 
             if matches!(e.kind, EventKind::Access(a)
                 if a != AccessKind::Close(AccessMode::Write)) => {}
         Ok(e) => {
+            if let Some(held) = git_lock(&e) {
+                let _ = tx.send(FsMsg::GitLock(held));
+            }
             if !e.paths.is_empty() {
                 let _ = tx.send(FsMsg::Paths(e.paths));
             }

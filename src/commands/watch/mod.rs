@@ -73,6 +73,16 @@ struct Watch<'a> {
     batch: u64,
     /// (device, inode) of the regular files stdout and stderr write to.
     outputs: Vec<(u64, u64)>,
+    /// git's index lock was made and its removal not yet seen in the events (the file can be
+    /// gone while events of the checkout are still on their way).
+    git_lock: bool,
+    /// When the lock was first found gone from disk while `git_lock` still held.
+    git_lock_gone: Option<Instant>,
+    /// This batch's steps, for its `watch_batch` line.
+    phases: serde_json::Map<String, serde_json::Value>,
+    /// The stat cache the syncs read the host's files through, kept for the whole watch
+    /// (opened once, never saved: the runs keep the one on disk).
+    snap: lifeos_cache::Snapshot,
 }
 
 /// Why a batch is looked at, besides file events.
@@ -120,6 +130,7 @@ pub async fn watch(g: &Global, project: &Project, services: Vec<String>) -> i32 
                 owner: (0, 0),
                 baseline: Default::default(),
                 known: Default::default(),
+                host: None,
             });
         }
     }
@@ -141,6 +152,10 @@ pub async fn watch(g: &Global, project: &Project, services: Vec<String>) -> i32 
                 m.is_file().then(|| (m.dev(), m.ino()))
             })
             .collect(),
+        phases: Default::default(),
+        git_lock: false,
+        git_lock_gone: None,
+        snap: super::open_snapshot(&project.root, &project.cache_dir),
     };
 
     // Up, as `lifeos up` (a failure is for the next save to fix; no engine is final).
@@ -206,7 +221,7 @@ pub async fn watch(g: &Global, project: &Project, services: Vec<String>) -> i32 
                 p.deadline = Some(Instant::now() + QUIET);
             }
             _ = wait => {
-                if project.root.join(".git/index.lock").exists() {
+                if w.git_busy() {
                     // git is still writing the checkout: one batch when it is done.
                     p.deadline = Some(Instant::now() + QUIET);
                     continue;
@@ -232,7 +247,27 @@ pub async fn watch(g: &Global, project: &Project, services: Vec<String>) -> i32 
 }
 
 impl Watch<'_> {
-    fn take_fs(&self, m: FsMsg, p: &mut Pending, fsw: &mut FsWatcher) {
+    /// Is git writing the work tree: its index lock exists, or its removal has not yet come
+    /// through the events (then git's last writes may not have either). A removal event lost
+    /// without an overflow is given 2 s.
+    fn git_busy(&mut self) -> bool {
+        if self.project.root.join(".git/index.lock").exists() {
+            self.git_lock_gone = None;
+            return true;
+        }
+        if !self.git_lock {
+            return false;
+        }
+        let since = *self.git_lock_gone.get_or_insert_with(Instant::now);
+        if since.elapsed() > Duration::from_secs(2) {
+            self.git_lock = false;
+            self.git_lock_gone = None;
+            return false;
+        }
+        true
+    }
+
+    fn take_fs(&mut self, m: FsMsg, p: &mut Pending, fsw: &mut FsWatcher) {
         match m {
             FsMsg::Paths(paths) => {
                 for path in paths {
@@ -255,7 +290,14 @@ impl Watch<'_> {
                     p.deadline = Some(Instant::now() + QUIET);
                 }
             }
+            FsMsg::GitLock(held) => {
+                self.git_lock = held;
+                self.git_lock_gone = None;
+                p.deadline = Some(Instant::now() + QUIET);
+            }
             FsMsg::Rescan(why) => {
+                // Lost events may include the lock's end: the disk says.
+                self.git_lock = false;
                 p.rescan = Some(why);
                 p.deadline = Some(Instant::now() + QUIET);
             }
@@ -340,8 +382,9 @@ impl Watch<'_> {
                 return;
             };
             for i in 0..self.synced.len() {
-                let id = running(&d, &self.project.name, &self.synced[i].task).await;
-                self.rebase(i, Some((report, false)), id, &d).await;
+                if let Ok(id) = running(&d, &self.project.name, &self.synced[i].task).await {
+                    self.rebase(i, Some((report, false)), id, &d).await;
+                }
             }
         }
     }
@@ -415,16 +458,24 @@ impl Watch<'_> {
         let mut actions = 0usize;
         let d = self.project.services.docker().get().await.ok();
         if let Some(d) = &d {
-            let snap = super::open_snapshot(&self.project.root, &self.project.cache_dir);
+            self.fresh_walks();
+            self.phases.insert("open".into(), ms(t0.elapsed()).into());
             for i in 0..self.synced.len() {
-                actions += self.sync_one(i, d, &snap, &batch).await;
+                actions += self.sync_one(i, d, &batch).await;
             }
-            let _ = snap.save();
+            self.phases.insert("synced".into(), ms(t0.elapsed()).into());
+        } else {
+            // This batch's paths were not looked at: the next sync looks at everything.
+            for s in &mut self.synced {
+                s.host = None;
+            }
         }
         let Some(report) = self.plan().await else {
             self.batch_done(&batch, actions, t0);
             return true;
         };
+        self.phases
+            .insert("planned".into(), ms(t0.elapsed()).into());
         let kinds = self.kinds(&report);
         let order: Vec<String> = report.outcomes.iter().map(|(t, _)| t.clone()).collect();
         let sk = decide::structural(&order, &report.fingerprints, &kinds, &self.cov);
@@ -481,7 +532,7 @@ impl Watch<'_> {
                 if run.contains(&n) {
                     continue;
                 }
-                if running(d, &self.project.name, &n).await.is_none() {
+                if running(d, &self.project.name, &n).await == Ok(None) {
                     self.say(
                         "recreate",
                         &n,
@@ -509,7 +560,9 @@ impl Watch<'_> {
             // Containers the run made start from their image, as this plan keyed it.
             if let Some(d) = &d {
                 for i in 0..self.synced.len() {
-                    let id = running(d, &self.project.name, &self.synced[i].task).await;
+                    let Ok(id) = running(d, &self.project.name, &self.synced[i].task).await else {
+                        continue;
+                    };
                     if id != self.synced[i].container {
                         self.rebase(i, Some((&report, true)), id, d).await;
                     }
@@ -533,11 +586,13 @@ impl Watch<'_> {
         ok
     }
 
-    fn batch_done(&self, batch: &Pending, actions: usize, t0: Instant) {
+    fn batch_done(&mut self, batch: &Pending, actions: usize, t0: Instant) {
+        // Milliseconds from the end of the quiet window to each step's end.
+        let phases = std::mem::take(&mut self.phases);
         if self.g.json {
             crate::outln!(
                 "{}",
-                json!({"event": "watch_batch", "batch": self.batch, "paths": batch.paths.len(), "rescan": batch.rescan, "engine": batch.engine, "actions": actions, "ms": t0.elapsed().as_millis() as u64, "sample": batch.paths.iter().take(10).collect::<Vec<_>>()})
+                json!({"event": "watch_batch", "batch": self.batch, "paths": batch.paths.len(), "rescan": batch.rescan, "engine": batch.engine, "actions": actions, "ms": t0.elapsed().as_millis() as u64, "phases_ms": phases, "sample": batch.paths.iter().take(10).collect::<Vec<_>>()})
             );
         } else if self.g.verbose && actions == 0 {
             eprintln!(
@@ -547,16 +602,44 @@ impl Watch<'_> {
         }
     }
 
+    /// Walks the syncs made before are of files as they were: forget them.
+    fn fresh_walks(&self) {
+        for s in &self.synced {
+            for m in &s.rules {
+                self.snap.invalidate(&m.rule.from);
+            }
+        }
+    }
+
     /// Bring one synced service's container to the host's files: 1 if it did anything.
     async fn sync_one(
         &mut self,
         i: usize,
         d: &lifeos_tasks::docker::Client,
-        snap: &lifeos_cache::Snapshot,
         batch: &Pending,
     ) -> usize {
         let task = self.synced[i].task.clone();
-        let id = running(d, &self.project.name, &task).await;
+        let t_start = Instant::now();
+        // The host side first, whatever happens to the container below: the batch's paths
+        // are this service's to look at only now. A rescan looks at everything.
+        let paths = batch.rescan.is_none().then_some(&batch.paths);
+        let host = self.synced[i].host_after(&self.snap, &self.project.root, paths);
+        let t_host = t_start.elapsed();
+        // The container synced into last time, if nothing the engine said since can have
+        // replaced it (no container event, no reconnect) and it still runs; else a lookup.
+        let known = self.synced[i].container.clone();
+        let id = match known {
+            Some(k) if !batch.engine && batch.rescan.is_none() && still_running(d, &k).await => {
+                Some(k)
+            }
+            _ => match running(d, &self.project.name, &task).await {
+                Ok(id) => id,
+                // The engine is not answering: the next batch (or the reconnect's rescan)
+                // looks again.
+                Err(()) => return 0,
+            },
+        };
+        let t_find = t_start.elapsed() - t_host;
         let mut why_all = None;
         if id != self.synced[i].container {
             // Re-created outside lifeos: it holds its image's files again (as lifeos last
@@ -572,10 +655,11 @@ impl Watch<'_> {
             }
             let _ = why;
         }
-        let host = match self.synced[i].host(snap) {
+        let host = match host {
             Ok(h) => h,
             Err(e) => {
                 eprintln!("lifeos: sync {task}: {e}");
+                self.synced[i].host = None;
                 return 0;
             }
         };
@@ -584,8 +668,10 @@ impl Watch<'_> {
             return 0;
         }
         let t0 = Instant::now();
+        let t_scan = t0 - t_start - t_find;
         let s = &self.synced[i];
         let result = csync::apply(d, &id, s.owner, &plan.changes).await;
+        let t_copy = t0.elapsed();
         let shown: Vec<String> = plan
             .paths
             .iter()
@@ -683,7 +769,11 @@ impl Watch<'_> {
                 }
             }
         }
-        let mut extra = json!({"files": plan.paths.len(), "copied": plan.changes.files.len(), "deleted": plan.changes.deletes.len(), "ms": t0.elapsed().as_millis() as u64});
+        // Where the time went (benches/watch.sh reads it): finding the container, comparing
+        // the host's files with what it holds, the copy (deletes and archive), then
+        // `run`/restart.
+        let mut extra = json!({"files": plan.paths.len(), "copied": plan.changes.files.len(), "deleted": plan.changes.deletes.len(), "ms": t0.elapsed().as_millis() as u64,
+            "phases_ms": {"host": ms(t_host), "find": ms(t_find), "compare": ms(t_scan - t_host), "copy": ms(t_copy), "after": ms(t0.elapsed() - t_copy)}});
         if !after.is_empty() {
             extra["ran"] = json!(after);
             reason = format!("{reason}; ran `{}`", after.join("`, `"));
@@ -748,18 +838,19 @@ impl Watch<'_> {
                 }
                 _ = sync_due => {
                     sync_at = None;
-                    if project.root.join(".git/index.lock").exists() {
+                    if self.git_busy() {
                         sync_at = Some(Instant::now() + QUIET);
                         continue;
                     }
                     if let Ok(d) = project.services.docker().get().await {
-                        let snap = super::open_snapshot(&project.root, &project.cache_dir);
+                        self.fresh_walks();
+                        // The paths stay in `next`: its batch looks at them again.
+                        let seen = Pending { paths: next.paths.clone(), ..Default::default() };
                         for i in 0..self.synced.len() {
                             if !sel.contains(&self.synced[i].task) {
-                                self.sync_one(i, &d, &snap, &Pending::default()).await;
+                                self.sync_one(i, &d, &seen).await;
                             }
                         }
-                        let _ = snap.save();
                     }
                 }
             }
@@ -793,11 +884,32 @@ impl Watch<'_> {
     }
 }
 
-/// The running container of a service, if one runs.
-async fn running(d: &lifeos_tasks::docker::Client, project: &str, task: &str) -> Option<String> {
-    let found = ops::find(d, project, Some(task)).await.ok()?;
-    found
+/// Milliseconds, to a tenth.
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+/// The running container of a service, if one runs; Err when the engine did not answer
+/// (nothing is known: not a reason to re-create or re-base anything).
+async fn running(
+    d: &lifeos_tasks::docker::Client,
+    project: &str,
+    task: &str,
+) -> Result<Option<String>, ()> {
+    let found = ops::find(d, project, Some(task)).await.map_err(drop)?;
+    Ok(found
         .into_iter()
         .find(|c| c.state.as_ref().map(|s| s.to_string()).as_deref() == Some("running"))
-        .and_then(|c| c.id)
+        .and_then(|c| c.id))
+}
+
+/// Is this container still running? One inspect (a list with label filters costs the engine
+/// a pass over every container).
+async fn still_running(d: &lifeos_tasks::docker::Client, id: &str) -> bool {
+    d.inspect_container(id, None)
+        .await
+        .ok()
+        .and_then(|c| c.state)
+        .and_then(|s| s.running)
+        .unwrap_or(false)
 }

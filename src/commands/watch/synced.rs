@@ -24,6 +24,8 @@ pub struct Synced {
     pub baseline: Tree,
     /// What the container holds now for the synced paths.
     pub known: Tree,
+    /// The host's synced files as the last batch left them (None: look at all of them).
+    pub host: Option<Tree>,
 }
 
 /// The rules of one batch that copied something, and what it did.
@@ -43,27 +45,14 @@ impl Synced {
             .collect()
     }
 
-    /// The host's synced files now, in the fingerprint's form.
-    pub fn host(&self, snap: &Snapshot) -> std::io::Result<Tree> {
-        let mut out = Tree::new();
-        for m in &self.rules {
-            let files: Vec<_> = snap
-                .walk(&m.rule.from)?
-                .iter()
-                .filter(|f| m.sub(&f.rel).is_some())
-                .cloned()
-                .collect();
-            let digests = snap.digests(&files)?;
-            for (f, d) in files.into_iter().zip(digests) {
-                let v = if f.symlink {
-                    format!("{d}@")
-                } else {
-                    format!("{d}:{:o}", f.mode & 0o777)
-                };
-                out.insert(f.rel, v);
-            }
-        }
-        Ok(out)
+    /// The host's synced files after a batch of events at `paths` (see [`host_after`]).
+    pub fn host_after(
+        &mut self,
+        snap: &Snapshot,
+        root: &Path,
+        paths: Option<&BTreeSet<String>>,
+    ) -> std::io::Result<Tree> {
+        host_after(&self.rules, &mut self.host, snap, root, paths)
     }
 
     /// Synced paths whose content in the container differs from its image's.
@@ -220,5 +209,172 @@ impl Synced {
             }
         }
         Ok(out)
+    }
+}
+
+/// A host file in the fingerprint's form: "digest:mode", or "digest@" for a symlink.
+fn value(f: &lifeos_cache::FileMeta, d: &impl std::fmt::Display) -> String {
+    if f.symlink {
+        format!("{d}@")
+    } else {
+        format!("{d}:{:o}", f.mode & 0o777)
+    }
+}
+
+/// The host's synced files after a batch of events at `paths`, from `cache` (what the last
+/// batch left, updated here): only those paths are looked at again (a directory among them
+/// walked whole, a path gone takes what was below it along). Without `paths` (a rescan:
+/// events may be lost), with no earlier answer, or when an event names a rule's `from` or a
+/// directory above it: all of them.
+pub fn host_after(
+    rules: &[SyncMatcher],
+    cache: &mut Option<Tree>,
+    snap: &Snapshot,
+    root: &Path,
+    paths: Option<&BTreeSet<String>>,
+) -> std::io::Result<Tree> {
+    let above = |p: &str| {
+        rules
+            .iter()
+            .any(|m| lifeos_cache::names::is_at_or_under(&m.rule.from, p))
+    };
+    let (Some(mut tree), Some(paths)) = (cache.take(), paths) else {
+        let t = host_all(rules, snap)?;
+        *cache = Some(t.clone());
+        return Ok(t);
+    };
+    if paths.iter().any(|p| above(p)) {
+        let t = host_all(rules, snap)?;
+        *cache = Some(t.clone());
+        return Ok(t);
+    }
+    let synced = |rel: &str| rules.iter().any(|m| m.sub(rel).is_some());
+    let mut files = Vec::new();
+    for p in paths {
+        if !synced(p) {
+            continue;
+        }
+        // Forget what was there (a file, or all below a directory), then look.
+        tree.remove(p);
+        let below: Vec<String> = tree
+            .range(format!("{p}/")..format!("{p}0"))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in below {
+            tree.remove(&k);
+        }
+        match std::fs::symlink_metadata(lifeos_cache::names::to_path(root, p)) {
+            Ok(m) if m.is_dir() => {
+                files.extend(snap.walk(p)?.iter().filter(|f| synced(&f.rel)).cloned())
+            }
+            Ok(_) => files.extend(snap.stat(p)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let digests = snap.digests(&files)?;
+    for (f, d) in files.into_iter().zip(digests) {
+        tree.insert(f.rel.clone(), value(&f, &d));
+    }
+    *cache = Some(tree.clone());
+    Ok(tree)
+}
+
+/// Every synced host file, walked.
+fn host_all(rules: &[SyncMatcher], snap: &Snapshot) -> std::io::Result<Tree> {
+    let mut out = Tree::new();
+    for m in rules {
+        let files: Vec<_> = snap
+            .walk(&m.rule.from)?
+            .iter()
+            .filter(|f| m.sub(&f.rel).is_some())
+            .cloned()
+            .collect();
+        let digests = snap.digests(&files)?;
+        for (f, d) in files.into_iter().zip(digests) {
+            out.insert(f.rel.clone(), value(&f, &d));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lifeos_tasks::container::sync::SyncRule;
+
+    /// Events of a batch applied to the last answer give what a full walk gives: edits, a
+    /// new directory, a deleted one, a rename, an ignored file.
+    #[test]
+    fn a_batch_looks_at_its_paths_and_agrees_with_a_full_walk() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let w = |rel: &str, c: &str| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, c).unwrap();
+        };
+        w("web/a.html", "a");
+        w("web/old/x.html", "x");
+        w("web/old/deep/y.html", "y");
+        w("web/keep.html", "k");
+        w("other/z", "z");
+        let rules = vec![SyncRule {
+            from: "web".into(),
+            to: "/srv/www".into(),
+            ignore: vec!["*.swp".into()],
+            restart: false,
+            run: None,
+            owner: None,
+        }
+        .matcher()];
+        let mut cache = None;
+        let snap = || Snapshot::open(root, None);
+        let first = host_after(&rules, &mut cache, &snap(), root, None).unwrap();
+        assert_eq!(first.len(), 4, "{first:?}");
+
+        w("web/a.html", "a2");
+        w("web/new/n1.html", "n1");
+        w("web/new/sub/n2.html", "n2");
+        w("web/.a.html.swp", "swap");
+        std::fs::rename(root.join("web/old"), root.join("web/moved")).unwrap();
+        w("other/z", "z2");
+        let paths: BTreeSet<String> = [
+            "web/a.html",
+            "web/new",
+            "web/.a.html.swp",
+            "web/old",
+            "web/moved",
+            "other/z",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let after = host_after(&rules, &mut cache, &snap(), root, Some(&paths)).unwrap();
+        let full = host_all(&rules, &snap()).unwrap();
+        assert_eq!(after, full);
+        let keys: Vec<&str> = after.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "web/a.html",
+                "web/keep.html",
+                "web/moved/deep/y.html",
+                "web/moved/x.html",
+                "web/new/n1.html",
+                "web/new/sub/n2.html"
+            ]
+        );
+        assert_ne!(after["web/a.html"], first["web/a.html"]);
+
+        // A file the batch does not name is not looked at (events are what a batch is).
+        w("web/keep.html", "k2");
+        let none = BTreeSet::new();
+        let same = host_after(&rules, &mut cache, &snap(), root, Some(&none)).unwrap();
+        assert_eq!(same["web/keep.html"], first["web/keep.html"]);
+        // `from` itself named (moved away and back): everything again.
+        let from: BTreeSet<String> = ["web".to_string()].into();
+        let all = host_after(&rules, &mut cache, &snap(), root, Some(&from)).unwrap();
+        assert_ne!(all["web/keep.html"], first["web/keep.html"]);
     }
 }

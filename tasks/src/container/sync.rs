@@ -440,7 +440,10 @@ pub fn events(
                     }
                     Ok(None) => break,
                     Ok(Some(Err(e))) => {
-                        let _ = tx.send(EngineEvent::Lost(e.to_string()));
+                        // Said once per outage, not at each retry.
+                        if !lost {
+                            let _ = tx.send(EngineEvent::Lost(e.to_string()));
+                        }
                         lost = true;
                         break;
                     }
