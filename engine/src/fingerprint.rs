@@ -437,24 +437,24 @@ mod tests {
     #[test]
     fn fields_do_not_run_together() {
         let base = fp();
-        let variants: Vec<Box<dyn Fn(&mut Fingerprint)>> = vec![
-            Box::new(|f| f.kind = "exe".into()),
-            Box::new(|f| f.kind = "execc".into()),
-            Box::new(|f| {
+        let variants: Vec<fn(&mut Fingerprint)> = vec![
+            |f| f.kind = "exe".into(),
+            |f| f.kind = "execc".into(),
+            |f| {
                 f.inputs =
                     BTreeMap::from([("a.txt".into(), "d".into()), ("1".into(), String::new())])
-            }),
-            Box::new(|f| f.inputs = BTreeMap::from([("a.tx".into(), "td1".into())])),
-            Box::new(|f| f.inputs.clear()),
-            Box::new(|f| f.env = BTreeMap::from([("a.txt".into(), None)])),
-            Box::new(|f| f.env = BTreeMap::from([("A".into(), Some(String::new()))])),
-            Box::new(|f| f.secrets = BTreeMap::from([("a.txt".into(), "d1".into())])),
-            Box::new(|f| f.extras = BTreeMap::from([("a.txt".into(), "d1".into())])),
-            Box::new(|f| f.deps = BTreeMap::from([("a".into(), Key([0; 32]))])),
-            Box::new(|f| f.deps = BTreeMap::from([("a".into(), Key([1; 32]))])),
-            Box::new(|f| f.deps = BTreeMap::from([("b".into(), Key([0; 32]))])),
-            Box::new(|f| f.config = json!({"run": "make", "outputs": ["out", ""]})),
-            Box::new(|f| f.version += 1),
+            },
+            |f| f.inputs = BTreeMap::from([("a.tx".into(), "td1".into())]),
+            |f| f.inputs.clear(),
+            |f| f.env = BTreeMap::from([("a.txt".into(), None)]),
+            |f| f.env = BTreeMap::from([("A".into(), Some(String::new()))]),
+            |f| f.secrets = BTreeMap::from([("a.txt".into(), "d1".into())]),
+            |f| f.extras = BTreeMap::from([("a.txt".into(), "d1".into())]),
+            |f| f.deps = BTreeMap::from([("a".into(), Key([0; 32]))]),
+            |f| f.deps = BTreeMap::from([("a".into(), Key([1; 32]))]),
+            |f| f.deps = BTreeMap::from([("b".into(), Key([0; 32]))]),
+            |f| f.config = json!({"run": "make", "outputs": ["out", ""]}),
+            |f| f.version += 1,
         ];
         let mut keys = vec![base.key()];
         for v in &variants {
