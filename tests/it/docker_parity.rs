@@ -509,3 +509,138 @@ fn a_buildkit_context_of_thousands_of_files_is_served_whole() {
     );
     assert_eq!(count.lines().collect::<Vec<_>>(), ["3001", "49-59"]);
 }
+
+/// Issue 18, 9: a target that copies only `/src` out of stages built from the context
+/// rebuilds when what lands under `/src` changes, and only then (the Docker CLI, classic and
+/// BuildKit, builds the same image). A stage on a base image counts whole: the image's
+/// symlinks could alias paths. So does every stage once the context holds a symlink.
+#[test]
+fn copy_from_a_stage_keys_only_what_lands_under_the_copied_path() {
+    let fx = DockerFx::new();
+    let p = &fx.p;
+    let stages = "COPY src /src\nCOPY docs /docs\nCOPY x /\nWORKDIR /src\nCOPY lib ./lib\n\
+                  FROM scratch AS b\nCOPY --from=a /src /bsrc\nCOPY other /other\n";
+    let target = format!("FROM {}\nCOPY --from=b /bsrc /app\n", fx.base());
+    p.file("n/src/s.txt", "s")
+        .file("n/docs/d", "d")
+        .file("n/x/src/fromx.txt", "x")
+        .file("n/x/elsewhere.txt", "e")
+        .file("n/lib/l.txt", "l")
+        .file("n/other/o", "o")
+        .file(
+            "n/Dockerfile",
+            &format!("FROM scratch AS a\n{stages}{target}"),
+        )
+        .file(
+            "n/Dockerfile.img",
+            &format!("FROM {} AS a\n{stages}{target}", fx.base()),
+        );
+    let task = |name: &str, dockerfile: &str, builder: &str| {
+        format!(
+            "[tasks.{name}]\nkind = \"image\"\ncontext = \"n\"\ndockerfile = \"n/{dockerfile}\"\ntag = \"{}\"\nbuilder = \"{builder}\"\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
+            fx.tag(name),
+            fx.id
+        )
+    };
+    p.config(&format!(
+        "{}\n{}\n{}",
+        task("classic", "Dockerfile", "classic"),
+        task("bk", "Dockerfile", "buildkit"),
+        task("img", "Dockerfile.img", "buildkit")
+    ));
+    let app = |image: &str| {
+        fx.cli_run(
+            image,
+            &[
+                "sh",
+                "-c",
+                "cd /app && find . -type f | sort | while read f; do echo \"$f=$(cat $f)\"; done",
+            ],
+        )
+    };
+    let oracle = |buildkit: bool| {
+        let tag = fx.tag(&format!("oracle{}", buildkit as u8));
+        let label = format!("lifeos.test={}", fx.id);
+        // The 20.10 CLI (the one in PATH may be newer and want buildx).
+        let o = Command::new("/usr/bin/docker")
+            .env("DOCKER_BUILDKIT", if buildkit { "1" } else { "0" })
+            .args(["build", "-q", "--label", &label, "-t", &tag, "-f"])
+            .arg(p.p("n/Dockerfile"))
+            .arg(p.p("n"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        app(&tag)
+    };
+    let build_and_compare = |want: &str| {
+        let r = p.json(&["build"]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        for (task, buildkit) in [("classic", false), ("bk", true)] {
+            let ours = app(&fx.tag(task));
+            assert_eq!(ours, want, "{task}");
+            assert_eq!(
+                ours,
+                oracle(buildkit),
+                "{task}: lifeos's image differs from Docker's"
+            );
+        }
+    };
+    build_and_compare("./fromx.txt=x\n./lib/l.txt=l\n./s.txt=s");
+
+    // What lands elsewhere: cached, as is the image (the stage on a base image rebuilds).
+    p.file("n/docs/d", "d2")
+        .file("n/other/o", "o2")
+        .file("n/x/elsewhere.txt", "e2");
+    let o = plan_outcomes(p);
+    assert_eq!(
+        (o["classic"].as_str(), o["bk"].as_str(), o["img"].as_str()),
+        ("cached", "cached", "would_run"),
+        "{o:?}"
+    );
+    let r = p.json(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.ran(), ["img"], "{}", r.all());
+
+    // What lands under the copied path, by each way it gets there: rebuilt, and in the image.
+    for (file, value, want) in [
+        (
+            "src/s.txt",
+            "s2",
+            "./fromx.txt=x\n./lib/l.txt=l\n./s.txt=s2",
+        ),
+        (
+            "x/src/fromx.txt",
+            "x2",
+            "./fromx.txt=x2\n./lib/l.txt=l\n./s.txt=s2",
+        ),
+        (
+            "lib/l.txt",
+            "l2",
+            "./fromx.txt=x2\n./lib/l.txt=l2\n./s.txt=s2",
+        ),
+    ] {
+        p.file(&format!("n/{file}"), value);
+        let o = plan_outcomes(p);
+        assert_eq!(
+            (o["classic"].as_str(), o["bk"].as_str()),
+            ("would_run", "would_run"),
+            "{file}: {o:?}"
+        );
+        build_and_compare(want);
+    }
+    // A new file under a copied directory counts too.
+    p.file("n/x/src/new.txt", "n");
+    assert_eq!(plan_outcomes(p)["classic"], "would_run");
+    build_and_compare("./fromx.txt=x2\n./lib/l.txt=l2\n./new.txt=n\n./s.txt=s2");
+
+    // A symlink in the context could alias paths: every stage's reads count again.
+    std::os::unix::fs::symlink("../docs", p.p("n/other/link")).unwrap();
+    assert_eq!(p.json(&["build"]).code, 0);
+    p.file("n/docs/d", "d3");
+    let o = plan_outcomes(p);
+    assert_eq!(
+        (o["classic"].as_str(), o["bk"].as_str()),
+        ("would_run", "would_run"),
+        "{o:?}"
+    );
+}

@@ -315,6 +315,10 @@ fn context_digests(
         .into_iter()
         .filter(|f| plan.context.reads(context::ctx_rel(&spec.context, &f.rel)))
         .collect();
+    // Fewer reads where the target copies only some paths of a stage, unless a link may
+    // alias one path to another.
+    let reads = plan.key_context(read.iter().any(|f| f.symlink));
+    read.retain(|f| reads.reads(context::ctx_rel(&spec.context, &f.rel)));
     // The Dockerfile is always an input, inside the context or not.
     if !read.iter().any(|f| f.rel == spec.dockerfile) {
         read.extend(snap.walk(&spec.dockerfile)?.iter().cloned());
@@ -323,7 +327,7 @@ fn context_digests(
     let bare_dirs: Vec<String> = sent
         .bare_dirs
         .into_iter()
-        .filter(|d| plan.context.reads(context::ctx_rel(&spec.context, d)))
+        .filter(|d| reads.reads(context::ctx_rel(&spec.context, d)))
         .collect();
     let digests = snap.digests(&read)?;
     Ok(read

@@ -228,6 +228,18 @@ fn huge_inputs_finish() {
     assert_eq!(df.stages.len(), 2000);
     let plan = df.plan(None, &BTreeMap::new()).unwrap();
     assert_eq!(plan.stages.len(), 2000);
+    // Narrowing walks the whole chain: each stage's working directory is worked out once.
+    let mut chain = String::from("FROM scratch AS s0\n");
+    for i in 1..2000 {
+        chain.push_str(&format!(
+            "FROM s{} AS s{i}\nWORKDIR d{i}\nCOPY f{i} x\n",
+            i - 1
+        ));
+    }
+    chain.push_str("FROM scratch\nCOPY --from=s1999 /d1/d2 /app\n");
+    let plan = parse(&chain).unwrap().plan(None, &BTreeMap::new()).unwrap();
+    let reads = plan.key_context(false);
+    assert!(reads.reads("f2/d3/x") && !reads.reads("f1/x"), "{reads:?}");
     let long = format!("FROM scratch\nRUN true {}\n", "\\\n x ".repeat(20_000));
     assert!(parse(&long).is_ok());
     let deep = format!("FROM scratch\nARG X=1\nCOPY {} /\n", "${X:-".repeat(500));

@@ -38,6 +38,12 @@ pub struct Stage {
     pub mounts: Vec<MountInstr>,
     /// The stage's own `ARG`s and `ENV`s, in order (ONBUILD ones left out).
     pub vars: Vec<VarDecl>,
+    /// The stage's own `WORKDIR`s (line, unexpanded path), in order.
+    pub workdirs: Vec<(usize, String)>,
+    /// Has a `RUN` of its own (not an ONBUILD trigger).
+    pub runs: bool,
+    /// Has an `ONBUILD` trigger (of any instruction): it runs in the stages built from this one.
+    pub onbuild: bool,
 }
 
 /// An `ARG` or `ENV` inside a stage.
@@ -62,6 +68,12 @@ pub struct CopyInstr {
     /// Source paths with quotes and escapes processed; heredoc sources are left out (they are
     /// inline content, not paths).
     pub sources: Vec<String>,
+    /// The destination as written (JSON form: unquoted already).
+    pub dest: String,
+    /// JSON form (`COPY ["a", "b"]`).
+    pub json: bool,
+    /// `--parents` or `--exclude`: which files land where is not plain `COPY` semantics.
+    pub reshapes: bool,
     /// Inside `ONBUILD`: runs in the stages built `FROM` this one, not in this one.
     pub onbuild: bool,
 }
@@ -90,6 +102,8 @@ pub(super) enum Instr {
     Env(Vec<(String, String)>),
     Copy(CopyInstr),
     Run(Vec<MountInstr>),
+    /// `WORKDIR`, unexpanded.
+    Workdir(String),
     Onbuild(Box<Instr>),
     Other,
 }
@@ -112,6 +126,9 @@ impl Dockerfile {
                 copies: Vec::new(),
                 mounts: Vec::new(),
                 vars: Vec::new(),
+                workdirs: Vec::new(),
+                runs: false,
+                onbuild: false,
             });
             return Ok(());
         }
@@ -131,16 +148,19 @@ impl Dockerfile {
             Instr::Onbuild(inner) => (*inner, true),
             other => (other, false),
         };
+        stage.onbuild |= onbuild;
         match instr {
             Instr::Copy(mut copy) => {
                 copy.onbuild = onbuild;
                 stage.copies.push(copy);
             }
             Instr::Run(mounts) => {
+                stage.runs |= !onbuild;
                 stage
                     .mounts
                     .extend(mounts.into_iter().map(|m| MountInstr { onbuild, ..m }));
             }
+            Instr::Workdir(path) if !onbuild => stage.workdirs.push((line, path)),
             Instr::Arg(decls) if !onbuild => stage.vars.extend(decls.into_iter().map(VarDecl::Arg)),
             Instr::Env(pairs) if !onbuild => {
                 stage

@@ -36,7 +36,7 @@ impl ContextUse {
 }
 
 /// BuildKit's `containsWildcards`: `*`, `?` or `[` not escaped by `\`.
-fn has_wildcard(s: &str) -> bool {
+pub(super) fn has_wildcard(s: &str) -> bool {
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
         match c {

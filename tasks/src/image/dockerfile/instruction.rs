@@ -104,11 +104,19 @@ pub(super) fn parse_instruction(
                 .filter(|w| json || heredoc(w).is_none())
                 .map(|w| process_source(w, escape))
                 .collect();
+            let reshapes = ["parents", "exclude"].iter().any(|f| {
+                flags
+                    .iter()
+                    .any(|g| g == &format!("--{f}") || g.starts_with(&format!("--{f}=")))
+            });
             Instr::Copy(CopyInstr {
                 line: line_no,
                 add: keyword == "add",
                 from,
                 sources,
+                dest: words[words.len() - 1].clone(),
+                json,
+                reshapes,
                 onbuild: false,
             })
         }
@@ -156,7 +164,8 @@ pub(super) fn parse_instruction(
             Instr::Env(pairs)
         }
         "cmd" | "entrypoint" | "expose" | "healthcheck" | "label" | "maintainer" | "shell"
-        | "stopsignal" | "user" | "volume" | "workdir" => Instr::Other,
+        | "stopsignal" | "user" | "volume" => Instr::Other,
+        "workdir" => Instr::Workdir(args.to_string()),
         _ => return Err(err(format!("unknown instruction: {cmd}"))),
     })
 }

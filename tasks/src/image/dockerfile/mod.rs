@@ -8,7 +8,7 @@
 //! - `expand`: `$VAR` / `${VAR:-x}` word expansion;
 //! - `checks` and `instruction`: one logical line into one instruction;
 //! - `parser`: the file into logical lines (directives, continuations, heredoc bodies);
-//! - `options`, `context_use`, `stage_vars` and `plan`: what one build target reads.
+//! - `options`, `context_use`, `stage_vars`, `plan` and `narrow`: what one build target reads.
 
 mod ast;
 mod checks;
@@ -16,6 +16,7 @@ mod context_use;
 mod expand;
 mod instruction;
 mod lexer;
+mod narrow;
 mod options;
 mod parser;
 mod plan;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::ast::Dockerfile;
 use super::context_use::ContextUse;
 use super::expand::expand_word;
+use super::narrow::Known;
 use super::options::{PlanError, PlanOptions, Ref};
 use crate::image::go_path::go_clean;
 
@@ -16,7 +17,23 @@ pub struct TargetPlan {
     /// External images (`FROM`, `COPY --from`, `RUN --mount from=` that are neither stages nor
     /// `scratch`), after ARG substitution.
     pub bases: BTreeSet<String>,
+    /// The context files the target's stages can read (each reachable stage's whole reads).
     pub context: ContextUse,
+    /// Fewer reads, when the target copies only some paths of a stage whose content maps
+    /// back to the context path by path (see `narrow`). Valid only when none of the files in
+    /// `context` is a symlink: use [`TargetPlan::key_context`].
+    pub narrowed: Option<ContextUse>,
+}
+
+impl TargetPlan {
+    /// The reads an image's key covers: `narrowed` unless a file the target may read is a
+    /// symlink (a link can alias one path of a stage to another).
+    pub fn key_context(&self, any_symlink: bool) -> &ContextUse {
+        match &self.narrowed {
+            Some(n) if !any_symlink => n,
+            _ => &self.context,
+        }
+    }
 }
 
 impl Dockerfile {
@@ -99,12 +116,14 @@ impl Dockerfile {
         let mut reachable = vec![false; self.stages.len()];
         let mut todo = vec![target];
         let mut bases = BTreeSet::new();
-        let mut context = ContextBuilder::default();
+        let mut stage_ctx: Vec<ContextBuilder> = Vec::new();
+        stage_ctx.resize_with(self.stages.len(), Default::default);
         while let Some(i) = todo.pop() {
             if std::mem::replace(&mut reachable[i], true) {
                 continue;
             }
             let st = &self.stages[i];
+            let context = &mut stage_ctx[i];
             let mut add_ref = |r: Ref, todo: &mut Vec<usize>| match r {
                 Ref::Stage(j) => todo.push(j),
                 Ref::Image(image) => {
@@ -178,10 +197,25 @@ impl Dockerfile {
                 }
             }
         }
+        let mut context = ContextBuilder::default();
+        for c in &stage_ctx {
+            context.merge(c);
+        }
+        let context = context.finish();
+        let known = Known {
+            parents: &parents,
+            env: &env,
+            build_args,
+            opts,
+        };
+        let narrowed = self
+            .narrowed(target, &stage_ctx, &known)
+            .filter(|n| *n != context);
         Ok(TargetPlan {
             stages: (0..self.stages.len()).filter(|&i| reachable[i]).collect(),
             bases,
-            context: context.finish(),
+            context,
+            narrowed,
         })
     }
 
@@ -200,7 +234,12 @@ impl Dockerfile {
     }
 
     /// `--from` of stage `current`: a stage index, a stage name, else an image.
-    fn resolve_from(&self, from: &str, current: usize, line: usize) -> Result<Ref, PlanError> {
+    pub(super) fn resolve_from(
+        &self,
+        from: &str,
+        current: usize,
+        line: usize,
+    ) -> Result<Ref, PlanError> {
         let later = || PlanError::LaterStage {
             line,
             reference: from.to_string(),
@@ -250,20 +289,20 @@ impl Dockerfile {
 }
 
 /// ADD fetches URLs and git repositories instead of reading the context.
-fn is_remote(src: &str) -> bool {
+pub(super) fn is_remote(src: &str) -> bool {
     ["http://", "https://", "git://", "ssh://", "git@"]
         .iter()
         .any(|p| src.starts_with(p))
 }
 
-#[derive(Default)]
-struct ContextBuilder {
+#[derive(Default, Clone)]
+pub(super) struct ContextBuilder {
     all: bool,
     paths: BTreeSet<String>,
 }
 
 impl ContextBuilder {
-    fn add(&mut self, src: &str) {
+    pub(super) fn add(&mut self, src: &str) {
         // `$X` may come from a stage ARG/ENV we do not evaluate: assume it can be anything
         // (a safe over-approximation).
         if src.contains('$') {
@@ -280,11 +319,18 @@ impl ContextBuilder {
         }
     }
 
-    fn add_all(&mut self) {
+    pub(super) fn add_all(&mut self) {
         self.all = true;
     }
 
-    fn finish(self) -> ContextUse {
+    pub(super) fn merge(&mut self, other: &ContextBuilder) {
+        self.all |= other.all;
+        if !self.all {
+            self.paths.extend(other.paths.iter().cloned());
+        }
+    }
+
+    pub(super) fn finish(self) -> ContextUse {
         if self.all {
             ContextUse::All
         } else {

@@ -627,3 +627,200 @@ fn buildkit_target_args_come_from_the_tasks_platform() {
         assert!(p.context.reads("dist/ppc64le/app"), "{platform}");
     }
 }
+
+/// What the key covers when no context file is a symlink.
+fn key_reads(text: &str) -> ContextUse {
+    plan(text, None).key_context(false).clone()
+}
+
+/// Does the key (no symlinks) cover each of `yes` and none of `no`?
+#[track_caller]
+fn covers(text: &str, yes: &[&str], no: &[&str]) {
+    let k = key_reads(text);
+    for f in yes {
+        assert!(k.reads(f), "{f} not covered by {k:?} of\n{text}");
+    }
+    for f in no {
+        assert!(!k.reads(f), "{f} covered by {k:?} of\n{text}");
+    }
+}
+
+const COPIES_SRC: &str = "FROM scratch AS a\nCOPY src /src\nCOPY docs /docs\n\
+                          FROM busybox\nCOPY --from=a /src /app\n";
+
+#[test]
+fn copy_from_a_stage_counts_only_what_lands_under_the_copied_path() {
+    let p = plan(COPIES_SRC, None);
+    // The plain reads stay (watch and the symlink fallback use them).
+    assert_eq!(p.context, paths(&["docs", "src"]));
+    assert_eq!(p.narrowed, Some(paths(&["src"])));
+    assert_eq!(p.key_context(false), &paths(&["src"]));
+    // A symlink in the context may alias one path to another: everything counts.
+    assert_eq!(p.key_context(true), &paths(&["docs", "src"]));
+    // Nothing to narrow: no `narrowed`.
+    assert_eq!(plan("FROM scratch\nCOPY a /a\n", None).narrowed, None);
+    // A sub-path of a directory copy: only that part of the source.
+    covers(
+        "FROM scratch AS a\nCOPY src /src\nFROM busybox\nCOPY --from=a /src/sub /app\n",
+        &["src/sub/x", "src/sub"],
+        &["src/other", "src/x"],
+    );
+    // A file copied into the directory: the file itself.
+    covers(
+        "FROM scratch AS a\nCOPY main.rs lib.rs /src/\nFROM busybox\nCOPY --from=a /src/main.rs /app\n",
+        &["main.rs"],
+        &["lib.rs"],
+    );
+    // A wildcard `--from` source counts its literal directory.
+    covers(
+        "FROM scratch AS a\nCOPY src /src\nCOPY docs /docs\nFROM busybox\nCOPY --from=a /src/*.js /app/\n",
+        &["src/a.js", "src/b.txt"],
+        &["docs/d"],
+    );
+}
+
+#[test]
+fn what_lands_under_the_copied_path_from_anywhere_counts() {
+    // A directory copied under the path.
+    covers(
+        "FROM scratch AS a\nCOPY src /src\nCOPY docs /src/docs\nCOPY other /other\n\
+         FROM busybox\nCOPY --from=a /src /app\n",
+        &["src/x", "docs/d"],
+        &["other/o"],
+    );
+    // `COPY . /`: the context's own `src` lands at /src.
+    covers(
+        "FROM scratch AS a\nCOPY . /\nFROM busybox\nCOPY --from=a /src /app\n",
+        &["src/x", "src"],
+        &["docs/d", "Dockerfile"],
+    );
+    assert_eq!(
+        key_reads("FROM scratch AS a\nCOPY . /\nFROM busybox\nCOPY --from=a / /app\n"),
+        ContextUse::All
+    );
+    // A copy to a parent of the path: what lands below it, and a file named like it.
+    covers(
+        "FROM scratch AS a\nCOPY x /\nCOPY src /\nCOPY docs /docs\nFROM busybox\nCOPY --from=a /src /app\n",
+        &["x/src/f", "src", "src/f"],
+        &["x/other", "x", "docs/d"],
+    );
+    // Wildcards under the path count whole.
+    covers(
+        "FROM scratch AS a\nCOPY s* /\nCOPY docs /docs\nFROM busybox\nCOPY --from=a /src /app\n",
+        &["src/x", "sx/y"],
+        &["docs/d"],
+    );
+    // Relative to WORKDIR (itself relative, and from a variable).
+    covers(
+        "FROM scratch AS a\nENV TOP=/srv\nWORKDIR $TOP\nWORKDIR src\nCOPY lib ./lib\n\
+         COPY docs ../docs\nCOPY cfg .\nFROM busybox\nCOPY --from=a /srv/src /app\n",
+        &["lib/l", "cfg/c"],
+        &["docs/d"],
+    );
+    // A destination from a variable.
+    covers(
+        "FROM scratch AS a\nARG DEST=/src\nCOPY lib $DEST/lib\nCOPY docs /docs\n\
+         FROM busybox\nCOPY --from=a /src /app\n",
+        &["lib/l"],
+        &["docs/d"],
+    );
+}
+
+#[test]
+fn stages_chained_by_copy_from_or_from_narrow_through() {
+    // a → b → target by `COPY --from`.
+    covers(
+        "FROM scratch AS a\nCOPY src /src\nCOPY docs /docs\n\
+         FROM scratch AS b\nCOPY --from=a /src /bsrc\nCOPY other /other\n\
+         FROM busybox\nCOPY --from=b /bsrc /app\n",
+        &["src/x"],
+        &["docs/d", "other/o"],
+    );
+    // b copies all of a to /all, the target copies /all/src.
+    covers(
+        "FROM scratch AS a\nCOPY src /src\nCOPY docs /docs\n\
+         FROM scratch AS b\nCOPY --from=a / /all\nFROM busybox\nCOPY --from=b /all/src /app\n",
+        &["src/x"],
+        &["docs/d"],
+    );
+    // b built FROM a: a's content at the path is still there.
+    covers(
+        "FROM scratch AS a\nCOPY src /src\nCOPY docs /docs\n\
+         FROM a AS b\nCOPY other /other\nCOPY more /src/more\nFROM busybox\nCOPY --from=b /src /app\n",
+        &["src/x", "more/m"],
+        &["docs/d", "other/o"],
+    );
+    // A stage also used wholly (built FROM, or mounted) counts wholly.
+    covers(
+        "FROM scratch AS a\nCOPY src /src\nCOPY docs /docs\nFROM a\nCOPY --from=a /src /app\n",
+        &["src/x", "docs/d"],
+        &[],
+    );
+    covers(
+        "FROM scratch AS a\nCOPY src /src\nCOPY docs /docs\nFROM busybox\n\
+         COPY --from=a /src /app\nRUN --mount=from=a,target=/m true\n",
+        &["src/x", "docs/d"],
+        &[],
+    );
+    // A RUN in the target does not matter: it sees only what was copied.
+    covers(
+        "FROM scratch AS a\nCOPY src /src\nCOPY docs /docs\nFROM busybox\n\
+         COPY --from=a /src /app\nRUN ls /app\n",
+        &["src/x"],
+        &["docs/d"],
+    );
+}
+
+#[test]
+fn uncertain_stages_count_whole() {
+    let whole = |text: &str| {
+        let p = plan(text, None);
+        assert_eq!(p.narrowed, None, "{text}");
+        assert!(
+            p.context.reads("docs/d") && p.context.reads("src/x"),
+            "{text}"
+        );
+    };
+    let tail = "COPY src /src\nCOPY docs /docs\nFROM busybox\nCOPY --from=a /src /app\n";
+    // A base image may hold symlinks (`/bin -> usr/bin`): a copy to one path lands in another.
+    whole(&format!("FROM busybox AS a\n{tail}"));
+    whole(&format!(
+        "FROM scratch AS p\nFROM busybox AS q\nFROM q AS a\n{tail}"
+    ));
+    // A RUN may move anything anywhere; ADD extracts local archives (links too).
+    whole(&format!("FROM scratch AS a\nRUN true\n{tail}"));
+    whole(&format!("FROM scratch AS p\nRUN true\nFROM p AS a\n{tail}"));
+    whole(&format!("FROM scratch AS a\nADD x.tar /x\n{tail}"));
+    whole(&format!(
+        "FROM scratch AS a\nADD https://example.com/x /x\n{tail}"
+    ));
+    // ONBUILD triggers of an in-file parent run in the stage.
+    whole(&format!(
+        "FROM scratch AS p\nONBUILD RUN true\nFROM p AS a\n{tail}"
+    ));
+    // Content from an image or from a stage that is not symlink-free may hold links.
+    whole(&format!(
+        "FROM scratch AS a\nCOPY --from=busybox /bin /bin\n{tail}"
+    ));
+    whole(&format!(
+        "FROM scratch AS r\nRUN ln -s /docs /src\nFROM scratch AS a\nCOPY --from=r / /\n{tail}"
+    ));
+    // `--parents` / `--exclude` reshape what lands where.
+    whole(&format!("FROM scratch AS a\nCOPY --parents x/y /\n{tail}"));
+    // A destination the plan cannot resolve (a parent's ARG may or may not reach it).
+    whole(&format!(
+        "FROM scratch AS p\nARG D=/x\nFROM p AS a\nCOPY docs $D\n{tail}"
+    ));
+    whole(&format!(
+        "FROM scratch AS p\nARG D=/x\nFROM p AS a\nWORKDIR $D\nCOPY docs d\n{tail}"
+    ));
+    // JSON form with what the builder may still process.
+    whole(&format!(
+        "FROM scratch AS a\nCOPY [\"docs\", \"$X\"]\n{tail}"
+    ));
+    // The target copies a path from a variable it cannot resolve: the stage counts whole.
+    whole(&format!(
+        "FROM scratch AS a\n{}",
+        tail.replace("--from=a /src", "--from=a $NOPE")
+    ));
+}
