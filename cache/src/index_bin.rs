@@ -219,13 +219,13 @@ mod tests {
             finished_at: 1_700_000_000 + u64::from(n),
             duration_ms: 5,
             fingerprint: FileDigest::of(b"fp"),
-            log: (n % 2 == 0).then(|| FileDigest::of(b"log")),
+            log: n.is_multiple_of(2).then(|| FileDigest::of(b"log")),
             outputs: vec![OutputFile {
                 path: format!("out/{task}\u{e9}"),
                 digest: FileDigest::of(task.as_bytes()),
                 mode: 0o100644,
                 size: 3,
-                symlink: n % 3 == 0,
+                symlink: n.is_multiple_of(3),
             }],
             data: if n == 1 {
                 serde_json::json!({"image_id": "sha256:abc", "n": [1, 2]})

@@ -1,6 +1,7 @@
 //! A fingerprint is everything that determines a task's result, as a sorted serde struct.
 //! It is stored as JSON with each record, so `lifeos explain` can diff two runs field by field.
-//! The `Key` is blake3 of its canonical JSON.
+//! The `Key` is blake3 of a compact length-prefixed encoding of its fields ([`key_of`]): the
+//! JSON (hex dependency keys, quoted field names) was twice the bytes to hash.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,9 @@ use serde_json::Value;
 pub use lifeos_cache::ActionKey as Key;
 
 /// Bump when the meaning of a fingerprint changes, so old records stop matching.
-pub const FINGERPRINT_VERSION: u32 = 1;
+/// 2: keys hash the binary encoding of [`key_of`] (1 hashed the JSON); `explain` of a
+/// record from before says the format changed.
+pub const FINGERPRINT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Fingerprint {
@@ -37,25 +40,16 @@ impl Fingerprint {
     }
 
     pub fn key(&self) -> Key {
-        hash_json(|buf| self.write_json(buf))
-    }
-
-    /// The bytes `serde_json::to_vec(self)` gives (the key hashes them), written directly:
-    /// serde's generic path took two thirds of keying a task.
-    fn write_json(&self, out: &mut Vec<u8>) {
-        write_fields(
-            out,
-            Fields {
-                version: self.version,
-                kind: &self.kind,
-                config: |out: &mut Vec<u8>| write_value(out, &self.config),
-                inputs: &self.inputs,
-                env: &self.env,
-                secrets: &self.secrets,
-                deps: self.deps.iter().map(|(k, v)| (k.as_str(), v)),
-                extras: &self.extras,
-            },
-        );
+        key_of(Fields {
+            version: self.version,
+            kind: &self.kind,
+            config: |out: &mut Vec<u8>| write_value(out, &self.config),
+            inputs: &self.inputs,
+            env: &self.env,
+            secrets: &self.secrets,
+            deps: self.deps.iter().map(|(k, v)| (k.as_str(), v)),
+            extras: &self.extras,
+        })
     }
 
     /// What changed from `old` to `self`, most telling first.
@@ -127,74 +121,85 @@ where
     C: FnOnce(&mut Vec<u8>),
     D: Iterator<Item = (&'d str, &'d Key)>,
 {
-    hash_json(|buf| write_fields(buf, fields))
-}
-
-/// blake3 of what `write` writes, keyed by the fingerprint domain.
-fn hash_json(write: impl FnOnce(&mut Vec<u8>)) -> Key {
     // Keyed by a key derived once per process: `new_derive_key` per call re-hashes
-    // the context string, a measurable part of keying 10,000 tasks.
+    // the context string, a measurable part of keying 10,000 tasks. The context names
+    // the encoding: a key of another encoding can never equal one of this.
     static DOMAIN: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
-    let domain = DOMAIN.get_or_init(|| blake3::derive_key("lifeos 2026 task fingerprint v1", b""));
-    // Serialized into one reused buffer: no allocation per task on a no-op.
+    let domain = DOMAIN.get_or_init(|| blake3::derive_key("lifeos 2026 task fingerprint v2", b""));
+    // Encoded into one reused buffer: no allocation per task on a no-op.
     thread_local! {
         static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     BUF.with_borrow_mut(|buf| {
         buf.clear();
-        write(buf);
+        encode(buf, fields);
         Key::from_hash(blake3::keyed_hash(domain, buf))
     })
 }
 
-/// The JSON serde_json writes for a `Fingerprint` with these fields. Strings that need
-/// escaping and the config's numbers go through serde_json itself.
-fn write_fields<'d, C, D>(out: &mut Vec<u8>, f: Fields<'_, C, D>)
+/// What the key hashes: the fields in their fixed order, each string and map prefixed with
+/// its length (so no two different fingerprints encode alike), dependency keys as their
+/// 32 bytes, the config as its canonical JSON.
+fn encode<'d, C, D>(out: &mut Vec<u8>, f: Fields<'_, C, D>)
 where
     C: FnOnce(&mut Vec<u8>),
     D: Iterator<Item = (&'d str, &'d Key)>,
 {
-    out.extend_from_slice(b"{\"version\":");
-    let _ = std::io::Write::write_fmt(out, format_args!("{}", f.version));
-    out.extend_from_slice(b",\"kind\":");
-    write_str(out, f.kind);
-    out.extend_from_slice(b",\"config\":");
+    out.extend_from_slice(&f.version.to_le_bytes());
+    put_str(out, f.kind);
+    let at = out.len();
     (f.config)(out);
-    out.extend_from_slice(b",\"inputs\":");
-    json_map(out, f.inputs, |out, v| write_str(out, v));
-    out.extend_from_slice(b",\"env\":");
-    json_map(out, f.env, |out, v| match v {
-        Some(v) => write_str(out, v),
-        None => out.extend_from_slice(b"null"),
-    });
-    out.extend_from_slice(b",\"secrets\":");
-    json_map(out, f.secrets, |out, v| write_str(out, v));
-    out.extend_from_slice(b",\"deps\":");
-    out.push(b'{');
-    for (i, (name, k)) in f.deps.enumerate() {
-        if i > 0 {
-            out.push(b',');
+    prefix_len(out, at);
+    put_map(out, f.inputs, |out, v| put_str(out, v));
+    put_map(out, f.env, |out, v| match v {
+        Some(v) => {
+            out.push(1);
+            put_str(out, v);
         }
-        write_str(out, name);
-        out.push(b':');
-        push_hex(out, &k.0);
+        None => out.push(0),
+    });
+    put_map(out, f.secrets, |out, v| put_str(out, v));
+    let at = out.len();
+    for (name, k) in f.deps {
+        put_str(out, name);
+        out.extend_from_slice(&k.0);
     }
-    out.push(b'}');
-    out.extend_from_slice(b",\"extras\":");
-    json_map(out, f.extras, |out, v| write_str(out, v));
-    out.push(b'}');
+    prefix_len(out, at);
+    put_map(out, f.extras, |out, v| put_str(out, v));
 }
 
-/// A digest as a quoted lowercase hex string (as `Key` serializes), without `to_hex`'s
-/// per-nibble formatting.
-fn push_hex(out: &mut Vec<u8>, bytes: &[u8; 32]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = [b'"'; 66];
-    for (i, b) in bytes.iter().enumerate() {
-        s[1 + 2 * i] = HEX[usize::from(b >> 4)];
-        s[2 + 2 * i] = HEX[usize::from(b & 15)];
+/// `n` as LEB128: one byte for the short strings and small maps of a fingerprint.
+fn put_len(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
     }
-    out.extend_from_slice(&s);
+    out.push(n as u8);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_len(out, s.len());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Puts the byte length of what was written since `at` in front of it.
+fn prefix_len(out: &mut Vec<u8>, at: usize) {
+    let mut len = Vec::<u8>::new();
+    let n = out.len() - at;
+    if n < 0x80 {
+        out.insert(at, n as u8);
+        return;
+    }
+    put_len(&mut len, n);
+    out.splice(at..at, len);
+}
+
+fn put_map<V>(out: &mut Vec<u8>, m: &BTreeMap<String, V>, mut value: impl FnMut(&mut Vec<u8>, &V)) {
+    put_len(out, m.len());
+    for (k, v) in m {
+        put_str(out, k);
+        value(out, v);
+    }
 }
 
 /// A JSON string as serde_json writes it: as is unless it holds `"`, `\\` or a control
@@ -220,23 +225,6 @@ pub fn write_strs(out: &mut Vec<u8>, a: &[String]) {
         write_str(out, s);
     }
     out.push(b']');
-}
-
-fn json_map<V>(
-    out: &mut Vec<u8>,
-    m: &BTreeMap<String, V>,
-    mut value: impl FnMut(&mut Vec<u8>, &V),
-) {
-    out.push(b'{');
-    for (i, (k, v)) in m.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_str(out, k);
-        out.push(b':');
-        value(out, v);
-    }
-    out.push(b'}');
 }
 
 /// A `Value` as serde_json writes it (maps in their own iteration order, as serde_json).
@@ -399,12 +387,9 @@ mod tests {
         }
     }
 
-    /// The key's bytes are serde_json's, so keys (and caches) stay what they were.
-    #[test]
-    fn direct_json_is_serde_json() {
+    fn odd() -> Fingerprint {
         let odd = "q\"b\\s\n\t\u{1}\u{1f}\u{7f}é/</script>";
-        let mut fps = vec![Fingerprint::default(), fp()];
-        fps.push(Fingerprint {
+        Fingerprint {
             version: 4_000_000_000,
             kind: odd.into(),
             config: json!({
@@ -415,21 +400,72 @@ mod tests {
             env: BTreeMap::from([("A".into(), None), (odd.into(), Some(odd.into()))]),
             secrets: BTreeMap::from([("S".into(), "h".into())]),
             deps: BTreeMap::from([("base".into(), Key([7; 32])), (odd.into(), Key([0; 32]))]),
-            extras: BTreeMap::from([("x".into(), String::new())]),
-        });
-        for f in fps {
+            extras: BTreeMap::from([
+                ("x".into(), String::new()),
+                ("y".repeat(300), "z".repeat(200)),
+            ]),
+        }
+    }
+
+    /// The config part of the key is the config's serde_json bytes, written directly.
+    #[test]
+    fn written_config_is_serde_json() {
+        for f in [Fingerprint::default(), fp(), odd()] {
             let mut direct = Vec::new();
-            f.write_json(&mut direct);
+            write_value(&mut direct, &f.config);
             assert_eq!(
                 String::from_utf8(direct).unwrap(),
-                String::from_utf8(f.to_json()).unwrap()
+                serde_json::to_string(&f.config).unwrap()
             );
         }
-        // One key pinned: a change to the bytes would orphan every cache.
+    }
+
+    /// One key pinned: a change to the encoding would orphan every cache, so it must be on
+    /// purpose (with a new domain and `FINGERPRINT_VERSION`).
+    #[test]
+    fn key_is_pinned() {
         assert_eq!(
             fp().key().to_hex(),
-            "39826750a3f1b42f377915db65857c0d4508bb3af40a11c16617620487b6922d"
+            "d53425e5a5057cdece6dc477a47d3c579e4d86ade59a9acf5144b4e2657c364c"
         );
+        // Long fields (two-byte lengths) key too, and differently.
+        assert_ne!(odd().key(), fp().key());
+    }
+
+    /// Bytes moved from one field or entry to its neighbour change the key: every string
+    /// and map carries its length.
+    #[test]
+    fn fields_do_not_run_together() {
+        let base = fp();
+        let variants: Vec<fn(&mut Fingerprint)> = vec![
+            |f| f.kind = "exe".into(),
+            |f| f.kind = "execc".into(),
+            |f| {
+                f.inputs =
+                    BTreeMap::from([("a.txt".into(), "d".into()), ("1".into(), String::new())])
+            },
+            |f| f.inputs = BTreeMap::from([("a.tx".into(), "td1".into())]),
+            |f| f.inputs.clear(),
+            |f| f.env = BTreeMap::from([("a.txt".into(), None)]),
+            |f| f.env = BTreeMap::from([("A".into(), Some(String::new()))]),
+            |f| f.secrets = BTreeMap::from([("a.txt".into(), "d1".into())]),
+            |f| f.extras = BTreeMap::from([("a.txt".into(), "d1".into())]),
+            |f| f.deps = BTreeMap::from([("a".into(), Key([0; 32]))]),
+            |f| f.deps = BTreeMap::from([("a".into(), Key([1; 32]))]),
+            |f| f.deps = BTreeMap::from([("b".into(), Key([0; 32]))]),
+            |f| f.config = json!({"run": "make", "outputs": ["out", ""]}),
+            |f| f.version += 1,
+        ];
+        let mut keys = vec![base.key()];
+        for v in &variants {
+            let mut f = fp();
+            v(&mut f);
+            keys.push(f.key());
+        }
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), keys.len(), "two variants keyed alike");
     }
 
     #[test]

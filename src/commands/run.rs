@@ -251,7 +251,14 @@ pub async fn execute_with(
                 .chain(names.iter().cloned())
                 .collect::<Vec<_>>()
                 .join(" ");
-            let summary = ui::RunSummary::new(project, &report, command, run_id, g.env.clone());
+            let summary = ui::RunSummary::new(
+                project,
+                &report,
+                command,
+                run_id,
+                g.env.clone(),
+                g.summary.is_some(),
+            );
             if !g.json {
                 summary.print_delivered(&mut std::io::stderr().lock());
             }

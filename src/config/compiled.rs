@@ -7,7 +7,7 @@
 //! and resolving, which on a 10,000-task file is most of a no-op run. Anything unexpected
 //! (another stamp, a corrupt file, a checked path gone) means a normal load.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use lifeos_engine::{Node, TaskSpec};
@@ -71,17 +71,14 @@ pub fn instantiate<T: ResolvedTask>(
     registry: &lifeos_tasks::kind::Registry,
 ) -> Result<Vec<Node>, String> {
     // Borrowed, not copied: three allocations per task on every load otherwise.
-    let peers: HashMap<&str, (&str, &RawValue)> = tasks
+    let peers: Vec<(&str, &str, &RawValue)> = tasks
         .iter()
         .map(|t| {
             let (spec, kind, body) = t.parts();
-            (spec.id.as_str(), (kind, body))
+            (spec.id.as_str(), kind, body)
         })
         .collect();
-    let cx = InstantiateCx {
-        services,
-        peers: &peers,
-    };
+    let cx = InstantiateCx::new(services, &peers);
     let mut made = Vec::with_capacity(tasks.len());
     for t in &tasks {
         let (spec, kind, body) = t.parts();
@@ -90,6 +87,7 @@ pub fn instantiate<T: ResolvedTask>(
             .ok_or_else(|| format!("task `{}`: unknown kind `{kind}`", spec.id))?;
         made.push(k.instantiate(spec, body, &cx)?);
     }
+    drop(cx);
     drop(peers);
     Ok(tasks
         .into_iter()
@@ -124,13 +122,35 @@ pub struct Stamp {
     pub options: String,
 }
 
+/// blake3 of the regular file at `path`, read in pieces; `None` if it cannot be read.
+pub fn hash_file(path: &Path) -> Option<blake3::Hash> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO would otherwise wait for a writer.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut h = blake3::Hasher::new();
+    h.update_reader(f).ok()?;
+    Some(h.finalize())
+}
+
 impl Stamp {
     pub fn new(file: &Path, source: &[u8], opts: &super::LoadOptions) -> Self {
+        Self::with_hash(file, blake3::hash(source), opts)
+    }
+
+    /// The stamp for a file whose content hashes to `source`.
+    pub fn with_hash(file: &Path, source: blake3::Hash, opts: &super::LoadOptions) -> Self {
         Self {
             version: VERSION,
             build: build_id(),
             file: file.to_path_buf(),
-            source: blake3::hash(source).to_hex().to_string(),
+            source: source.to_hex().to_string(),
             options: {
                 let o = serde_json::json!([opts.env, opts.set, opts.cache_dir]);
                 blake3::hash(o.to_string().as_bytes()).to_hex().to_string()

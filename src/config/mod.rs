@@ -88,10 +88,7 @@ pub fn load_with(
     registry: &Registry,
 ) -> Result<Project, LoadError> {
     let services = Services::new();
-    let source = source::read(file).map_err(|e| match e {
-        source::SourceError::Usage(m) => LoadError::Usage(m),
-        source::SourceError::Encoding(text, d) => config_error(file, &text, vec![d]),
-    })?;
+    let given = file;
     let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let root = file.parent().unwrap_or(Path::new("/")).to_path_buf();
     // Where the cache is unless the file moves it; the compiled config lives there.
@@ -103,16 +100,27 @@ pub fn load_with(
         lifeos_cache::dir::check_location(d, &root, home().as_deref())
             .map_err(|e| LoadError::Usage(format!("{e} (from --cache-dir / LIFEOS_CACHE_DIR)")))?;
     }
-    let stamp = Stamp::new(&file, source.as_bytes(), opts);
-    if let Some(text) = Compiled::read(&cache_guess, &stamp) {
-        let c = Compiled::parse(&text, &cache_guess, &stamp, &root);
-        if let Some(Ok(p)) = c.map(|c| project(c, &root, &file, &services, registry)) {
-            return Ok(Project {
-                compiled: true,
-                ..p
-            });
+    // The compiled config's stamp needs only the file's hash, streamed: a 10,000-task
+    // file is not read into memory and checked as UTF-8 on every no-op. Anything odd about
+    // the file is left to `source::read` below, which says what.
+    if let Some(hash) = compiled::hash_file(given) {
+        let stamp = Stamp::with_hash(&file, hash, opts);
+        if let Some(text) = Compiled::read(&cache_guess, &stamp) {
+            let c = Compiled::parse(&text, &cache_guess, &stamp, &root);
+            if let Some(Ok(p)) = c.map(|c| project(c, &root, &file, &services, registry)) {
+                return Ok(Project {
+                    compiled: true,
+                    ..p
+                });
+            }
         }
     }
+    let source = source::read(given).map_err(|e| match e {
+        source::SourceError::Usage(m) => LoadError::Usage(m),
+        source::SourceError::Encoding(text, d) => config_error(given, &text, vec![d]),
+    })?;
+    // Stamped with what was read and resolved: the file may have changed since it was hashed.
+    let stamp = Stamp::new(&file, source.as_bytes(), opts);
     let (compiled, dep_spans) = resolve(&source, &file, &root, opts, stamp, registry)?;
     let save = (compiled.cache_dir == cache_guess).then(|| compiled.to_bytes());
     let fail = |d: Diagnostic| config_error(&file, &source, vec![d]);

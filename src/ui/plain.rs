@@ -104,22 +104,36 @@ pub fn finished_line(
     tail: bool,
 ) {
     let (sym, verb, detail) = describe(outcome, took);
-    let sym = match outcome {
-        Outcome::Ran { .. } => style(sym).green(),
-        Outcome::Failed { .. } => style(sym).red(),
-        Outcome::Skipped { .. } | Outcome::Interrupted => style(sym).yellow(),
-        _ => style(sym).dim(),
+    if console::colors_enabled_stderr() {
+        let sym = match outcome {
+            Outcome::Ran { .. } => style(sym).green(),
+            Outcome::Failed { .. } => style(sym).red(),
+            Outcome::Skipped { .. } | Outcome::Interrupted => style(sym).yellow(),
+            _ => style(sym).dim(),
+        }
+        .for_stderr();
+        // Written straight into the buffer: one line per task of a 10,000-task no-op.
+        let _ = write!(
+            out,
+            "{sym} {:w$} {verb}",
+            style(task).bold().for_stderr(),
+            w = width
+        );
+    } else {
+        // Without colours (a pipe, CI, NO_COLOR) the same text as bytes: `fmt` with
+        // styled parts and padding was most of the UI's time in a 10,000-task no-op.
+        out.extend_from_slice(sym.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(task.as_bytes());
+        let pad = width.saturating_sub(task.chars().count());
+        out.resize(out.len() + pad, b' ');
+        out.push(b' ');
+        out.extend_from_slice(verb.as_bytes());
     }
-    .for_stderr();
-    // Written straight into the buffer: one line per task of a 10,000-task no-op.
-    let _ = write!(
-        out,
-        "{sym} {:w$} {verb}",
-        style(task).bold().for_stderr(),
-        w = width
-    );
     if !detail.is_empty() {
-        let _ = write!(out, " ({detail})");
+        out.extend_from_slice(b" (");
+        out.extend_from_slice(detail.as_bytes());
+        out.push(b')');
     }
     out.push(b'\n');
     if let (true, Outcome::Failed { log_tail, .. }) = (tail, outcome) {
@@ -139,5 +153,39 @@ impl super::Subscriber for WarningsOnly {
             put(&mut out, &format!("warning: {message}"));
             write_stderr(&mut out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without colours the bytes are what `format!` with padding gives.
+    #[test]
+    fn plain_lines_are_padded_like_fmt() {
+        console::set_colors_enabled_stderr(false);
+        let cached = Outcome::Cached {
+            key: lifeos_engine::Key([0; 32]),
+            location: "record, outputs intact".into(),
+            saved_ms: 3,
+        };
+        for (task, width) in [("t1", 8), ("tâche-é", 10), ("a-very-long-task-name", 8)] {
+            let mut out = Vec::new();
+            finished_line(&mut out, task, &cached, Duration::ZERO, width, false);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("· {task:width$} cached (record, outputs intact)\n")
+            );
+        }
+        let mut out = Vec::new();
+        finished_line(
+            &mut out,
+            "t",
+            &Outcome::Interrupted,
+            Duration::ZERO,
+            3,
+            false,
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), "! t   interrupted\n");
     }
 }

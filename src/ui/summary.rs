@@ -68,46 +68,62 @@ pub struct Delivered {
 }
 
 impl RunSummary {
+    /// `with_tasks`: the per-task list too (for `--summary FILE`); without it only what the
+    /// run delivered, which is all a run without `--summary` prints (a 10,000-task no-op
+    /// otherwise builds and drops 10,000 entries, each key in hex).
     pub fn new(
         project: &Project,
         report: &RunReport,
         command: String,
         run_id: String,
         env: Option<String>,
+        with_tasks: bool,
     ) -> Self {
-        let mut tasks = Vec::with_capacity(report.outcomes.len());
+        let mut tasks = Vec::with_capacity(if with_tasks { report.outcomes.len() } else { 0 });
         let mut delivered = Vec::new();
         for ((name, outcome), detail) in report.outcomes.iter().zip(&report.details) {
             let task = project.graph.get(name);
-            let kind = task.map(|n| n.task.kind().to_string()).unwrap_or_default();
-            let (status, reason, saved_ms) = match outcome {
-                Outcome::Ran { reason, .. } => ("ran", reason.to_string(), None),
-                Outcome::Cached {
-                    location, saved_ms, ..
-                } => ("cached", location.clone(), Some(*saved_ms)),
-                Outcome::Failed { error, .. } => ("failed", error.clone(), None),
-                Outcome::Skipped { because } => ("skipped", because.clone(), None),
-                Outcome::Interrupted => ("interrupted", String::new(), None),
-                Outcome::WouldRun { reason, .. } => ("would_run", reason.to_string(), None),
+            let status = match outcome {
+                Outcome::Ran { .. } => "ran",
+                Outcome::Cached { .. } => "cached",
+                Outcome::Failed { .. } => "failed",
+                Outcome::Skipped { .. } => "skipped",
+                Outcome::Interrupted => "interrupted",
+                Outcome::WouldRun { .. } => "would_run",
             };
             let result = detail
                 .result
                 .as_ref()
                 .map(|r| r.task.result(&r.data))
                 .unwrap_or_default();
+            let kind = || task.map(|n| n.task.kind().to_string()).unwrap_or_default();
             if let (Some(n), "ran" | "cached") = (task, status) {
                 if let Some(what) = n.task.delivered(&result) {
                     delivered.push(Delivered {
                         task: name.clone(),
-                        kind: kind.clone(),
+                        kind: kind(),
                         status,
                         what,
                     });
                 }
             }
+            if !with_tasks {
+                continue;
+            }
+            let (reason, saved_ms) = match outcome {
+                Outcome::Ran { reason, .. } | Outcome::WouldRun { reason, .. } => {
+                    (reason.to_string(), None)
+                }
+                Outcome::Cached {
+                    location, saved_ms, ..
+                } => (location.clone(), Some(*saved_ms)),
+                Outcome::Failed { error, .. } => (error.clone(), None),
+                Outcome::Skipped { because } => (because.clone(), None),
+                Outcome::Interrupted => (String::new(), None),
+            };
             tasks.push(TaskSummary {
                 name: name.clone(),
-                kind,
+                kind: kind(),
                 status,
                 reason,
                 key: outcome.key().map(|k| k.to_hex()),

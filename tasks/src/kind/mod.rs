@@ -92,14 +92,31 @@ impl TaskTable<'_> {
 /// What a kind's constructor may use: the service bundle and the other tasks' bodies.
 pub struct InstantiateCx<'a> {
     pub services: &'a Services,
-    /// Every task of the config: (kind, compiled body), borrowed from the compiled config.
-    pub peers: &'a HashMap<&'a str, (&'a str, &'a RawValue)>,
+    /// Every task of the config: (id, kind, compiled body), borrowed from the compiled config.
+    tasks: &'a [(&'a str, &'a str, &'a RawValue)],
+    /// `tasks` by id, made on the first [`InstantiateCx::peer`]: most tasks never ask, and a
+    /// map of 10,000 was a visible part of loading a config.
+    peers: std::cell::OnceCell<HashMap<&'a str, (&'a str, &'a RawValue)>>,
 }
 
-impl InstantiateCx<'_> {
+impl<'a> InstantiateCx<'a> {
+    pub fn new(services: &'a Services, tasks: &'a [(&'a str, &'a str, &'a RawValue)]) -> Self {
+        Self {
+            services,
+            tasks,
+            peers: Default::default(),
+        }
+    }
+
     /// The body of `task` if it is of kind `K`.
     pub fn peer<K: TypedKind>(&self, task: &str) -> Option<K::Body> {
-        let (kind, body) = self.peers.get(task)?;
+        let peers = self.peers.get_or_init(|| {
+            self.tasks
+                .iter()
+                .map(|&(id, kind, body)| (id, (kind, body)))
+                .collect()
+        });
+        let (kind, body) = peers.get(task)?;
         (*kind == K::NAME)
             .then(|| serde_json::from_str(body.get()).ok())
             .flatten()
