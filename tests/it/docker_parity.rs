@@ -731,6 +731,7 @@ fn copy_from_a_stage_on_a_base_image_narrows_only_without_links_there() {
         v
     };
     assert_eq!(kept(), ["free", "links"]);
+    let from = engine_now();
 
     // A docs edit: the plain image is cached; the linked one, where docs land under /src,
     // rebuilds and has the change.
@@ -755,6 +756,21 @@ fn copy_from_a_stage_on_a_base_image_narrows_only_without_links_there() {
     );
     build_and_compare("./s.txt=s2", "./d=d2\n./s.txt=s2");
     assert_eq!(kept(), ["free", "links"]);
+    // Later runs read the kept answers: no checking container was made.
+    let made = docker(&[
+        "events",
+        "--since",
+        &from,
+        "--until",
+        &engine_now(),
+        "--filter",
+        "type=container",
+        "--filter",
+        "event=create",
+        "--filter",
+        "label=lifeos.role=base-links",
+    ]);
+    assert_eq!(made, "", "containers made after the answers were kept");
 
     // No checking container is left behind (they are labelled, and built on this test's
     // base).
@@ -767,4 +783,9 @@ fn copy_from_a_stage_on_a_base_image_narrows_only_without_links_there() {
         &format!("ancestor={}", fx.base()),
     ]);
     assert_eq!(left, "", "containers left behind");
+}
+
+/// The engine's clock (RFC 3339), as `docker events --since/--until` take it.
+fn engine_now() -> String {
+    docker(&["info", "-f", "{{.SystemTime}}"])
 }
