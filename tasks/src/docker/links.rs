@@ -45,7 +45,10 @@ impl Docker {
                 _ => {}
             }
         }
-        let Some(free) = self.ask_links(id, paths).await else {
+        // On its own task: a run cancelled meanwhile still removes the container.
+        let (me, owned_id, owned) = (self.clone(), id.to_string(), paths.clone());
+        let asked = tokio::spawn(async move { me.ask_links(&owned_id, &owned).await });
+        let Ok(Some(free)) = asked.await else {
             return false;
         };
         if let Some(f) = &file {
