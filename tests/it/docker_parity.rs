@@ -512,8 +512,9 @@ fn a_buildkit_context_of_thousands_of_files_is_served_whole() {
 
 /// Issue 18, 9: a target that copies only `/src` out of stages built from the context
 /// rebuilds when what lands under `/src` changes, and only then (the Docker CLI, classic and
-/// BuildKit, builds the same image). A stage on a base image counts whole: the image's
-/// symlinks could alias paths. So does every stage once the context holds a symlink.
+/// BuildKit, builds the same image). A stage on a base image that copies to `/` counts whole:
+/// the engine cannot show whether the image has links everywhere there (a container's init
+/// layer covers `/etc`, `/dev`). So does every stage once the context holds a symlink.
 #[test]
 fn copy_from_a_stage_keys_only_what_lands_under_the_copied_path() {
     let fx = DockerFx::new();
@@ -587,7 +588,8 @@ fn copy_from_a_stage_keys_only_what_lands_under_the_copied_path() {
     };
     build_and_compare("./fromx.txt=x\n./lib/l.txt=l\n./s.txt=s");
 
-    // What lands elsewhere: cached, as is the image (the stage on a base image rebuilds).
+    // What lands elsewhere: cached, as is the image (the stage on a base image copies to `/`,
+    // which is never known to be link-free: it rebuilds).
     p.file("n/docs/d", "d2")
         .file("n/other/o", "o2")
         .file("n/x/elsewhere.txt", "e2");
@@ -643,4 +645,147 @@ fn copy_from_a_stage_keys_only_what_lands_under_the_copied_path() {
         ("would_run", "would_run"),
         "{o:?}"
     );
+}
+
+/// Issue 18, 9, on a base image: a stage `FROM <image>` narrows only when the engine shows
+/// the image has no symlink where the stage copies or where the target copies from. With
+/// `/docs -> /src` in the image, `COPY docs /docs` lands under `/src`: a docs edit rebuilds
+/// (as Docker's own build agrees). The check's containers are all removed.
+#[test]
+fn copy_from_a_stage_on_a_base_image_narrows_only_without_links_there() {
+    let fx = DockerFx::new();
+    let p = &fx.p;
+    // A base image with `/docs -> /src`, built by the Docker CLI.
+    let linked = fx.tag("linkbase");
+    p.file(
+        "lb/Dockerfile",
+        &format!("FROM {}\nRUN ln -s /src /docs\n", fx.base()),
+    );
+    fx.cli_build(&linked, &p.p("lb"));
+    let body = "COPY src /src\nCOPY docs /docs\n";
+    let target = format!("FROM {}\nCOPY --from=a /src /app\n", fx.base());
+    p.file("n/src/s.txt", "s")
+        .file("n/docs/d", "d")
+        .file(
+            "n/Dockerfile.plain",
+            &format!("FROM {} AS a\n{body}{target}", fx.base()),
+        )
+        .file(
+            "n/Dockerfile.linked",
+            &format!("FROM {linked} AS a\n{body}{target}"),
+        );
+    let task = |name: &str| {
+        format!(
+            "[tasks.{name}]\nkind = \"image\"\ncontext = \"n\"\ndockerfile = \"n/Dockerfile.{name}\"\ntag = \"{}\"\nbuilder = \"buildkit\"\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
+            fx.tag(name),
+            fx.id
+        )
+    };
+    p.config(&format!("{}\n{}", task("plain"), task("linked")));
+    let app = |image: &str| {
+        fx.cli_run(
+            image,
+            &[
+                "sh",
+                "-c",
+                "cd /app && find . -type f | sort | while read f; do echo \"$f=$(cat $f)\"; done",
+            ],
+        )
+    };
+    let oracle = |name: &str| {
+        let tag = fx.tag(&format!("oracle-{name}"));
+        let label = format!("lifeos.test={}", fx.id);
+        let o = Command::new("/usr/bin/docker")
+            .env("DOCKER_BUILDKIT", "1")
+            .args(["build", "-q", "--label", &label, "-t", &tag, "-f"])
+            .arg(p.p(&format!("n/Dockerfile.{name}")))
+            .arg(p.p("n"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        app(&tag)
+    };
+    let build_and_compare = |plain: &str, linked: &str| {
+        let r = p.json(&["build"]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        for (name, want) in [("plain", plain), ("linked", linked)] {
+            let ours = app(&fx.tag(name));
+            assert_eq!(ours, want, "{name}");
+            assert_eq!(
+                ours,
+                oracle(name),
+                "{name}: lifeos's image differs from Docker's"
+            );
+        }
+    };
+    build_and_compare("./s.txt=s", "./d=d\n./s.txt=s");
+    // The engine was asked once per image, and the answers kept: one link-free, one not.
+    let kept = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(p.p(".lifeos/base-links"))
+            .map(|d| {
+                d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    assert_eq!(kept(), ["free", "links"]);
+    let from = engine_now();
+
+    // A docs edit: the plain image is cached; the linked one, where docs land under /src,
+    // rebuilds and has the change.
+    p.file("n/docs/d", "d2");
+    let o = plan_outcomes(p);
+    assert_eq!(
+        (o["plain"].as_str(), o["linked"].as_str()),
+        ("cached", "would_run"),
+        "{o:?}"
+    );
+    let r = p.json(&["build"]);
+    assert_eq!(r.ran(), ["linked"], "{}", r.all());
+    build_and_compare("./s.txt=s", "./d=d2\n./s.txt=s");
+
+    // A src edit rebuilds both.
+    p.file("n/src/s.txt", "s2");
+    let o = plan_outcomes(p);
+    assert_eq!(
+        (o["plain"].as_str(), o["linked"].as_str()),
+        ("would_run", "would_run"),
+        "{o:?}"
+    );
+    build_and_compare("./s.txt=s2", "./d=d2\n./s.txt=s2");
+    assert_eq!(kept(), ["free", "links"]);
+    // Later runs read the kept answers: no checking container was made.
+    let made = docker(&[
+        "events",
+        "--since",
+        &from,
+        "--until",
+        &engine_now(),
+        "--filter",
+        "type=container",
+        "--filter",
+        "event=create",
+        "--filter",
+        "label=lifeos.role=base-links",
+    ]);
+    assert_eq!(made, "", "containers made after the answers were kept");
+
+    // No checking container is left behind (they are labelled, and built on this test's
+    // base).
+    let left = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=lifeos.role=base-links",
+        "--filter",
+        &format!("ancestor={}", fx.base()),
+    ]);
+    assert_eq!(left, "", "containers left behind");
+}
+
+/// The engine's clock (RFC 3339), as `docker events --since/--until` take it.
+fn engine_now() -> String {
+    docker(&["info", "-f", "{{.SystemTime}}"])
 }

@@ -2,6 +2,7 @@
 //! honouring DOCKER_HOST, with the API version negotiated and the registry-auth header fixed.
 
 pub mod dial;
+mod links;
 mod ssh;
 mod view;
 pub mod watchdog;

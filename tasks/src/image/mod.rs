@@ -301,12 +301,14 @@ fn image_id(record: &lifeos_cache::ActionRecord) -> Option<&str> {
 }
 
 /// The context files the target's stages read, plus the Dockerfile, with their digests (and
-/// mode: a `COPY` keeps it), from the stat cache where it can.
+/// mode: a `COPY` keeps it), from the stat cache where it can. A narrowing that needs
+/// something of the base images is not applied here (see [`narrow_after_check`]); the second
+/// value says whether it may be: no file read is a symlink.
 fn context_digests(
     snap: &lifeos_cache::Snapshot,
     spec: &ImageSpec,
     parsed: &Parsed,
-) -> Result<BTreeMap<String, String>, TaskError> {
+) -> Result<(BTreeMap<String, String>, bool), TaskError> {
     let plan = &parsed.plan;
     let buildkit = spec.builder == Builder::BuildKit;
     let sent = context::files(snap, &spec.context, &parsed.rules, buildkit)?;
@@ -317,7 +319,8 @@ fn context_digests(
         .collect();
     // Fewer reads where the target copies only some paths of a stage, unless a link may
     // alias one path to another.
-    let reads = plan.key_context(read.iter().any(|f| f.symlink));
+    let any_symlink = read.iter().any(|f| f.symlink);
+    let reads = plan.key_context(any_symlink, false);
     read.retain(|f| reads.reads(context::ctx_rel(&spec.context, &f.rel)));
     // The Dockerfile is always an input, inside the context or not.
     if !read.iter().any(|f| f.rel == spec.dockerfile) {
@@ -330,7 +333,7 @@ fn context_digests(
         .filter(|d| reads.reads(context::ctx_rel(&spec.context, d)))
         .collect();
     let digests = snap.digests(&read)?;
-    Ok(read
+    let files = read
         .into_iter()
         .zip(digests)
         .map(|(f, d)| {
@@ -346,7 +349,18 @@ fn context_digests(
                 .into_iter()
                 .map(|d| (format!("{d}/"), "dir".to_string())),
         )
-        .collect())
+        .collect();
+    Ok((files, !any_symlink))
+}
+
+/// The narrowing that needed the base images checked, once they were found to meet it:
+/// the Dockerfile, and what the narrowed reads cover (as [`context_digests`] would keep).
+fn narrow_after_check(files: &mut BTreeMap<String, String>, spec: &ImageSpec, parsed: &Parsed) {
+    let reads = parsed.plan.key_context(false, true);
+    files.retain(|rel, _| {
+        let path = rel.strip_suffix('/').unwrap_or(rel);
+        rel == &spec.dockerfile || reads.reads(context::ctx_rel(&spec.context, path))
+    });
 }
 
 /// `host:5000/a/b:tag` → (`host:5000/a/b`, `tag`).
@@ -441,7 +455,7 @@ impl Task for ImageTask {
                 tokio::task::yield_now().await;
                 context_digests(&cx.snapshot, spec, &parsed)
             } else {
-                let (snap, spec) = (cx.snapshot.clone(), spec.clone());
+                let (snap, spec, parsed) = (cx.snapshot.clone(), spec.clone(), parsed.clone());
                 tokio::task::spawn_blocking(move || context_digests(&snap, &spec, &parsed))
                     .await
                     .map_err(|e| TaskError::Failed(e.to_string()))?
@@ -450,7 +464,7 @@ impl Task for ImageTask {
         let previous = cx.previous.and_then(image_id).map(str::to_owned);
         let docker_calls = async {
             if bases.is_empty() && previous.is_none() {
-                return Ok::<_, TaskError>(BTreeMap::new());
+                return Ok::<_, TaskError>((BTreeMap::new(), true));
             }
             let base_ids =
                 futures_util::future::join_all(bases.iter().map(|b| self.docker.base_id(b)));
@@ -468,14 +482,25 @@ impl Task for ImageTask {
             for (base, id) in bases.iter().zip(base_ids) {
                 extras.insert(format!("base image {base}"), id?);
             }
-            Ok(extras)
+            // A narrowing that relies on base images having no symlinks where it copies:
+            // asked once their IDs are known (a no-op reads one small file per such image).
+            let mut checked = true;
+            for (base, paths) in &parsed.plan.narrow_needs {
+                let id = &extras[&format!("base image {base}")];
+                if !self.docker.free_of_links(id, paths).await {
+                    checked = false;
+                    break;
+                }
+            }
+            Ok((extras, checked))
         };
-        let (extras, files) = tokio::join!(docker_calls, hashing);
-        let files = files?;
-        Ok(TaskInputs {
-            files,
-            extras: extras?,
-        })
+        let (called, files) = tokio::join!(docker_calls, hashing);
+        let (extras, checked) = called?;
+        let (mut files, no_symlink) = files?;
+        if checked && no_symlink && !parsed.plan.narrow_needs.is_empty() {
+            narrow_after_check(&mut files, spec, &parsed);
+        }
+        Ok(TaskInputs { files, extras })
     }
 
     async fn probe(&self, cx: &ProbeCx<'_>) -> Result<Probe, TaskError> {

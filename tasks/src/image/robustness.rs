@@ -238,7 +238,7 @@ fn huge_inputs_finish() {
     }
     chain.push_str("FROM scratch\nCOPY --from=s1999 /d1/d2 /app\n");
     let plan = parse(&chain).unwrap().plan(None, &BTreeMap::new()).unwrap();
-    let reads = plan.key_context(false);
+    let reads = plan.key_context(false, true);
     assert!(reads.reads("f2/d3/x") && !reads.reads("f1/x"), "{reads:?}");
     let long = format!("FROM scratch\nRUN true {}\n", "\\\n x ".repeat(20_000));
     assert!(parse(&long).is_ok());

@@ -26,6 +26,7 @@ mod tests;
 
 pub use ast::{ArgDecl, CopyInstr, Dockerfile, MountInstr, ParseError, Stage, VarDecl};
 pub use context_use::ContextUse;
+pub use narrow::NarrowNeeds;
 pub use options::{KnownPlatform, PlanError, PlanOptions};
 pub use parser::parse;
 pub use plan::TargetPlan;

@@ -3,13 +3,17 @@
 //!
 //! Sound only where the stage's content maps back to the context path by path. A stage
 //! qualifies ("symlink-free", [`Dockerfile::symlink_free`]) when it and its in-file parents
-//! start from `scratch`, have no `RUN`, no `ADD` (a local archive is extracted, and may hold
-//! links), no ONBUILD trigger run into them, no `--parents`/`--exclude`, and copy only from the
-//! context and from other such stages. A base image is never trusted: its symlinks (`/bin ->
-//! usr/bin`) let a `COPY` to one path land under another. Context symlinks are checked when
-//! the key is made ([`super::TargetPlan::key_context`]). Anything uncertain (a variable
-//! the plan cannot resolve, a wildcard source under the copied path) counts the whole source
-//! or the whole stage, as the plain plan does.
+//! have no `RUN`, no `ADD` (a local archive is extracted, and may hold links), no ONBUILD
+//! trigger run into them, no `--parents`/`--exclude`, and copy only from the context and from
+//! other such stages. A chain that starts from a base image narrows only on a condition
+//! ([`super::TargetPlan::narrow_needs`]): the image's symlinks (`/bin -> usr/bin`) would let a
+//! `COPY` to one path land under another, so the key checks, per image, that no path the
+//! narrowing relies on (every destination, every path copied out) is or lies under or holds a
+//! symlink there, and that the image has no ONBUILD triggers. Context symlinks are checked
+//! when the key is made ([`super::TargetPlan::key_context`]). Anything uncertain (a variable
+//! the plan cannot resolve, a wildcard source under the copied path, a relative destination
+//! below the image's unknown working directory) counts the whole source or the whole stage,
+//! as the plain plan does.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,6 +32,10 @@ enum Demand {
     /// Only what is at or under these absolute, cleaned, wildcard-free paths.
     Paths(BTreeSet<String>),
 }
+
+/// Per base image reference: the absolute paths that must be free of symlinks there (the
+/// paths themselves, their ancestors, and what lies under them) for the narrowing to hold.
+pub type NarrowNeeds = BTreeMap<String, BTreeSet<String>>;
 
 impl Demand {
     fn merge(slot: &mut Option<Demand>, d: Demand) {
@@ -52,19 +60,20 @@ type Edges = Vec<(usize, Demand)>;
 
 impl Dockerfile {
     /// The target's context reads with each symlink-free stage counting only what its users
-    /// copy out of it; None when no stage narrows (or anything fails: the plain plan stands).
-    /// `stage_reads[i]` is stage i's whole reads.
+    /// copy out of it, and what that asks of base images; None when no stage narrows (or
+    /// anything fails: the plain plan stands). `stage_reads[i]` is stage i's whole reads.
     pub(super) fn narrowed(
         &self,
         target: usize,
         stage_reads: &[ContextBuilder],
         k: &Known,
-    ) -> Option<ContextUse> {
+    ) -> Option<(ContextUse, NarrowNeeds)> {
         let free = self.symlink_free(k.parents);
         let workdirs = self.start_workdirs(&free, k);
         let mut demand: Vec<Option<Demand>> = vec![None; self.stages.len()];
         demand[target] = Some(Demand::Full);
         let mut out = ContextBuilder::default();
+        let mut needs = NarrowNeeds::new();
         let mut any = false;
         // Stages only use earlier ones: a stage's demand is complete when the walk gets to it.
         for i in (0..=target).rev() {
@@ -72,14 +81,19 @@ impl Dockerfile {
                 continue;
             };
             let mapped = match &d {
-                Demand::Paths(paths) if free[i] => workdirs[i]
-                    .as_deref()
-                    .and_then(|wd| self.map_stage(i, paths, wd, k)),
+                Demand::Paths(paths) if free[i] => self
+                    .map_stage(i, paths, workdirs[i].as_deref(), k)
+                    .map(|m| (paths, m)),
                 _ => None,
             };
             let (reads, edges) = match mapped {
-                Some((reads, edges)) => {
+                Some((paths, (reads, edges, dests))) => {
                     any = true;
+                    if let Some(image) = self.base_image(i, k) {
+                        let need = needs.entry(image.to_string()).or_default();
+                        need.extend(dests);
+                        need.extend(paths.iter().cloned());
+                    }
                     (reads, edges)
                 }
                 None => (stage_reads[i].clone(), self.full_edges(i, k)?),
@@ -89,18 +103,30 @@ impl Dockerfile {
                 Demand::merge(&mut demand[j], d);
             }
         }
-        any.then(|| out.finish())
+        any.then(|| (out.finish(), needs))
+    }
+
+    /// The image stage `i`'s chain of in-file parents starts from, if any.
+    fn base_image<'k>(&self, mut i: usize, k: &'k Known) -> Option<&'k str> {
+        loop {
+            match &k.parents[i] {
+                Ref::Stage(p) => i = *p,
+                Ref::Image(r) => return Some(r),
+                Ref::Scratch => return None,
+            }
+        }
     }
 
     /// Per stage: does its content come only from the context and from symlink-free stages,
-    /// starting from `scratch`, with nothing that runs, extracts or reshapes?
+    /// on `scratch` or a base image (checked when the key is made), with nothing that runs,
+    /// extracts or reshapes?
     fn symlink_free(&self, parents: &[Ref]) -> Vec<bool> {
         let mut free = vec![false; self.stages.len()];
         for (i, st) in self.stages.iter().enumerate() {
             let base = match &parents[i] {
                 Ref::Scratch => true,
                 Ref::Stage(p) => free[*p] && !self.stages[*p].onbuild,
-                Ref::Image(_) => false,
+                Ref::Image(_) => true,
             };
             free[i] = base
                 && !st.runs
@@ -157,22 +183,25 @@ impl Dockerfile {
     }
 
     /// Symlink-free stage `i` used only at or under `paths`: the context files and the paths
-    /// of other stages that can land there. None: not certain, use it wholly.
+    /// of other stages that can land there, and every destination the stage copies to.
+    /// None: not certain, use it wholly. `wd`: where it starts, None if unknown.
     fn map_stage(
         &self,
         i: usize,
         paths: &BTreeSet<String>,
-        wd: &str,
+        wd: Option<&str>,
         k: &Known,
-    ) -> Option<(ContextBuilder, Edges)> {
+    ) -> Option<(ContextBuilder, Edges, Vec<String>)> {
         let mut reads = ContextBuilder::default();
         let mut edges = Vec::new();
+        let mut dests = Vec::new();
         // Without RUN, what the parent left at or under a path is still there (or overwritten).
         if let Ref::Stage(p) = k.parents[i] {
             edges.push((p, Demand::Paths(paths.clone())));
         }
         for copy in self.stages[i].copies.iter().filter(|c| !c.onbuild) {
             let dest = self.copy_dest(i, copy, wd, k)?;
+            dests.push(dest.clone());
             let from = match &copy.from {
                 None => None,
                 Some(f) => match self.resolve_from(f, i, copy.line).ok()? {
@@ -207,7 +236,7 @@ impl Dockerfile {
                 }
             }
         }
-        Some((reads, edges))
+        Some((reads, edges, dests))
     }
 
     /// A copy's sources with their variables resolved; None if one cannot be.
@@ -225,8 +254,8 @@ impl Dockerfile {
     }
 
     /// Where stage `i`'s `copy` writes: absolute, cleaned. `wd` is the working directory
-    /// the stage starts in.
-    fn copy_dest(&self, i: usize, copy: &CopyInstr, wd: &str, k: &Known) -> Option<String> {
+    /// the stage starts in, None if unknown (a base image's).
+    fn copy_dest(&self, i: usize, copy: &CopyInstr, wd: Option<&str>, k: &Known) -> Option<String> {
         let dest = self.expand_at(i, copy.line, &copy.dest, copy.json, k)?;
         if dest.starts_with('/') {
             return Some(go_clean(&dest));
@@ -235,36 +264,36 @@ impl Dockerfile {
         Some(go_clean(&format!("{wd}/{dest}")))
     }
 
-    /// Stage `i`'s working directory before `line`, from `wd` where it starts.
-    fn workdir(&self, i: usize, wd: &str, line: usize, k: &Known) -> Option<String> {
-        let mut wd = wd.to_string();
+    /// Stage `i`'s working directory before `line`, from `wd` where it starts (None:
+    /// unknown until an absolute `WORKDIR`).
+    fn workdir(&self, i: usize, wd: Option<&str>, line: usize, k: &Known) -> Option<String> {
+        let mut wd = wd.map(str::to_string);
         for (at, path) in &self.stages[i].workdirs {
             if *at >= line {
                 break;
             }
             let path = self.expand_at(i, *at, path.trim(), false, k)?;
-            wd = go_clean(&if path.starts_with('/') {
-                path
+            wd = if path.starts_with('/') {
+                Some(go_clean(&path))
             } else {
-                format!("{wd}/{path}")
-            });
+                wd.map(|wd| go_clean(&format!("{wd}/{path}")))
+            };
         }
-        Some(wd)
+        wd
     }
 
-    /// The working directory each symlink-free stage starts in (the chain starts at
-    /// `scratch`, in `/`, so every `WORKDIR` is in the file); None where unknown.
+    /// The working directory each symlink-free stage starts in (`/` from `scratch`; a base
+    /// image's is not known here); None where unknown.
     fn start_workdirs(&self, free: &[bool], k: &Known) -> Vec<Option<String>> {
         let mut start: Vec<Option<String>> = vec![None; self.stages.len()];
         let mut end: Vec<Option<String>> = vec![None; self.stages.len()];
         for i in (0..self.stages.len()).filter(|&i| free[i]) {
             start[i] = match k.parents[i] {
                 Ref::Stage(p) => end[p].clone(),
-                _ => Some("/".into()),
+                Ref::Scratch => Some("/".into()),
+                Ref::Image(_) => None,
             };
-            end[i] = start[i]
-                .as_deref()
-                .and_then(|wd| self.workdir(i, wd, usize::MAX, k));
+            end[i] = self.workdir(i, start[i].as_deref(), usize::MAX, k);
         }
         start
     }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::ast::Dockerfile;
 use super::context_use::ContextUse;
 use super::expand::expand_word;
-use super::narrow::Known;
+use super::narrow::{Known, NarrowNeeds};
 use super::options::{PlanError, PlanOptions, Ref};
 use crate::image::go_path::go_clean;
 
@@ -23,14 +23,18 @@ pub struct TargetPlan {
     /// back to the context path by path (see `narrow`). Valid only when none of the files in
     /// `context` is a symlink: use [`TargetPlan::key_context`].
     pub narrowed: Option<ContextUse>,
+    /// What `narrowed` asks of base images: per reference, the paths that must be free of
+    /// symlinks there (and the image must have no ONBUILD triggers). Empty: nothing.
+    pub narrow_needs: NarrowNeeds,
 }
 
 impl TargetPlan {
     /// The reads an image's key covers: `narrowed` unless a file the target may read is a
-    /// symlink (a link can alias one path of a stage to another).
-    pub fn key_context(&self, any_symlink: bool) -> &ContextUse {
+    /// symlink (a link can alias one path of a stage to another), or the base images were
+    /// not found to meet `narrow_needs` (`bases_checked`).
+    pub fn key_context(&self, any_symlink: bool, bases_checked: bool) -> &ContextUse {
         match &self.narrowed {
-            Some(n) if !any_symlink => n,
+            Some(n) if !any_symlink && (bases_checked || self.narrow_needs.is_empty()) => n,
             _ => &self.context,
         }
     }
@@ -208,14 +212,16 @@ impl Dockerfile {
             build_args,
             opts,
         };
-        let narrowed = self
-            .narrowed(target, &stage_ctx, &known)
-            .filter(|n| *n != context);
+        let (narrowed, narrow_needs) = match self.narrowed(target, &stage_ctx, &known) {
+            Some((n, needs)) if n != context => (Some(n), needs),
+            _ => (None, NarrowNeeds::new()),
+        };
         Ok(TargetPlan {
             stages: (0..self.stages.len()).filter(|&i| reachable[i]).collect(),
             bases,
             context,
             narrowed,
+            narrow_needs,
         })
     }
 

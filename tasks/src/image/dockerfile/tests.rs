@@ -630,7 +630,7 @@ fn buildkit_target_args_come_from_the_tasks_platform() {
 
 /// What the key covers when no context file is a symlink.
 fn key_reads(text: &str) -> ContextUse {
-    plan(text, None).key_context(false).clone()
+    plan(text, None).key_context(false, true).clone()
 }
 
 /// Does the key (no symlinks) cover each of `yes` and none of `no`?
@@ -654,9 +654,9 @@ fn copy_from_a_stage_counts_only_what_lands_under_the_copied_path() {
     // The plain reads stay (watch and the symlink fallback use them).
     assert_eq!(p.context, paths(&["docs", "src"]));
     assert_eq!(p.narrowed, Some(paths(&["src"])));
-    assert_eq!(p.key_context(false), &paths(&["src"]));
+    assert_eq!(p.key_context(false, true), &paths(&["src"]));
     // A symlink in the context may alias one path to another: everything counts.
-    assert_eq!(p.key_context(true), &paths(&["docs", "src"]));
+    assert_eq!(p.key_context(true, true), &paths(&["docs", "src"]));
     // Nothing to narrow: no `narrowed`.
     assert_eq!(plan("FROM scratch\nCOPY a /a\n", None).narrowed, None);
     // A sub-path of a directory copy: only that part of the source.
@@ -771,6 +771,85 @@ fn stages_chained_by_copy_from_or_from_narrow_through() {
     );
 }
 
+/// (narrowed reads, what they need of base images).
+fn narrowing(text: &str) -> (Option<ContextUse>, Vec<(String, Vec<String>)>) {
+    let p = plan(text, None);
+    let needs = p
+        .narrow_needs
+        .iter()
+        .map(|(r, ps)| (r.clone(), ps.iter().cloned().collect()))
+        .collect();
+    (p.narrowed, needs)
+}
+
+fn need(image: &str, paths: &[&str]) -> (String, Vec<String>) {
+    (image.into(), paths.iter().map(|p| p.to_string()).collect())
+}
+
+#[test]
+fn a_stage_on_a_base_image_narrows_if_the_image_has_no_links_there() {
+    let text = "FROM busybox AS a\nCOPY src /src\nCOPY docs /docs\n\
+                FROM busybox\nCOPY --from=a /src /app\n";
+    let p = plan(text, None);
+    // Every destination and every path copied out must be link-free in the image.
+    assert_eq!(
+        narrowing(text),
+        (
+            Some(paths(&["src"])),
+            vec![need("busybox", &["/docs", "/src"])]
+        )
+    );
+    assert_eq!(p.key_context(false, true), &paths(&["src"]));
+    // Not checked (or not link-free): the whole reads.
+    assert_eq!(p.key_context(false, false), &paths(&["docs", "src"]));
+    assert_eq!(p.key_context(true, true), &paths(&["docs", "src"]));
+    // A scratch chain needs nothing: checked or not, it narrows.
+    let p = plan(COPIES_SRC, None);
+    assert!(p.narrow_needs.is_empty());
+    assert_eq!(p.key_context(false, false), &paths(&["src"]));
+    // Through in-file parents: the image the chain starts from; an absolute WORKDIR makes
+    // relative destinations known.
+    assert_eq!(
+        narrowing(
+            "FROM lifeos-base AS p\nCOPY other /opt/o\nFROM p AS a\nWORKDIR /w\nCOPY src s\n\
+             COPY docs /docs\nFROM busybox\nCOPY --from=a /w/s /app\n"
+        ),
+        (
+            Some(paths(&["src"])),
+            vec![need("lifeos-base", &["/docs", "/opt/o", "/w/s"])]
+        )
+    );
+    // A stage copied from by another: its paths and destinations too; each image its own.
+    assert_eq!(
+        narrowing(
+            "FROM alpine AS a\nCOPY src /src\nCOPY docs /docs\nFROM busybox AS b\n\
+             COPY --from=a /src /b\nCOPY other /other\nFROM scratch\nCOPY --from=b /b /app\n"
+        ),
+        (
+            Some(paths(&["src"])),
+            vec![
+                need("alpine", &["/docs", "/src"]),
+                need("busybox", &["/b", "/other"])
+            ]
+        )
+    );
+    // A stage used wholly asks nothing of its image.
+    assert_eq!(
+        narrowing(
+            "FROM scratch AS a\nCOPY src /src\nCOPY docs /docs\nFROM busybox AS b\n\
+             COPY --from=a /src /b\nFROM b\n"
+        ),
+        (Some(paths(&["src"])), vec![])
+    );
+    // What makes a scratch stage count whole still does on an image.
+    for extra in ["RUN true\n", "ADD x.tar /x\n", "COPY --from=alpine /x /x\n"] {
+        let (n, needs) = narrowing(&format!(
+            "FROM busybox AS a\n{extra}COPY src /src\nCOPY docs /docs\nFROM busybox\nCOPY --from=a /src /app\n"
+        ));
+        assert_eq!((n, needs), (None, vec![]), "{extra}");
+    }
+}
+
 #[test]
 fn uncertain_stages_count_whole() {
     let whole = |text: &str| {
@@ -782,11 +861,11 @@ fn uncertain_stages_count_whole() {
         );
     };
     let tail = "COPY src /src\nCOPY docs /docs\nFROM busybox\nCOPY --from=a /src /app\n";
-    // A base image may hold symlinks (`/bin -> usr/bin`): a copy to one path lands in another.
-    whole(&format!("FROM busybox AS a\n{tail}"));
-    whole(&format!(
-        "FROM scratch AS p\nFROM busybox AS q\nFROM q AS a\n{tail}"
-    ));
+    // On a base image, a relative destination lands below its unknown working directory.
+    whole(
+        "FROM busybox AS a\nCOPY src src\nCOPY docs /docs\nFROM busybox\nCOPY --from=a /src /app\n",
+    );
+    whole("FROM busybox AS a\nWORKDIR x\nCOPY src .\nCOPY docs /docs\nFROM busybox\nCOPY --from=a /x /app\n");
     // A RUN may move anything anywhere; ADD extracts local archives (links too).
     whole(&format!("FROM scratch AS a\nRUN true\n{tail}"));
     whole(&format!("FROM scratch AS p\nRUN true\nFROM p AS a\n{tail}"));
