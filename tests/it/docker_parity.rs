@@ -789,3 +789,74 @@ fn copy_from_a_stage_on_a_base_image_narrows_only_without_links_there() {
 fn engine_now() -> String {
     docker(&["info", "-f", "{{.SystemTime}}"])
 }
+
+/// A base image check's container that a killed run left (its owner label names a dead
+/// process) is removed by the next run that checks an image; it says so.
+#[test]
+fn a_base_image_check_left_by_a_killed_run_is_removed_by_the_next_check() {
+    let fx = DockerFx::new();
+    let p = &fx.p;
+    // The owner label of a process that has certainly died: boot, PID namespace, pid and
+    // start time (what `lifeos.owner` holds), taken from a child before it is reaped.
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_string();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let owner = format!("{}/{}/{pid}/{start}", boot.trim(), ns.display());
+    let left = docker(&[
+        "create",
+        "--label",
+        "lifeos.role=base-links",
+        "--label",
+        &format!("lifeos.owner={owner}"),
+        "--label",
+        &format!("lifeos.test={}", fx.id),
+        &fx.base(),
+        "/lifeos-never-run",
+    ]);
+    assert!(!left.is_empty());
+
+    p.file("n/src/s.txt", "s").file("n/docs/d", "d").file(
+        "n/Dockerfile",
+        &format!(
+            "FROM {b} AS a\nCOPY src /src\nCOPY docs /docs\nFROM {b}\nCOPY --from=a /src /app\n",
+            b = fx.base()
+        ),
+    );
+    p.config(&format!(
+        "[tasks.img]\nkind = \"image\"\ncontext = \"n\"\ndockerfile = \"n/Dockerfile\"\ntag = \"{}\"\nlabels = {{ \"lifeos.test\" = \"{}\" }}\n",
+        fx.tag("img"),
+        fx.id
+    ));
+    let r = p.run(&["plan"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("a base image check left by a lifeos run that died")
+            && r.stderr.contains(&format!("(pid {pid})")),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        docker(&["ps", "-aq", "--filter", &format!("id={left}")]),
+        "",
+        "the dead run's checking container is gone"
+    );
+    // The check itself ran and its answer was kept.
+    let kept: Vec<String> = std::fs::read_dir(p.p(".lifeos/base-links"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(kept, ["free"]);
+}

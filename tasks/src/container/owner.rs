@@ -130,12 +130,15 @@ pub async fn sweep_once(d: &bollard::Docker, project: &str) {
 
 /// Remove `project`'s containers whose lifeos process is dead; their names and owner pids.
 pub async fn remove_dead(d: &bollard::Docker, project: &str) -> Vec<(String, u32)> {
+    remove_dead_labelled(d, &format!("{PROJECT_LABEL}={project}")).await
+}
+
+/// Remove the containers labelled `label` (`key=value`) whose lifeos process is dead; their
+/// names and owner pids.
+pub async fn remove_dead_labelled(d: &bollard::Docker, label: &str) -> Vec<(String, u32)> {
     let filters = HashMap::from([(
         "label".to_string(),
-        vec![
-            format!("{PROJECT_LABEL}={project}"),
-            OWNER_LABEL.to_string(),
-        ],
+        vec![label.to_string(), OWNER_LABEL.to_string()],
     )]);
     let Ok(list) = d
         .list_containers(Some(

@@ -77,6 +77,7 @@ impl Docker {
     /// The engine's answer; None when it could not be had.
     async fn ask_links(&self, id: &str, paths: &BTreeSet<String>) -> Option<bool> {
         let d = self.connected().await.ok()?;
+        sweep_once(&d).await;
         let img = tokio::time::timeout(QUICK, d.inspect_image(id))
             .await
             .ok()?
@@ -128,6 +129,21 @@ impl Docker {
             )
             .await;
         answer
+    }
+}
+
+/// Once per process, before its first checking container: remove those that runs killed
+/// mid-check left behind (a SIGKILLed lifeos cannot remove its own).
+async fn sweep_once(d: &bollard::Docker) {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if DONE.set(()).is_err() {
+        return;
+    }
+    let label = format!("{ROLE_LABEL}={ROLE}");
+    for (name, pid) in crate::container::owner::remove_dead_labelled(d, &label).await {
+        eprintln!(
+            "lifeos: removed container {name}, a base image check left by a lifeos run that died (pid {pid})"
+        );
     }
 }
 
