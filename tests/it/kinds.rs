@@ -1,9 +1,7 @@
 //! The kind seam: dependency results (`${tasks.NAME.FIELD}`), `${git.*}`, and a config load
 //! that never needs Docker.
 
-use std::process::Command;
-
-use crate::support::{docker, DockerFx, EngineProxy, Project};
+use crate::support::{docker, git, DockerFx, EngineProxy, Project};
 
 /// An image, a service on it, and an exec task and a one-shot container that use their
 /// results without listing them in `deps`.
@@ -153,21 +151,6 @@ fn unknown_kinds_and_fields_get_a_did_you_mean() {
         "4:26",
         &["unknown field `intervall`"],
     );
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 #[test]

@@ -868,3 +868,28 @@ pub fn base64_std(s: &str) -> String {
     let o = c.wait_with_output().unwrap();
     String::from_utf8(o.stdout).unwrap().trim().to_string()
 }
+
+/// Run git in `dir` with a fixed identity and no signing or hooks; its trimmed stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .args([
+            "-c",
+            "user.name=lifeos-test",
+            "-c",
+            "user.email=lifeos-test@example.invalid",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "core.hooksPath=/dev/null",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}

@@ -676,26 +676,7 @@ fn watch_git_checkout_of_1000_files_is_one_batch() {
         fx.p.file(&format!("web/many/f{i:04}.html"), &format!("main {i}\n"));
     }
     let git = |args: &[&str]| {
-        let o = std::process::Command::new("git")
-            .args([
-                "-c",
-                "user.name=lifeos-test",
-                "-c",
-                "user.email=lifeos-test@example.invalid",
-                "-c",
-                "commit.gpgsign=false",
-                "-c",
-                "core.hooksPath=/dev/null",
-            ])
-            .args(args)
-            .current_dir(fx.p.p("."))
-            .output()
-            .expect("git runs");
-        assert!(
-            o.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        crate::support::git(&fx.p.p("."), args);
     };
     git(&["init", "-q", "-b", "main"]);
     std::fs::write(fx.p.p(".git/info/exclude"), ".lifeos/\n").unwrap();
