@@ -6,7 +6,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::{docker, free_port, DockerFx, EngineProxy};
 
@@ -734,4 +734,222 @@ fn watch_git_checkout_of_1000_files_is_one_batch() {
     assert_eq!(get(wp, "/many/f0500.html"), "other 500\n");
     assert!(get(ap, "/").contains("\"version\":\"3\""));
     assert_eq!(fx.container("web"), web_id);
+}
+
+/// Processes of lifeos's sync receiver in a container (`docker top`), while it waits.
+fn receivers(id: &str) -> usize {
+    docker(&["top", id])
+        .lines()
+        .filter(|l| l.contains("lifeos-sync-receiver"))
+        .count()
+}
+
+/// Exec instances running in a container (the engine lists only running ones).
+fn execs(id: &str) -> usize {
+    let v: Value =
+        serde_json::from_str(&docker(&["inspect", "-f", "{{json .ExecIDs}}", id])).unwrap();
+    v.as_array().map_or(0, Vec::len)
+}
+
+/// The next sync action of `task`.
+fn next_sync(w: &mut Watcher, task: &str) -> Value {
+    w.until(|e| e["event"] == "watch_action" && e["action"] == "sync" && e["task"] == task)
+}
+
+#[test]
+fn watch_syncs_through_one_resident_receiver_and_leaves_none_behind() {
+    let fx = DockerFx::new();
+    let (wp, ap) = (free_port(), free_port());
+    project(&fx, wp, ap);
+    let mut w = Watcher::start(&fx, &[]);
+    assert_eq!(get(wp, "/index.html"), "page v1\n");
+    let web_id = fx.container("web");
+    // Started with the watch: one receiver, one exec, before any edit.
+    assert_eq!(receivers(&web_id), 1, "{}", docker(&["top", &web_id]));
+    assert_eq!(execs(&web_id), 1);
+
+    // Edits, a new directory, a link, a file that becomes a directory and one that comes
+    // back: each batch one frame to the same receiver, and the container is the host.
+    let dir = fx.p.p("web");
+    type Edit<'a> = Box<dyn Fn() + 'a>;
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "edit",
+            Box::new(|| write_now(&fx, "web/index.html", "page v2\n")),
+        ),
+        (
+            "new dir",
+            Box::new(|| write_now(&fx, "web/sub/a.html", "a\n")),
+        ),
+        (
+            "link",
+            Box::new(|| std::os::unix::fs::symlink("index.html", dir.join("home.html")).unwrap()),
+        ),
+        (
+            "file to dir",
+            Box::new(|| {
+                std::fs::remove_file(dir.join("b.html")).unwrap();
+                write_now(&fx, "web/b.html/inner.html", "inner\n");
+            }),
+        ),
+        (
+            "dir to file",
+            Box::new(|| {
+                std::fs::remove_dir_all(dir.join("sub")).unwrap();
+                write_now(&fx, "web/sub", "sub is a file\n");
+            }),
+        ),
+    ];
+    for (name, edit) in &edits {
+        edit();
+        let (_, actions) = w.batch(false);
+        assert_eq!(actions.len(), 1, "{name}: {actions:#?}");
+        assert_eq!(actions[0]["via"], "stream", "{name}: {actions:#?}");
+        assert!(actions[0]["failed"].is_null(), "{name}: {actions:#?}");
+        assert!(actions[0]["stream_error"].is_null(), "{name}: {actions:#?}");
+    }
+    assert_eq!(get(wp, "/index.html"), "page v2\n");
+    assert_eq!(get(wp, "/home.html"), "page v2\n");
+    assert_eq!(get(wp, "/b.html/inner.html"), "inner\n");
+    assert_eq!(get(wp, "/sub"), "sub is a file\n");
+    let mut host = host_tree(&fx, "web");
+    host.retain(|(p, _)| p != "home.html");
+    let mut inside = container_tree(&web_id, "/srv/www");
+    inside
+        .iter_mut()
+        .for_each(|(_, c)| *c = c.trim().to_string());
+    assert_eq!(inside, host);
+    // Owners and modes as the archive endpoint gives them: the header's, links included.
+    let stat = |p: &str| docker(&["exec", &web_id, "stat", "-c", "%u:%g %a %F", p]);
+    assert_eq!(stat("/srv/www/index.html"), "65534:65534 644 regular file");
+    assert_eq!(stat("/srv/www/b.html"), "65534:65534 755 directory");
+    assert_eq!(stat("/srv/www/home.html"), "65534:65534 777 symbolic link");
+    assert_eq!(receivers(&web_id), 1, "{}", docker(&["top", &web_id]));
+
+    // Ctrl-C: the receiver sees its stdin close and exits; no exec is left running.
+    // SAFETY: kill(2) on the child's pid, which this process spawned and has not reaped.
+    unsafe { libc::kill(w.child.id() as i32, libc::SIGINT) };
+    w.until(|e| e["event"] == "watch_stopped");
+    assert_eq!(w.child.wait().unwrap().code(), Some(0));
+    assert_eq!(receivers(&web_id), 0, "{}", docker(&["top", &web_id]));
+    assert_eq!(execs(&web_id), 0);
+    assert_eq!(execs(&fx.container("api")), 0);
+}
+
+#[test]
+fn watch_reopens_the_receiver_when_the_container_restarts_or_is_killed() {
+    let fx = DockerFx::new();
+    let (wp, ap) = (free_port(), free_port());
+    project(&fx, wp, ap);
+    let mut w = Watcher::start(&fx, &[]);
+    assert_eq!(get(wp, "/index.html"), "page v1\n");
+    let web_id = fx.container("web");
+    write_now(&fx, "web/index.html", "before the restart\n");
+    assert_eq!(next_sync(&mut w, "web")["via"], "stream");
+
+    // The receiver killed: the next batch finds it gone and opens a new one.
+    let pid = docker(&["top", &web_id, "-o", "pid,args"])
+        .lines()
+        .find(|l| l.contains("lifeos-sync-receiver"))
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .expect("a receiver runs");
+    let st = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    write_now(&fx, "web/index.html", "after the kill\n");
+    let a = next_sync(&mut w, "web");
+    assert_eq!(
+        (&a["via"], &a["reopened"]),
+        (&json!("stream"), &json!(true)),
+        "{a}"
+    );
+    assert_eq!(get(wp, "/index.html"), "after the kill\n");
+    assert_eq!(receivers(&web_id), 1, "{}", docker(&["top", &web_id]));
+
+    // Restarted from outside: the exec dies with it; the next batch has a new one.
+    docker(&["restart", "-t", "1", &web_id]);
+    write_now(&fx, "web/index.html", "after the restart\n");
+    let a = next_sync(&mut w, "web");
+    assert_eq!(a["via"], "stream", "{a}");
+    assert_eq!(get(wp, "/index.html"), "after the restart\n");
+    assert_eq!(receivers(&web_id), 1, "{}", docker(&["top", &web_id]));
+
+    // Killed: lifeos brings the service back (its image, rebuilt with the host's files or
+    // synced into) with a receiver of its own, and the next edit goes through that.
+    write_now(&fx, "web/new.html", "new\n");
+    assert_eq!(next_sync(&mut w, "web")["via"], "stream");
+    docker(&["kill", &web_id]);
+    let back = w
+        .until(|e| e["event"] == "watch_action" && e["action"] == "recreate" && e["task"] == "web");
+    w.until(|e| e["event"] == "watch_batch" && e["batch"] == back["batch"]);
+    let now = fx.container("web");
+    write_now(&fx, "web/index.html", "after the kill of the container\n");
+    let a = next_sync(&mut w, "web");
+    assert_eq!(a["via"], "stream", "{a}");
+    assert_eq!(get(wp, "/index.html"), "after the kill of the container\n");
+    assert_eq!(get(wp, "/new.html"), "new\n");
+    let mut inside = container_tree(&now, "/srv/www");
+    inside
+        .iter_mut()
+        .for_each(|(_, c)| *c = c.trim().to_string());
+    assert_eq!(inside, host_tree(&fx, "web"));
+    assert_eq!(receivers(&now), 1, "{}", docker(&["top", &now]));
+}
+
+#[test]
+fn watch_without_sh_in_the_image_copies_through_the_archive_endpoint() {
+    let fx = DockerFx::new();
+    let port = free_port();
+    // busybox as /bin/httpd only: no sh, tar or dd to run a receiver with.
+    std::fs::create_dir_all(fx.p.p("bin")).unwrap();
+    std::fs::copy("/bin/busybox", fx.p.p("bin/httpd")).unwrap();
+    fx.p.file("web/index.html", "bare v1\n").file(
+        "Dockerfile",
+        "FROM scratch\nCOPY bin/httpd /bin/httpd\nCOPY web/ /srv/www/\nCMD [\"/bin/httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/srv/www\"]\n",
+    );
+    fx.p.config(&format!(
+        r#"
+[project]
+name = "{id}"
+
+[tasks.bare-img]
+kind = "image"
+context = "."
+tag = "{tag}"
+labels = {{ "lifeos.test" = "{id}" }}
+
+[tasks.bare]
+kind = "service"
+image = "bare-img"
+ports = ["127.0.0.1:{port}:8080"]
+labels = {{ "lifeos.test" = "{id}" }}
+sync = [{{ from = "web", to = "/srv/www" }}]
+"#,
+        id = fx.id,
+        tag = fx.tag("bare"),
+    ));
+    let mut w = Watcher::start(&fx, &[]);
+    assert_eq!(get(port, "/index.html"), "bare v1\n");
+    for i in 2..4 {
+        write_now(&fx, "web/index.html", &format!("bare v{i}\n"));
+        write_now(&fx, &format!("web/p{i}/page.html"), &format!("page {i}\n"));
+        let a = next_sync(&mut w, "bare");
+        assert_eq!(a["via"], "archive", "{a}");
+        assert!(a["failed"].is_null(), "{a}");
+        assert_eq!(get(port, "/index.html"), format!("bare v{i}\n"));
+        assert_eq!(
+            get(port, &format!("/p{i}/page.html")),
+            format!("page {i}\n")
+        );
+    }
+    let err = w.stderr();
+    let told: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("archive endpoint"))
+        .collect();
+    assert_eq!(told.len(), 1, "said once: {err}");
+    assert!(told[0].contains("bare"), "{err}");
+    assert!(told[0].contains("not found"), "the runtime's reason: {err}");
 }

@@ -131,6 +131,7 @@ pub async fn watch(g: &Global, project: &Project, services: Vec<String>) -> i32 
                 baseline: Default::default(),
                 known: Default::default(),
                 host: None,
+                copier: Default::default(),
             });
         }
     }
@@ -235,6 +236,10 @@ pub async fn watch(g: &Global, project: &Project, services: Vec<String>) -> i32 
                 }
             }
         }
+    }
+    // Each receiver exits when its stdin closes; wait for that, so none outlives the watch.
+    for s in &mut w.synced {
+        s.copier.close().await;
     }
     if g.json {
         crate::outln!("{}", json!({"event": "watch_stopped"}));
@@ -414,13 +419,32 @@ impl Watch<'_> {
         }
         s.known = s.baseline.clone();
         s.container = id.clone();
-        if let Some(id) = &id {
-            s.owner = match s.rules.iter().find_map(|m| m.rule.numeric_owner()) {
-                Some(o) => o,
-                None => csync::container_owner(d, id).await.unwrap_or((0, 0)),
-            };
+        let fallback = match &id {
+            Some(id) => {
+                s.owner = match s.rules.iter().find_map(|m| m.rule.numeric_owner()) {
+                    Some(o) => o,
+                    None => csync::container_owner(d, id).await.unwrap_or((0, 0)),
+                };
+                // Its receiver now, so the first edit need not wait for it.
+                s.copier.open(d, id).await
+            }
+            None => {
+                s.copier.close().await;
+                None
+            }
+        };
+        if let Some(why) = fallback {
+            self.say_fallback(i, &why);
         }
         self.save_state(i);
+    }
+
+    /// Once per service: its batches go through the (slower) archive endpoint, and why.
+    fn say_fallback(&self, i: usize, why: &str) {
+        eprintln!(
+            "lifeos: {}: copying synced files through the engine's archive endpoint (~75 ms a batch), as its container cannot run lifeos's receiver: {why}",
+            self.synced[i].task
+        );
     }
 
     /// `.lifeos/watch/<service>.json`: how the container differs from its image, for
@@ -669,9 +693,16 @@ impl Watch<'_> {
         }
         let t0 = Instant::now();
         let t_scan = t0 - t_start - t_find;
-        let s = &self.synced[i];
-        let result = csync::apply(d, &id, s.owner, &plan.changes).await;
+        let owner = self.synced[i].owner;
+        let (result, copied) = self.synced[i]
+            .copier
+            .apply(d, &id, owner, &plan.changes)
+            .await;
         let t_copy = t0.elapsed();
+        if let Some(why) = &copied.fallback {
+            self.say_fallback(i, why);
+        }
+        let s = &self.synced[i];
         let shown: Vec<String> = plan
             .paths
             .iter()
@@ -702,7 +733,7 @@ impl Watch<'_> {
                 "sync",
                 &task,
                 &format!("failed: {e}"),
-                json!({"files": plan.paths.len(), "failed": true}),
+                json!({"files": plan.paths.len(), "failed": true, "via": copied.via.as_str()}),
             );
             return 1;
         }
@@ -752,6 +783,8 @@ impl Watch<'_> {
         }
         let restart = rules.iter().any(|r| r.restart);
         if restart {
+            // A restart ends every exec in the container, the receiver's too.
+            self.synced[i].copier.forget();
             if let Err(e) = csync::restart(d, &id).await {
                 eprintln!("lifeos: {task}: restart failed: {e}");
             } else {
@@ -767,13 +800,26 @@ impl Watch<'_> {
                 {
                     eprintln!("lifeos: {task}: after the restart: {e}");
                 }
+                if let Some(why) = self.synced[i].copier.open(d, &id).await {
+                    self.say_fallback(i, &why);
+                }
             }
         }
         // Where the time went (benches/watch.sh reads it): finding the container, comparing
-        // the host's files with what it holds, the copy (deletes and archive), then
-        // `run`/restart.
+        // the host's files with what it holds, the copy (one frame to the receiver, or deletes
+        // and archive: `via`), then `run`/restart.
         let mut extra = json!({"files": plan.paths.len(), "copied": plan.changes.files.len(), "deleted": plan.changes.deletes.len(), "ms": t0.elapsed().as_millis() as u64,
+            "via": copied.via.as_str(),
             "phases_ms": {"host": ms(t_host), "find": ms(t_find), "compare": ms(t_scan - t_host), "copy": ms(t_copy), "after": ms(t0.elapsed() - t_copy)}});
+        if copied.reopened {
+            extra["reopened"] = json!(true);
+        }
+        if let Some(e) = &copied.stream_error {
+            extra["stream_error"] = json!(e);
+        }
+        if let Some(why) = &copied.fallback {
+            extra["fallback"] = json!(why);
+        }
         if !after.is_empty() {
             extra["ran"] = json!(after);
             reason = format!("{reason}; ran `{}`", after.join("`, `"));

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use lifeos_cache::Snapshot;
+use lifeos_tasks::container::copier::Copier;
 use lifeos_tasks::container::sync::{self, Changes, SyncMatcher, Upsert};
 use lifeos_tasks::container::ContainerSpec;
 
@@ -26,6 +27,8 @@ pub struct Synced {
     pub known: Tree,
     /// The host's synced files as the last batch left them (None: look at all of them).
     pub host: Option<Tree>,
+    /// How batches go into the container (its resident receiver, or archives).
+    pub copier: Copier,
 }
 
 /// The rules of one batch that copied something, and what it did.
@@ -268,7 +271,12 @@ pub fn host_after(
                 files.extend(snap.walk(p)?.iter().filter(|f| synced(&f.rel)).cloned())
             }
             Ok(_) => files.extend(snap.stat(p)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Gone, or a directory above it became a file: nothing there.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) => {}
             Err(e) => return Err(e),
         }
     }

@@ -1,10 +1,13 @@
 //! Containers through the Engine API, shared by the `service` (long-running) and `container`
 //! (one-shot) kinds: one project network, named volumes, labels to find what lifeos made.
 
+pub mod copier;
+pub mod frame;
 mod kind;
 pub mod oneshot;
 pub mod ops;
 pub mod owner;
+pub mod receiver;
 pub mod service;
 pub mod sync;
 

@@ -167,25 +167,34 @@ pub async fn apply(
     owner: (u64, u64),
     changes: &Changes,
 ) -> Result<(), TaskError> {
-    if !changes.deletes.is_empty() {
-        let mut argv = vec!["rm".to_string(), "-rf".into(), "--".into()];
-        argv.extend(changes.deletes.iter().cloned());
-        let (code, out) = exec(d, id, argv, Some("0:0"), None).await?;
-        if code != 0 {
-            return Err(TaskError::Failed(format!(
-                "deleting {} path(s) in the container failed (exit {code}): {}",
-                changes.deletes.len(),
-                out.trim()
-            )));
-        }
-    }
+    delete(d, id, &changes.deletes).await?;
     if changes.dirs.is_empty() && changes.files.is_empty() {
         return Ok(());
     }
-    let (dirs, files) = (changes.dirs.clone(), changes.files.clone());
-    let tar = tokio::task::spawn_blocking(move || archive(owner, &dirs, &files))
-        .await
-        .map_err(|e| TaskError::Failed(format!("making the sync archive panicked: {e}")))??;
+    let packed = pack(owner, changes).await?;
+    upload(d, id, packed.tar).await
+}
+
+/// `rm -rf` the paths through one exec as root (the archive endpoint cannot delete).
+pub async fn delete(d: &bollard::Docker, id: &str, paths: &[String]) -> Result<(), TaskError> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let mut argv = vec!["rm".to_string(), "-rf".into(), "--".into()];
+    argv.extend(paths.iter().cloned());
+    let (code, out) = exec(d, id, argv, Some("0:0"), None).await?;
+    if code != 0 {
+        return Err(TaskError::Failed(format!(
+            "deleting {} path(s) in the container failed (exit {code}): {}",
+            paths.len(),
+            out.trim()
+        )));
+    }
+    Ok(())
+}
+
+/// `PUT /containers/{id}/archive` of a batch's tar at `/`.
+pub async fn upload(d: &bollard::Docker, id: &str, tar: Vec<u8>) -> Result<(), TaskError> {
     d.upload_to_container(
         id,
         Some(UploadToContainerOptionsBuilder::default().path("/").build()),
@@ -195,14 +204,30 @@ pub async fn apply(
     .map_err(|e| classify(e, "copy synced files into the container"))
 }
 
+/// The tar of one batch, and the container paths of the symlinks in it.
+pub struct Packed {
+    pub tar: Vec<u8>,
+    pub links: Vec<String>,
+}
+
+/// The tar of a batch's directories and files (read from the host off the async threads).
+pub async fn pack(owner: (u64, u64), changes: &Changes) -> Result<Packed, TaskError> {
+    let (dirs, files) = (changes.dirs.clone(), changes.files.clone());
+    let packed = tokio::task::spawn_blocking(move || archive(owner, &dirs, &files))
+        .await
+        .map_err(|e| TaskError::Failed(format!("making the sync archive panicked: {e}")))??;
+    Ok(packed)
+}
+
 /// The tar of one batch: paths relative to `/`, mtime now (tools in the container that
 /// watch mtimes see the change), explicit uid/gid and mode.
-fn archive(owner: (u64, u64), dirs: &[String], files: &[Upsert]) -> std::io::Result<Vec<u8>> {
+fn archive(owner: (u64, u64), dirs: &[String], files: &[Upsert]) -> std::io::Result<Packed> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let mut b = tar::Builder::new(Vec::new());
+    let mut links = Vec::new();
     for dir in dirs {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Directory);
@@ -229,6 +254,7 @@ fn archive(owner: (u64, u64), dirs: &[String], files: &[Upsert]) -> std::io::Res
             h.set_entry_type(tar::EntryType::Symlink);
             h.set_size(0);
             b.append_link(&mut h, path, std::fs::read_link(&f.host)?)?;
+            links.push(f.path.clone());
         } else {
             let data = std::fs::read(&f.host)?;
             h.set_entry_type(tar::EntryType::Regular);
@@ -236,7 +262,10 @@ fn archive(owner: (u64, u64), dirs: &[String], files: &[Upsert]) -> std::io::Res
             b.append_data(&mut h, path, &data[..])?;
         }
     }
-    b.into_inner()
+    Ok(Packed {
+        tar: b.into_inner()?,
+        links,
+    })
 }
 
 /// Run `argv` in the container (as `user`, default the container's; in `workdir`, default
@@ -526,7 +555,8 @@ mod tests {
                 mode: 0o755,
             }],
         )
-        .unwrap();
+        .unwrap()
+        .tar;
         let mut a = tar::Archive::new(&tar[..]);
         let got: Vec<(String, u64, u64, u32)> = a
             .entries()
