@@ -868,12 +868,14 @@ fn watch_reopens_the_receiver_when_the_container_restarts_or_is_killed() {
     assert_eq!(get(wp, "/index.html"), "after the kill\n");
     assert_eq!(receivers(&web_id), 1, "{}", docker(&["top", &web_id]));
 
-    // Restarted from outside: the exec dies with it; the next batch has a new one.
+    // Restarted from outside: the exec dies with it; the next batch has a new one (in a
+    // new container if lifeos saw it stopped and brought the service back itself).
     docker(&["restart", "-t", "1", &web_id]);
     write_now(&fx, "web/index.html", "after the restart\n");
     let a = next_sync(&mut w, "web");
     assert_eq!(a["via"], "stream", "{a}");
     assert_eq!(get(wp, "/index.html"), "after the restart\n");
+    let web_id = fx.container("web");
     assert_eq!(receivers(&web_id), 1, "{}", docker(&["top", &web_id]));
 
     // Killed: lifeos brings the service back (its image, rebuilt with the host's files or

@@ -442,7 +442,7 @@ impl Watch<'_> {
     /// Once per service: its batches go through the (slower) archive endpoint, and why.
     fn say_fallback(&self, i: usize, why: &str) {
         eprintln!(
-            "lifeos: {}: copying synced files through the engine's archive endpoint (~75 ms a batch), as its container cannot run lifeos's receiver: {why}",
+            "lifeos: {}: copying synced files through the engine's archive endpoint from now on (slower: ~75 ms a batch): {why}",
             self.synced[i].task
         );
     }

@@ -10,6 +10,9 @@ use super::frame::Frame;
 use super::receiver::{Ack, OpenError, Receiver};
 use super::sync::{self, Changes};
 
+/// What the receiver needs in the image (receiver.sh checks each), for the fallback's message.
+const NEEDS: &str = "sh, tar, dd (with iflag=fullblock), xargs, rm and chown, as busybox has them";
+
 /// The way a batch went in.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Via {
@@ -63,7 +66,10 @@ impl Copier {
                 self.rx = Some(r);
                 None
             }
-            Err(OpenError::Unsupported(why)) => self.turn_off(id, why),
+            Err(OpenError::Unsupported(why)) => self.turn_off(
+                id,
+                format!("the container cannot run lifeos's receiver ({why}); it needs {NEEDS}"),
+            ),
             // Not the container's doing: the next batch tries again.
             Err(OpenError::Engine(_)) => None,
         }
@@ -121,8 +127,10 @@ impl Copier {
                         copied.via = Via::Stream;
                         return (Ok(()), copied);
                     }
-                    // The frame was read whole; the endpoint's own way decides this batch.
+                    // The endpoint's own way decides this batch; the receiver has exited
+                    // (the next batch starts another).
                     Ok(Ack::Failed(e)) => {
+                        self.rx = None;
                         copied.stream_error = Some(e);
                         break;
                     }

@@ -1,5 +1,6 @@
 //! One sync batch as the resident receiver reads it (receiver.sh): a header line
-//! `F <pre> <tar> <links> <uid>:<gid>`, then three sections of exactly those byte counts.
+//! `F <seq> <pre> <tar> <links> <uid>:<gid>`, then three sections of exactly those byte
+//! counts. The receiver checks `seq` (1, 2, ...): a stream out of step ends it.
 //! Counts, not markers: tar reads past its own end-of-archive, so the stream is cut by length.
 //!
 //! - pre: NUL-terminated ops run before the tar: `r<path>` removes (the batch's deletes),
@@ -52,10 +53,11 @@ impl Frame {
         })
     }
 
-    /// The header line, then the sections, in the order they are written.
-    pub fn parts(&self) -> [std::borrow::Cow<'_, [u8]>; 4] {
+    /// The header line (`seq`: this frame's number for its receiver, from 1), then the
+    /// sections, in the order they are written.
+    pub fn parts(&self, seq: u64) -> [std::borrow::Cow<'_, [u8]>; 4] {
         let header = format!(
-            "F {} {} {} {}:{}\n",
+            "F {seq} {} {} {} {}:{}\n",
             self.pre.len(),
             self.tar.len(),
             self.links.len(),
@@ -73,14 +75,6 @@ impl Frame {
     /// Its tar, for the archive endpoint when the receiver cannot take it.
     pub fn into_tar(self) -> Vec<u8> {
         self.tar
-    }
-
-    pub fn len(&self) -> usize {
-        self.pre.len() + self.tar.len() + self.links.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -117,10 +111,10 @@ mod tests {
         )
         .unwrap();
         let pre = b"r/srv/www/old\0d/srv/www/new\0f/srv/www/new/a b\n\0f/srv/www/ln\0";
-        let [h, p, t, l] = f.parts();
+        let [h, p, t, l] = f.parts(3);
         assert_eq!(
             String::from_utf8(h.to_vec()).unwrap(),
-            format!("F {} 1024 11 65534:65533\n", pre.len())
+            format!("F 3 {} 1024 11 65534:65533\n", pre.len())
         );
         assert_eq!(&p[..], &pre[..]);
         assert_eq!(t.len(), 1024);

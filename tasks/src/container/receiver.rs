@@ -18,7 +18,7 @@ use super::frame::Frame;
 
 const SCRIPT: &str = include_str!("receiver.sh");
 /// The first line it prints once it has checked its tools.
-const READY: &str = "ready 1";
+const READY: &str = "ready 2";
 /// Its process name in `ps`/`docker top` ($0 of the script).
 pub const NAME: &str = "lifeos-sync-receiver";
 const READY_WAIT: Duration = Duration::from_secs(30);
@@ -41,6 +41,8 @@ pub struct Receiver {
     out: Vec<u8>,
     /// The tail of its stderr, to say why it stopped.
     err: Vec<u8>,
+    /// Frames sent.
+    seq: u64,
 }
 
 /// Why no receiver runs.
@@ -52,11 +54,12 @@ pub enum OpenError {
     Engine(String),
 }
 
-/// A frame's answer. Either way the receiver has read the whole frame and stays in step.
+/// A frame's answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ack {
     Done,
-    /// A step failed (`clearing`, `extracting`, `owning links`: its error text).
+    /// A step failed (`clearing`, `extracting`, `owning links`: its tools' messages); the
+    /// receiver has exited.
     Failed(String),
 }
 
@@ -125,6 +128,7 @@ impl Receiver {
             output,
             out: Vec::new(),
             err: Vec::new(),
+            seq: 0,
         }
     }
 
@@ -135,25 +139,45 @@ impl Receiver {
 
     /// Write one frame and wait for its ack. Err: the receiver is gone or out of step (drop
     /// it; the frame may or may not have been applied, and applying it again is harmless).
+    /// After [`Ack::Failed`] it exits too (part of the frame may be unread).
     pub async fn send(&mut self, frame: &Frame) -> Result<Ack, String> {
+        self.seq += 1;
+        let seq = self.seq;
         let write = async {
-            for part in frame.parts() {
+            for part in frame.parts(seq) {
                 self.input.write_all(&part).await?;
             }
             self.input.flush().await
         };
-        match tokio::time::timeout(ACK_WAIT, write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(self.ended(&format!("writing to it failed ({e})"))),
-            Err(_) => return Err(format!("it read nothing for {} s", ACK_WAIT.as_secs())),
-        }
-        let l = self.line(ACK_WAIT).await?;
-        if l == "ok" {
-            Ok(Ack::Done)
-        } else if let Some(e) = l.strip_prefix("err ") {
-            Ok(Ack::Failed(short(e)))
-        } else {
-            Err(format!("out of step: {}", short(&l)))
+        // A write that fails may be a receiver that stopped reading a frame it failed on
+        // and exited: its ack may still be there to read.
+        let wait = match tokio::time::timeout(ACK_WAIT, write).await {
+            Ok(Ok(())) => Ok(ACK_WAIT),
+            Ok(Err(e)) => Err(format!("writing to it failed ({e})")),
+            Err(_) => Err(format!("it read nothing for {} s", ACK_WAIT.as_secs())),
+        };
+        // Its tools' messages, if any, come before the ack.
+        let mut said: Vec<String> = Vec::new();
+        loop {
+            let l = match self.line(*wait.as_ref().unwrap_or(&READY_WAIT)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    let e = wait.clone().err().unwrap_or(e);
+                    if said.is_empty() {
+                        return Err(self.ended(&e));
+                    }
+                    return Err(format!("{e}; it said: {}", short(&said.join(" "))));
+                }
+            };
+            if l == "lifeos-ack ok" {
+                return Ok(Ack::Done);
+            }
+            if let Some(step) = l.strip_prefix("lifeos-ack err ") {
+                return Ok(Ack::Failed(short(&format!("{step}: {}", said.join(" ")))));
+            }
+            if said.len() < 20 {
+                said.push(l);
+            }
         }
     }
 
@@ -249,7 +273,7 @@ mod tests {
         )
     }
 
-    const TOOLS: [&str; 8] = ["sh", "dd", "tar", "cat", "xargs", "rm", "chown", "tr"];
+    const TOOLS: [&str; 6] = ["sh", "dd", "tar", "xargs", "rm", "chown"];
 
     fn on_path(name: &str) -> std::path::PathBuf {
         std::env::split_paths(&std::env::var_os("PATH").unwrap())
@@ -362,17 +386,33 @@ mod tests {
         assert!(!root.join("elsewhere/in").exists());
         assert!(!root.join("srv/www/new/big").exists());
 
-        // A frame whose tar fails (a file under a file): its error, and the next frame is
-        // still read from its start.
+        // Closed stdin: it exits, nothing left running.
+        rx.close().await;
+        let st = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("the receiver exits when its stdin closes")
+            .unwrap();
+        assert!(st.success(), "{st:?}");
+
+        // A frame whose tar fails (a file under a file): its error, then it exits (part of
+        // the frame may be unread), and a new one takes the next frame.
+        let (mut rx, mut child) = local(&root, tools);
+        assert_eq!(rx.line(READY_WAIT).await.unwrap(), READY);
         let c = Changes {
-            files: vec![upsert("/srv/www/index.html/under", &w("u", b"u"), 0o644)],
+            files: vec![
+                upsert("/srv/www/index.html/under", &w("u", b"u"), 0o644),
+                upsert("/srv/www/big2", &w("big", &big), 0o644),
+            ],
             ..Default::default()
         };
         let f = frame(&host, &c).await;
         match rx.send(&f).await.unwrap() {
-            Ack::Failed(e) => assert!(e.starts_with("extracting:"), "{e}"),
+            Ack::Failed(e) => assert!(e.starts_with("extracting: ") && e.len() > 12, "{e}"),
             a => panic!("{a:?}"),
         }
+        assert_eq!(child.wait().await.unwrap().code(), Some(1));
+        let (mut rx, mut child) = local(&root, tools);
+        assert_eq!(rx.line(READY_WAIT).await.unwrap(), READY);
         let c = Changes {
             files: vec![upsert("/srv/www/index.html", &w("i", b"v2\n"), 0o644)],
             ..Default::default()
@@ -381,12 +421,10 @@ mod tests {
         assert_eq!(rx.send(&f).await.unwrap(), Ack::Done);
         assert_eq!(read("/srv/www/index.html"), b"v2\n");
         assert_eq!(read("/outside"), b"keep");
-
-        // Closed stdin: it exits, nothing left running.
-        rx.close().await;
+        drop(rx);
         let st = tokio::time::timeout(Duration::from_secs(10), child.wait())
             .await
-            .expect("the receiver exits when its stdin closes")
+            .expect("the receiver exits when its stdin is dropped")
             .unwrap();
         assert!(st.success(), "{st:?}");
     }
@@ -423,9 +461,23 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let (mut rx, mut child) = local(t.path(), None);
         assert_eq!(rx.line(READY_WAIT).await.unwrap(), READY);
-        rx.input.write_all(b"garbage 1 2 3\n").await.unwrap();
+        let empty = Frame::new(
+            (0, 0),
+            &Changes::default(),
+            crate::container::sync::Packed {
+                tar: vec![],
+                links: vec![],
+            },
+        )
+        .unwrap();
+        assert_eq!(rx.send(&empty).await.unwrap(), Ack::Done);
+        // Frame 2 numbered 5 (a stream cut in the wrong place): it says so and exits.
+        rx.input.write_all(b"F 5 0 0 0 0:0\n").await.unwrap();
         rx.input.flush().await.unwrap();
-        assert_eq!(rx.line(READY_WAIT).await.unwrap(), "out of step: garbage");
+        assert_eq!(
+            rx.line(READY_WAIT).await.unwrap(),
+            "out of step at frame 2: F 5"
+        );
         assert!(rx.line(READY_WAIT).await.is_err());
         assert_eq!(child.wait().await.unwrap().code(), Some(2));
     }
