@@ -13,8 +13,9 @@
 # the copy needs), for "file visible". Every measured time includes the quiet window.
 #
 # Also printed: where the sync path's time goes after the window (lifeos's `phases_ms`: find
-# the container, compare the files, the copy through the Engine API), and lifeos's own share
-# of the rebuild path from its --json lines: edit → build request (the image's task_started;
+# the container, compare the files, the copy: `via` its resident receiver, `stream`, or the
+# archive endpoint), and lifeos's own share of the rebuild path from its --json lines:
+# edit → build request (the image's task_started;
 # includes the 100 ms quiet window) and build done → container create (the service's
 # task_started after the image's task_finished). Prints p50/p95 and the load average before
 # and after. Needs root (the MergedDir read) and a local engine with the overlay2 driver;
@@ -151,7 +152,7 @@ try:
     wait_event(lambda v: v.get("event") == "watch_ready", 0, 600)
     results, visible = {}, []
     overhead_in, overhead_out = [], []
-    phases = {}
+    phases, vias = {}, {}
     merged = merged_file("synced", "srv/www/index.html")
     for name, site, port in (("sync", "site-a", pa), ("rebuild", "site-b", pb)):
         lat = []
@@ -180,6 +181,7 @@ try:
             _, b = wait_event(lambda v: v.get("event") == "watch_batch" and v.get("actions", 0) > 0, mark)
             if name == "sync":
                 _, a = wait_event(lambda v: v.get("event") == "watch_action" and v.get("action") == "sync", mark)
+                vias[a.get("via", "archive")] = vias.get(a.get("via", "archive"), 0) + 1
                 for k, v in a.get("phases_ms", {}).items():
                     phases.setdefault(k, []).append(v)
                 for k, v in b.get("phases_ms", {}).items():
@@ -203,7 +205,8 @@ try:
     print(f"sync path    edit -> response changed: p50 {s50:7.0f} ms  p95 {s95:7.0f} ms")
     print(f"rebuild path edit -> response changed: p50 {r50:7.0f} ms  p95 {r95:7.0f} ms")
     print(f"ratio (rebuild / sync, p50): {r50 / s50:.1f}x")
-    print("sync path after the quiet window, lifeos's phases_ms p50/p95:")
+    print("sync path after the quiet window, lifeos's phases_ms p50/p95 (copies via "
+          + ", ".join(f"{k}: {v}" for k, v in sorted(vias.items())) + "):")
     order = ["batch open", "host", "find", "compare", "copy", "after", "batch synced", "batch planned"]
     for k in order + sorted(set(phases) - set(order)):
         if k in phases:
