@@ -652,6 +652,8 @@ fn watch_reconnects_to_the_engine_rescans_and_reapplies_synced_files() {
         "{actions:#?}"
     );
     assert_eq!(actions[0]["files"], 2, "{actions:#?}");
+    // Through a receiver opened again over the new connection (the cut ended the old one).
+    assert_eq!(actions[0]["via"], "stream", "{actions:#?}");
     assert_eq!(get(wp, "/index.html"), "edited while the engine was away\n");
     assert_eq!(container_tree(&web_id, "/srv/www"), host_tree(&fx, "web"));
     assert_eq!(fx.container("web"), web_id);

@@ -375,6 +375,8 @@ mod tests {
                 upsert("/srv/www/full", &w("f", b"file now"), 0o644),
                 upsert("/srv/www/empty", &w("e", b"file too"), 0o644),
                 upsert("/srv/www/todir/in", &w("in", b"in"), 0o644),
+                // A file where a link was: the link goes, its target stays.
+                upsert("/srv/www/ln", &w("nolink", b"not a link"), 0o644),
             ],
         };
         let f = frame(&host, &c).await;
@@ -385,6 +387,9 @@ mod tests {
         assert!(!root.join("srv/www/todir").is_symlink());
         assert!(!root.join("elsewhere/in").exists());
         assert!(!root.join("srv/www/new/big").exists());
+        assert!(!root.join("srv/www/ln").is_symlink());
+        assert_eq!(read("/srv/www/ln"), b"not a link");
+        assert_eq!(read("/srv/www/index.html"), b"v1\n");
 
         // Closed stdin: it exits, nothing left running.
         rx.close().await;
