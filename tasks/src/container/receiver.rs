@@ -1,9 +1,10 @@
 //! The resident sync receiver: one exec per container per `lifeos watch` session, `sh`
 //! running receiver.sh as root with stdin and stdout attached through the Engine API. Each
-//! batch is one [`Frame`] written to its stdin and one ack line read back (a few ms), where a
-//! `PUT /containers/{id}/archive` costs ~75 ms on Docker 20.10: the engine re-executes
-//! itself as `docker-untar` in a chroot for every upload, and an exec costs as much.
-//! The receiver exits when its stdin closes (lifeos exits, or drops it).
+//! batch is one [`Frame`] written to its stdin and one ack line read back (its tools'
+//! messages, if any, before it): a few ms, where a `PUT /containers/{id}/archive` costs
+//! ~75 ms on Docker 20.10 (the engine re-executes itself as `docker-untar` in a chroot for
+//! every upload, and a new exec costs as much). It exits when its stdin closes (lifeos
+//! exits, or drops it).
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -156,24 +157,33 @@ impl Receiver {
             Ok(Err(e)) => Err(format!("writing to it failed ({e})")),
             Err(_) => Err(format!("it read nothing for {} s", ACK_WAIT.as_secs())),
         };
-        // Its tools' messages, if any, come before the ack.
+        // Its tools' messages, if any, come before the ack, which names this frame.
+        let ack = format!("lifeos-ack {seq} ");
         let mut said: Vec<String> = Vec::new();
         loop {
             let l = match self.line(*wait.as_ref().unwrap_or(&READY_WAIT)).await {
                 Ok(l) => l,
                 Err(e) => {
-                    let e = wait.clone().err().unwrap_or(e);
+                    // A failed write says more than the end of the stream it led to.
+                    let e = match &wait {
+                        Err(w) => self.ended(w),
+                        Ok(_) => e,
+                    };
                     if said.is_empty() {
-                        return Err(self.ended(&e));
+                        return Err(e);
                     }
                     return Err(format!("{e}; it said: {}", short(&said.join(" "))));
                 }
             };
-            if l == "lifeos-ack ok" {
-                return Ok(Ack::Done);
-            }
-            if let Some(step) = l.strip_prefix("lifeos-ack err ") {
-                return Ok(Ack::Failed(short(&format!("{step}: {}", said.join(" ")))));
+            match l.strip_prefix(&ack) {
+                Some("ok") => return Ok(Ack::Done),
+                Some(a) => {
+                    if let Some(step) = a.strip_prefix("err ") {
+                        let said = said.join(" ");
+                        return Ok(Ack::Failed(short(&format!("{step}: {said}"))));
+                    }
+                }
+                None => {}
             }
             if said.len() < 20 {
                 said.push(l);

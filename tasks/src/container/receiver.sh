@@ -7,6 +7,7 @@ for c in dd tar xargs rm chown; do
 done
 dd if=/dev/null bs=1 count=0 iflag=fullblock 2>/dev/null || { echo "its dd has no iflag=fullblock"; exit 127; }
 # Exactly $1 bytes of stdin: dd with full blocks never reads past them (head -c and tar do).
+# Always the first command of a pipeline (a subshell): its exec ends only that.
 take() {
   if [ "$1" -le 1048576 ]; then exec dd bs="$1" count=1 iflag=fullblock 2>/dev/null; fi
   dd bs=65536 count=$(($1 / 65536)) iflag=fullblock 2>/dev/null
@@ -20,8 +21,8 @@ pre='R=$1; shift; for p; do q="$R${p#?}"; case $p in
   f*) if [ -d "$q" ] && [ ! -L "$q" ]; then rm -rf -- "$q" || exit 255; fi ;;
 esac; done'
 # A step that fails may leave part of its section unread: say so and exit (lifeos starts a
-# new receiver). Its tools' messages come first, on their own lines.
-fail() { echo "lifeos-ack err $1"; exit 1; }
+# new receiver). Its tools' messages come first; the ack names its frame.
+fail() { echo "lifeos-ack $n err $1"; exit 1; }
 n=0
 echo ready 2
 while read -r tag seq np nt nl own; do
@@ -33,5 +34,5 @@ while read -r tag seq np nt nl own; do
   if [ "$nl" != 0 ]; then
     take "$nl" | (cd "${root:-/}" && exec xargs -0 -r chown -h "$own" --) 2>&1 || fail "owning links"
   fi
-  echo "lifeos-ack ok"
+  echo "lifeos-ack $n ok"
 done
