@@ -2,6 +2,7 @@
 //! library crates: `lifeos-engine` (graph, keys, scheduler), `lifeos-tasks` (task kinds),
 //! `lifeos-cache` (snapshot, records, blobs).
 
+pub mod allocator;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -6,7 +6,9 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    lifeos::allocator::tune();
     let code = run();
+    lifeos::allocator::at_exit();
     // Exit codes are 0..=130; anything else would be a bug, reported as a plain failure.
     std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -87,10 +87,14 @@ impl RunLock {
             command: command.to_string(),
             since: now_secs(),
         };
-        // Only the holder writes, so a truncate and a write cannot interleave with another's.
-        file.set_len(0)?;
+        // Only the holder writes, so the write and the trim cannot interleave with another's.
+        // Written over the old details, then trimmed to length: ext4 flushes a file that was
+        // truncated to zero when it is closed (its rename-or-truncate safety heuristic), a
+        // disk write on every run for a file nobody needs on disk.
+        let details = serde_json::to_vec(&me).map_err(io::Error::other)?;
         file.rewind()?;
-        file.write_all(&serde_json::to_vec(&me).map_err(io::Error::other)?)?;
+        file.write_all(&details)?;
+        file.set_len(details.len() as u64)?;
         Ok(Ok(RunLock { _file: file }))
     }
 }
@@ -100,7 +104,12 @@ fn read_holder(file: &mut File) -> Holder {
     let mut buf = Vec::new();
     let _ = file.rewind();
     let _ = file.take(64 * 1024).read_to_end(&mut buf);
-    serde_json::from_slice(&buf).unwrap_or_default()
+    // The first JSON value: a holder writing over longer old details trims them only after.
+    serde_json::Deserializer::from_slice(&buf)
+        .into_iter::<Holder>()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -130,6 +139,29 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o077, 0, "the lock file is private: {mode:o}");
+    }
+
+    #[test]
+    fn a_shorter_holder_leaves_no_trace_of_a_longer_one() {
+        let t = tempfile::tempdir().unwrap();
+        let long = format!("lifeos run {}", "x".repeat(200));
+        drop(RunLock::try_acquire(t.path(), &long).unwrap().unwrap());
+        let _short = RunLock::try_acquire(t.path(), "lifeos run a")
+            .unwrap()
+            .unwrap();
+        let text = std::fs::read_to_string(path(t.path())).unwrap();
+        assert!(!text.contains("xxx"), "old details left behind: {text}");
+        let holder: Holder = serde_json::from_str(&text).unwrap();
+        assert_eq!(holder.command, "lifeos run a");
+        // A waiter reading between the write and the trim still gets the new holder.
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path(t.path()))
+            .unwrap();
+        f.seek(io::SeekFrom::End(0)).unwrap();
+        f.write_all(b"xx\"command\":\"old\"}").unwrap();
+        assert_eq!(read_holder(&mut f).command, "lifeos run a");
     }
 
     #[test]

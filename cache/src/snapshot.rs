@@ -181,6 +181,11 @@ const RACY_WINDOW_NS: i64 = 2_000_000_000;
 /// Changed files totalling less than this are hashed on the calling thread.
 const SEQUENTIAL_BYTES: u64 = 256 * 1024;
 
+/// A walk goes parallel only once it has found this many directories: a small tree (the
+/// example has 14) walks faster on this thread than rayon's pool starts (two threads, their
+/// stacks and allocator heaps: ~70 page faults, a third of a no-op's time on a VM).
+const SEQUENTIAL_DIRS: usize = 64;
+
 pub struct Snapshot {
     root: PathBuf,
     /// The root, opened once (`O_PATH`): [`Snapshot::stat`] looks names up from here, so the
@@ -432,17 +437,19 @@ impl Snapshot {
             }
         }
         out.lock().unwrap().extend(files);
+        let mut found = 0;
         if !subdirs.is_empty() {
             // The same exact-bytes form as file names (crate::names), or a directory whose
             // name is not UTF-8 would not match its own files.
             let rels = subdirs
                 .iter()
                 .map(|d| crate::names::encode(d.strip_prefix(&self.root).unwrap_or(d)));
-            self.dirs.lock().unwrap().extend(rels);
+            let mut dirs = self.dirs.lock().unwrap();
+            dirs.extend(rels);
+            found = dirs.len();
         }
-        // Fan out only where there is breadth: a small tree walks faster on this thread
-        // than it takes to start rayon's pool (a no-op `lifeos build` may need nothing else).
-        if subdirs.len() >= 8 {
+        // Fan out only where there is breadth in a tree already known to be large.
+        if subdirs.len() >= 8 && found >= SEQUENTIAL_DIRS {
             subdirs.par_iter().try_for_each(|d| self.walk_dir(d, out))
         } else {
             subdirs.iter().try_for_each(|d| self.walk_dir(d, out))
@@ -676,6 +683,34 @@ mod tests {
         }
         assert!(s.stat("d/link").unwrap().unwrap().symlink);
         assert_eq!(s.stat(&odd_rel).unwrap().unwrap().size, 1);
+    }
+
+    #[test]
+    fn small_and_wide_trees_walk_to_the_same_files() {
+        // 12 x 12 directories: past SEQUENTIAL_DIRS, so the later fan-outs go to rayon.
+        let t = tempfile::tempdir().unwrap();
+        let mut want = Vec::new();
+        for i in 0..12 {
+            for j in 0..12 {
+                let d = t.path().join(format!("d{i:02}/e{j:02}"));
+                fs::create_dir_all(&d).unwrap();
+                fs::write(d.join("f"), "x").unwrap();
+                want.push(format!("d{i:02}/e{j:02}/f"));
+            }
+        }
+        fs::write(t.path().join("top"), "y").unwrap();
+        want.push("top".into());
+        let s = Snapshot::open(t.path(), None);
+        let mut got: Vec<String> = s.walk("").unwrap().iter().map(|f| f.rel.clone()).collect();
+        got.sort();
+        assert_eq!(got, want);
+        let small: Vec<String> = Snapshot::open(t.path(), None)
+            .walk("d03")
+            .unwrap()
+            .iter()
+            .map(|f| f.rel.clone())
+            .collect();
+        assert_eq!(small.len(), 12, "{small:?}");
     }
 
     #[test]

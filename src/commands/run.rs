@@ -217,6 +217,9 @@ pub async fn execute_with(
         .services
         .docker()
         .keep_view_in(cache.engine_view_path());
+    if uses_containers {
+        project.services.docker().prefetch_view().await;
+    }
     let (actions, cas) = stores(project, &cache, records, dry_run);
     // Never freed: the run flushes it, and the process exits soon after; dropping the
     // records of a 10,000-task index one by one only costs time.

@@ -131,11 +131,20 @@ pub fn hash_file(path: &Path) -> Option<blake3::Hash> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .ok()?;
-    if !f.metadata().ok()?.is_file() {
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() {
         return None;
     }
     let mut h = blake3::Hasher::new();
-    h.update_reader(f).ok()?;
+    if meta.len() < 64 * 1024 {
+        // A small file read whole: `update_reader`'s 64 KiB stack buffer would be 16 fresh
+        // pages for a 1 KiB lifeos.toml, and page faults are most of a no-op's cost.
+        let mut buf = Vec::with_capacity(meta.len() as usize + 1);
+        std::io::Read::read_to_end(&mut &f, &mut buf).ok()?;
+        h.update(&buf);
+    } else {
+        h.update_reader(f).ok()?;
+    }
     Some(h.finalize())
 }
 

@@ -66,6 +66,8 @@ pub struct Docker {
     /// Where the engine view is kept between runs (`.lifeos/engine.json`), once a run says.
     view_path: Arc<OnceLock<PathBuf>>,
     view: Arc<OnceCell<Mutex<View>>>,
+    /// The view's events call, sent ahead by [`Docker::prefetch_view`].
+    pending_view: Arc<Mutex<Option<view::Pending>>>,
 }
 
 /// A base's facts (None: absent), or the error as (environment?, message).
@@ -181,6 +183,25 @@ impl Docker {
         let _ = self.view_path.set(path);
     }
 
+    /// Send the engine view's events call now, so the engine answers while the run keys its
+    /// tasks on this thread; the first image question then finds the answer waiting.
+    pub async fn prefetch_view(&self) {
+        let host = host();
+        let Some(socket) = host.strip_prefix("unix://") else {
+            return;
+        };
+        if self.view.initialized() {
+            return;
+        }
+        let path = self.view_path.get().cloned();
+        *self.pending_view.lock().unwrap() = Some(view::start(socket, path, &host));
+        // The spawned call connects, then hands the request to hyper's connection task,
+        // which writes it: a few turns of this (single-threaded) runtime, no waiting.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// Save what this run learned about images, if anything (a failure only costs the next
     /// run its shortcut, the file is written atomically).
     pub fn save_view(&self) {
@@ -198,6 +219,10 @@ impl Docker {
                 let Some(socket) = host.strip_prefix("unix://") else {
                     return Ok(Mutex::new(View::default()));
                 };
+                let pending = self.pending_view.lock().unwrap().take();
+                if let Some(pending) = pending {
+                    return Ok(Mutex::new(pending.finish().await?));
+                }
                 let path = self.view_path.get().cloned();
                 Ok(Mutex::new(view::open(socket, path, &host).await?))
             })

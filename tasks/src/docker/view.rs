@@ -170,6 +170,22 @@ fn read_state(path: &Path, host: &str) -> Option<State> {
 
 /// Load the saved state and check it against the engine's event log.
 pub async fn open(socket: &str, path: Option<PathBuf>, host: &str) -> Result<View, TaskError> {
+    start(socket, path, host).finish().await
+}
+
+/// The saved state, with the events call since its mark already on its way: a run starts
+/// it before keying its tasks, so the engine answers while lifeos hashes (on a no-op, the
+/// engine's ~1 ms answer was otherwise waited for after the keys, in series).
+pub struct Pending {
+    socket: String,
+    path: Option<PathBuf>,
+    state: State,
+    until: i64,
+    since_mark: Option<tokio::task::JoinHandle<Result<Option<Vec<Mark>>, TaskError>>>,
+}
+
+/// Read the saved state and send the events call since its mark (spawned on the runtime).
+pub fn start(socket: &str, path: Option<PathBuf>, host: &str) -> Pending {
     let state = path
         .as_deref()
         .and_then(|p| read_state(p, host))
@@ -179,41 +195,67 @@ pub async fn open(socket: &str, path: Option<PathBuf>, host: &str) -> Result<Vie
             ..State::default()
         });
     let until = now_nano();
-    let mut changes = None;
-    let mut newest = None;
-    let mut refused = false;
-    if let Some(mark) = &state.mark {
-        match engine_events(socket, Some(mark.time_nano), until).await? {
-            Some(events) => (changes, newest) = judge(mark, events),
-            None => refused = true,
-        }
-    }
-    if changes.is_none() && newest.is_none() && !refused {
-        // No mark, or it fell out of the buffer: the newest event the engine still has.
-        newest = engine_events(socket, None, until)
-            .await?
-            .and_then(|mut e| e.pop());
-    }
-    let trusted = changes.is_some();
-    let mut view = View {
+    let since_mark = state.mark.as_ref().map(|mark| {
+        let (socket, since) = (socket.to_string(), mark.time_nano);
+        tokio::spawn(async move { engine_events(&socket, Some(since), until).await })
+    });
+    Pending {
+        socket: socket.to_string(),
         path,
         state,
-        trusted,
-        dirty: false,
-    };
-    match changes {
-        Some(changes) => view.apply(&changes),
-        None => {
-            let s = &mut view.state;
-            view.dirty = s.mark.is_some() || !s.images.is_empty() || newest.is_some();
-            s.images.clear();
+        until,
+        since_mark,
+    }
+}
+
+impl Pending {
+    /// Judge the saved facts by the engine's answer.
+    pub async fn finish(self) -> Result<View, TaskError> {
+        let Pending {
+            socket,
+            path,
+            state,
+            until,
+            since_mark,
+        } = self;
+        let mut changes = None;
+        let mut newest = None;
+        let mut refused = false;
+        if let (Some(mark), Some(answer)) = (&state.mark, since_mark) {
+            // A task that died (it cannot panic; cancelled only with the runtime) is no
+            // answer: the facts are then not used.
+            match answer.await.unwrap_or(Ok(None))? {
+                Some(events) => (changes, newest) = judge(mark, events),
+                None => refused = true,
+            }
         }
+        if changes.is_none() && newest.is_none() && !refused {
+            // No mark, or it fell out of the buffer: the newest event the engine still has.
+            newest = engine_events(&socket, None, until)
+                .await?
+                .and_then(|mut e| e.pop());
+        }
+        let trusted = changes.is_some();
+        let mut view = View {
+            path,
+            state,
+            trusted,
+            dirty: false,
+        };
+        match changes {
+            Some(changes) => view.apply(&changes),
+            None => {
+                let s = &mut view.state;
+                view.dirty = s.mark.is_some() || !s.images.is_empty() || newest.is_some();
+                s.images.clear();
+            }
+        }
+        if view.state.mark != newest {
+            view.dirty = true;
+            view.state.mark = newest;
+        }
+        Ok(view)
     }
-    if view.state.mark != newest {
-        view.dirty = true;
-        view.state.mark = newest;
-    }
-    Ok(view)
 }
 
 /// Given the events since (and including) the mark: the events after it when the engine
