@@ -10,7 +10,7 @@
 
 use std::os::raw::c_long;
 
-use libmimalloc_sys::{mi_option_get, mi_option_set, mi_option_t};
+use libmimalloc_sys::{mi_option_set, mi_option_t};
 
 // The option numbers of mimalloc v3's `mi_option_e` (include/mimalloc.h): the `extended`
 // bindings of libmimalloc-sys 0.1.49 still list v2's and lack these. The test pins them
@@ -37,6 +37,7 @@ pub fn at_exit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libmimalloc_sys::mi_option_get;
 
     #[test]
     fn option_numbers_are_mimalloc_v3s() {

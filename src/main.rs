@@ -1,5 +1,3 @@
-use clap::Parser;
-
 // Config loading and keying allocate many small strings; mimalloc makes that a third cheaper
 // than glibc's malloc here (see benches/README.md).
 #[global_allocator]
