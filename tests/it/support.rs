@@ -265,11 +265,14 @@ impl DockerFx {
     }
 
     /// `docker build` with this test's label (the Docker CLI as an independent builder).
+    /// `--no-cache`: the 20.10 classic builder's cache lookup scans every image and fails
+    /// ("unable to find image") when another test removes one meanwhile.
     pub fn cli_build(&self, tag: &str, dir: &Path) {
         let label = format!("lifeos.test={}", self.id);
         docker(&[
             "build",
             "-q",
+            "--no-cache",
             "--label",
             &label,
             "-t",
